@@ -1,0 +1,17 @@
+package ceremony
+
+import (
+	"testing"
+
+	"github.com/coldharbor/coldharbor/internal/depcheck"
+)
+
+func TestDependencies(t *testing.T) {
+	depcheck.Forbid(t, "github.com/coldharbor/coldharbor/ceremony",
+		"github.com/google/go-containerregistry/pkg/v1/remote",
+		"github.com/coldharbor/coldharbor/bundle",
+		"github.com/coldharbor/coldharbor/mirror",
+		"github.com/coldharbor/coldharbor/hsm/pivsim",
+		"github.com/urfave/cli",
+	)
+}

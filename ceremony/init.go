@@ -1,0 +1,325 @@
+package ceremony
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+
+	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+// InitOptions describe a new root of trust.
+type InitOptions struct {
+	Dir              string
+	RootKeys         []*hsm.Key
+	RootThreshold    int
+	TargetsKeys      []*hsm.Key
+	TargetsThreshold int
+	// SnapshotKey and TimestampKey are usually public-only here: their
+	// private halves live in the isolated network, which signs the first
+	// snapshot and timestamp.
+	SnapshotKey  *hsm.Key
+	TimestampKey *hsm.Key
+	// Expiry overrides trust.DefaultExpiry per role.
+	Expiry trust.Expiry
+	// Force replaces an existing repository (its metadata, targets,
+	// transcript and pinned root). Nothing else in Dir is touched.
+	Force bool
+	// Now is the ceremony's clock. Zero: time.Now().
+	Now time.Time
+	// Tool is recorded in the transcript (name and version).
+	Tool string
+}
+
+// RoleKeys is one role's keys as set in root v1.
+type RoleKeys struct {
+	Threshold int      `json:"threshold"`
+	KeyIDs    []string `json:"keyids"`
+	Sources   []string `json:"sources"` // key URIs, without secrets
+	SignedBy  []string `json:"signed_by"`
+}
+
+// InitResult is what a ceremony leaves for the paper record.
+type InitResult struct {
+	Dir        string              `json:"repo"`
+	Roles      map[string]RoleKeys `json:"roles"`
+	RootSHA256 string              `json:"root_sha256"`
+	Files      map[string]string   `json:"files"` // published name → sha256
+	// Pending lists roles not published because their private keys are not
+	// here (signed later on the isolated side).
+	Pending        []string `json:"pending"`
+	TranscriptHead string   `json:"transcript_sha256"`
+}
+
+// Init creates root v1, targets v1 (empty), and snapshot v1 and timestamp v1
+// when their private keys are present; verifies the result as a client
+// would before writing anything; publishes it atomically; pins root v1 as
+// the trusted root; and appends the steps to transcript.jsonl.
+func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	exp := trust.DefaultExpiry()
+	for r, d := range o.Expiry {
+		exp[r] = d
+	}
+	roles := []struct {
+		name      string
+		keys      []*hsm.Key
+		threshold int
+	}{
+		{trust.Root, o.RootKeys, o.RootThreshold},
+		{trust.Targets, o.TargetsKeys, o.TargetsThreshold},
+		{trust.Snapshot, nonNil(o.SnapshotKey), 1},
+		{trust.Timestamp, nonNil(o.TimestampKey), 1},
+	}
+
+	// Refuse a bad ceremony before touching the disk.
+	ids := map[string]map[string]string{} // role → key ID → URI
+	for _, r := range roles {
+		if len(r.keys) == 0 {
+			return nil, fmt.Errorf("%s: no key given", r.name)
+		}
+		if r.threshold < 1 || r.threshold > len(r.keys) {
+			return nil, fmt.Errorf("%s: threshold %d is impossible with %d key(s): it must be between 1 and the number of keys", r.name, r.threshold, len(r.keys))
+		}
+		ids[r.name] = map[string]string{}
+		for _, k := range r.keys {
+			id, err := trust.KeyID(k.Public)
+			if err != nil {
+				return nil, fmt.Errorf("%s key %s: %w", r.name, k.URI, err)
+			}
+			if prev, dup := ids[r.name][id]; dup {
+				return nil, fmt.Errorf("%s: the same key is given twice (%s and %s, key ID %s)", r.name, prev, k.URI, id)
+			}
+			ids[r.name][id] = k.URI.String()
+		}
+	}
+	// An offline key reused as an online one would sit on a networked
+	// machine: refuse it.
+	for _, off := range []string{trust.Root, trust.Targets} {
+		for _, on := range []string{trust.Snapshot, trust.Timestamp} {
+			for id := range ids[off] {
+				if _, ok := ids[on][id]; ok {
+					return nil, fmt.Errorf("key %s is given for %s and for %s: an offline key must not also be an online key", id, off, on)
+				}
+			}
+		}
+	}
+	for _, r := range roles[:2] {
+		if n := countPrivate(r.keys); n < r.threshold {
+			return nil, fmt.Errorf("%s: only %d of the %d signatures needed can be made here (give the private keys, not only public-key PEMs)", r.name, n, r.threshold)
+		}
+	}
+	if trust.Exists(o.Dir) && !o.Force {
+		return nil, fmt.Errorf("%s already holds a TUF repository: refusing to replace a root of trust (rotate it with 'coldharbor ceremony rotate', or pass --force to start over)", o.Dir)
+	}
+
+	t := &transcript{now: func() time.Time { return now }}
+	res := &InitResult{Dir: o.Dir, Roles: map[string]RoleKeys{}, Files: map[string]string{}, Pending: []string{}}
+	if err := t.add(Entry{Step: "init.start", Detail: map[string]any{"tool": o.Tool, "expiry": expiryStrings(exp)}}); err != nil {
+		return nil, err
+	}
+
+	root := metadata.Root(trust.ExpiresAt(now, exp[trust.Root]))
+	for _, r := range roles {
+		rk := RoleKeys{Threshold: r.threshold}
+		for _, k := range r.keys {
+			tk, err := metadata.KeyFromPublicKey(k.Public)
+			if err != nil {
+				return nil, err
+			}
+			if err := root.Signed.AddKey(tk, r.name); err != nil {
+				return nil, fmt.Errorf("adding %s key: %w", r.name, err)
+			}
+			id, _ := tk.ID()
+			pemPub, err := cryptoutils.MarshalPublicKeyToPEM(k.Public)
+			if err != nil {
+				return nil, err
+			}
+			rk.KeyIDs = append(rk.KeyIDs, id)
+			rk.Sources = append(rk.Sources, k.URI.String())
+			if err := t.add(Entry{Step: "key", Role: r.name, KeyIDs: []string{id}, Detail: map[string]any{
+				"source": k.URI.String(), "public_key": string(pemPub), "private_here": k.Private(),
+			}}); err != nil {
+				return nil, err
+			}
+		}
+		root.Signed.Roles[r.name].Threshold = r.threshold
+		res.Roles[r.name] = rk
+	}
+
+	mem := trust.MemSource{}
+	pub := trust.Publication{}
+	if err := sign(root, trust.Root, o.RootKeys, t, res); err != nil {
+		return nil, err
+	}
+	pub.Roots = append(pub.Roots, root)
+
+	targets := metadata.Targets(trust.ExpiresAt(now, exp[trust.Targets]))
+	if err := sign(targets, trust.Targets, o.TargetsKeys, t, res); err != nil {
+		return nil, err
+	}
+	pub.Targets = targets
+
+	if o.SnapshotKey.Private() {
+		snap := metadata.Snapshot(trust.ExpiresAt(now, exp[trust.Snapshot]))
+		snap.Signed.Meta[trust.Targets+".json"] = metadata.MetaFile(targets.Signed.Version)
+		if err := sign(snap, trust.Snapshot, []*hsm.Key{o.SnapshotKey}, t, res); err != nil {
+			return nil, err
+		}
+		pub.Snapshot = snap
+		if o.TimestampKey.Private() {
+			ts := metadata.Timestamp(trust.ExpiresAt(now, exp[trust.Timestamp]))
+			ts.Signed.Meta[trust.Snapshot+".json"] = metadata.MetaFile(snap.Signed.Version)
+			if err := sign(ts, trust.Timestamp, []*hsm.Key{o.TimestampKey}, t, res); err != nil {
+				return nil, err
+			}
+			pub.Timestamp = ts
+		} else {
+			res.Pending = append(res.Pending, trust.Timestamp)
+		}
+	} else {
+		res.Pending = append(res.Pending, trust.Snapshot, trust.Timestamp)
+	}
+
+	// Verify exactly what will be published, as a client would, before a
+	// single byte is written.
+	if err := addBytes(mem, res, pub); err != nil {
+		return nil, err
+	}
+	rootBytes := mem[trust.FileName(trust.Root, 1)]
+	if pub.Timestamp != nil {
+		if _, err := trust.VerifySource(ctx, mem, trust.VerifyOptions{Anchor: rootBytes, Now: now}); err != nil {
+			return nil, fmt.Errorf("self-check of the new repository failed: %w", err)
+		}
+	} else {
+		tm, err := trustedmetadata.New(rootBytes)
+		if err != nil {
+			return nil, fmt.Errorf("self-check of root v1 failed: %w", err)
+		}
+		if err := tm.Root.VerifyDelegate(trust.Targets, targets); err != nil {
+			return nil, fmt.Errorf("self-check of targets v1 failed: %w", err)
+		}
+	}
+	sum := sha256.Sum256(rootBytes)
+	res.RootSHA256 = hex.EncodeToString(sum[:])
+
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", o.Dir, err)
+	}
+	unlock, err := trust.Lock(ctx, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if o.Force {
+		if err := trust.Remove(o.Dir); err != nil {
+			return nil, err
+		}
+	}
+	if err := trust.Publish(ctx, o.Dir, pub); err != nil {
+		return nil, err
+	}
+	if err := t.add(Entry{Step: "init.published", Version: 1, Files: res.Files, Detail: map[string]any{"pending": res.Pending}}); err != nil {
+		return nil, err
+	}
+	if err := t.write(filepath.Join(o.Dir, trust.TranscriptFile)); err != nil {
+		return nil, err
+	}
+	res.TranscriptHead = t.head()
+	return res, nil
+}
+
+func sign[T metadata.Roles](m *metadata.Metadata[T], role string, keys []*hsm.Key, t *transcript, res *InitResult) error {
+	for _, k := range keys {
+		if !k.Private() {
+			continue
+		}
+		if err := trust.Sign(m, role, k.Signer); err != nil {
+			return err
+		}
+		id, err := trust.KeyID(k.Public)
+		if err != nil {
+			return err
+		}
+		rk := res.Roles[role]
+		rk.SignedBy = append(rk.SignedBy, id)
+		res.Roles[role] = rk
+		if err := t.add(Entry{Step: "sign", Role: role, Version: 1, KeyIDs: []string{id}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addBytes encodes every file of pub into mem and records its sha256.
+func addBytes(mem trust.MemSource, res *InitResult, pub trust.Publication) error {
+	put := func(name string, b []byte, err error) error {
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", name, err)
+		}
+		mem[name] = b
+		s := sha256.Sum256(b)
+		res.Files[filepath.Join(trust.MetadataDir, name)] = hex.EncodeToString(s[:])
+		return nil
+	}
+	for _, r := range pub.Roots {
+		b, err := r.ToBytes(true)
+		if err := put(trust.FileName(trust.Root, r.Signed.Version), b, err); err != nil {
+			return err
+		}
+	}
+	b, err := pub.Targets.ToBytes(true)
+	if err := put(trust.FileName(trust.Targets, pub.Targets.Signed.Version), b, err); err != nil {
+		return err
+	}
+	if pub.Snapshot != nil {
+		b, err := pub.Snapshot.ToBytes(true)
+		if err := put(trust.FileName(trust.Snapshot, pub.Snapshot.Signed.Version), b, err); err != nil {
+			return err
+		}
+	}
+	if pub.Timestamp != nil {
+		b, err := pub.Timestamp.ToBytes(true)
+		if err := put(trust.FileName(trust.Timestamp, 0), b, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func countPrivate(keys []*hsm.Key) int {
+	n := 0
+	for _, k := range keys {
+		if k.Private() {
+			n++
+		}
+	}
+	return n
+}
+
+func nonNil(k *hsm.Key) []*hsm.Key {
+	if k == nil {
+		return nil
+	}
+	return []*hsm.Key{k}
+}
+
+func expiryStrings(e trust.Expiry) map[string]string {
+	m := map[string]string{}
+	for r, d := range e {
+		m[r] = trust.FormatDuration(d)
+	}
+	return m
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/coldharbor/coldharbor/ceremony"
+	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+func ceremonyCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "ceremony",
+		Usage: "create and rotate the root of trust (on the air-gapped machine)",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "init",
+				Usage: "create a new TUF repository: root v1 and the first targets, snapshot and timestamp",
+				Description: `Creates the root of trust in --repo DIR: root v1 signed by every root key
+given, an empty targets v1, and snapshot v1 and timestamp v1 when their
+private keys are here (otherwise the isolated side signs them later).
+
+Each key is a URI (file:PATH, yubikey:…, pkcs11:…) or a public-key PEM file for
+a key held elsewhere. Root and targets need at least their threshold of
+private keys present. Prints each key ID and the sha256 of root v1 for the
+paper record, and appends every step to DIR/transcript.jsonl.
+
+Refuses a threshold above the key count, a key given twice, an offline
+(root/targets) key reused as an online (snapshot/timestamp) key, and an
+existing repository unless --force.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "repo", Usage: "create the repository in `DIR`"},
+					&cli.StringSliceFlag{Name: "root-key", Usage: "a root key `URI` (repeat for each holder)"},
+					&cli.IntFlag{Name: "root-threshold", Usage: "root signatures required: `M` of the root keys", Value: 1},
+					&cli.StringSliceFlag{Name: "targets-key", Usage: "a targets key `URI` (repeat); also the cosign signing key"},
+					&cli.IntFlag{Name: "targets-threshold", Usage: "targets signatures required: `M` of the targets keys", Value: 1},
+					&cli.StringFlag{Name: "snapshot-key", Usage: "the snapshot key `URI` or public-key PEM"},
+					&cli.StringFlag{Name: "timestamp-key", Usage: "the timestamp key `URI` or public-key PEM"},
+					&cli.StringFlag{Name: "root-expires", Usage: "root v1 is valid for `DURATION` (s, m, h, d)", Value: "365d"},
+					&cli.StringFlag{Name: "targets-expires", Usage: "targets v1 is valid for `DURATION`", Value: "90d"},
+					&cli.StringFlag{Name: "snapshot-expires", Usage: "snapshot v1 is valid for `DURATION`", Value: "7d"},
+					&cli.StringFlag{Name: "timestamp-expires", Usage: "timestamp v1 is valid for `DURATION`", Value: "1d"},
+					&cli.BoolFlag{Name: "force", Usage: "replace an existing repository in DIR (discards its root of trust)"},
+					outputFlag(),
+				},
+				Action: func(c *cli.Context) error { return ceremonyInit(c, e) },
+			},
+		},
+	}
+}
+
+func ceremonyInit(c *cli.Context, e env) error {
+	// Validate every flag before opening a key (and asking for a password).
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	if c.NArg() > 0 {
+		return usagef("ceremony init takes no arguments (got %q)", c.Args().First())
+	}
+	dir := c.String("repo")
+	if dir == "" {
+		return usagef("--repo DIR is required")
+	}
+	for _, f := range []string{"root-key", "targets-key"} {
+		if len(c.StringSlice(f)) == 0 {
+			return usagef("--%s is required (at least one)", f)
+		}
+	}
+	for _, f := range []string{"snapshot-key", "timestamp-key"} {
+		if c.String(f) == "" {
+			return usagef("--%s is required (a URI, or a public-key PEM for a key held on the isolated side)", f)
+		}
+	}
+	expiry := trust.Expiry{}
+	for _, r := range []string{trust.Root, trust.Targets, trust.Snapshot, trust.Timestamp} {
+		d, err := trust.ParseDuration(c.String(r + "-expires"))
+		if err != nil {
+			return usagef("--%s-expires: %v", r, err)
+		}
+		expiry[r] = d
+	}
+	for _, u := range append(append(c.StringSlice("root-key"), c.StringSlice("targets-key")...), c.String("snapshot-key"), c.String("timestamp-key")) {
+		if _, err := hsm.ParseURI(u); err != nil {
+			return usagef("%v", err)
+		}
+	}
+
+	opened := map[string]*hsm.Key{} // one Open per URI: a key given for two roles asks once
+	var closers []func() error
+	defer func() {
+		for _, cl := range closers {
+			cl()
+		}
+	}()
+	open := func(uris ...string) ([]*hsm.Key, error) {
+		var keys []*hsm.Key
+		for _, u := range uris {
+			if k, ok := opened[u]; ok {
+				keys = append(keys, k)
+				continue
+			}
+			k, err := hsm.Open(c.Context, u, hsm.WithSecrets(e.secrets()))
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, k.Close)
+			opened[u] = k
+			keys = append(keys, k)
+		}
+		return keys, nil
+	}
+	rootKeys, err := open(c.StringSlice("root-key")...)
+	if err != nil {
+		return err
+	}
+	targetsKeys, err := open(c.StringSlice("targets-key")...)
+	if err != nil {
+		return err
+	}
+	online, err := open(c.String("snapshot-key"), c.String("timestamp-key"))
+	if err != nil {
+		return err
+	}
+	res, err := ceremony.Init(c.Context, ceremony.InitOptions{
+		Dir:              dir,
+		RootKeys:         rootKeys,
+		RootThreshold:    c.Int("root-threshold"),
+		TargetsKeys:      targetsKeys,
+		TargetsThreshold: c.Int("targets-threshold"),
+		SnapshotKey:      online[0],
+		TimestampKey:     online[1],
+		Expiry:           expiry,
+		Force:            c.Bool("force"),
+		Tool:             "coldharbor " + version,
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Created TUF repository in %s\n\n", res.Dir)
+	for _, r := range []string{trust.Root, trust.Targets, trust.Snapshot, trust.Timestamp} {
+		rk := res.Roles[r]
+		fmt.Fprintf(w, "%s (threshold %d of %d, signed by %d):\n", r, rk.Threshold, len(rk.KeyIDs), len(rk.SignedBy))
+		for i, id := range rk.KeyIDs {
+			fmt.Fprintf(w, "  %s  %s\n", id, rk.Sources[i])
+		}
+	}
+	fmt.Fprintf(w, "\nroot v1 sha256: %s\n", res.RootSHA256)
+	fmt.Fprintf(w, "transcript sha256: %s\n", res.TranscriptHead)
+	if len(res.Pending) > 0 {
+		fmt.Fprintf(w, "\nnot yet signed (private keys not here): %s; the isolated side signs them on first import or refresh\n", strings.Join(res.Pending, ", "))
+	}
+	names := make([]string, 0, len(res.Files))
+	for n := range res.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w, "\nfiles:")
+	for _, n := range names {
+		fmt.Fprintf(w, "  %s  %s\n", res.Files[n], n)
+	}
+	fmt.Fprintf(w, "\nWrite the root sha256 and key IDs on the paper record. Created %s.\n", time.Now().UTC().Format(time.RFC3339))
+	return nil
+}

@@ -1,0 +1,209 @@
+// Command coldharbor moves container images into isolated networks with
+// end-to-end trust. This package holds the command line only: flags,
+// prompts and output; the work is done in bundle, mirror, ceremony, trust
+// and hsm.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Exit codes (DESIGN.md): scripts and cron jobs rely on them.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitRefused  = 3 // verification refused
+	exitExpiring = 4 // status/refresh: a role expires within its warning window
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, env{
+		stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+		getenv: os.LookupEnv,
+	})
+	stop()
+	os.Exit(code)
+}
+
+// env is everything the command reads from its process, so tests can run it
+// in-process.
+type env struct {
+	stdin          *os.File // nil: no terminal to prompt on
+	stdout, stderr io.Writer
+	getenv         func(string) (string, bool)
+}
+
+func (e env) secrets() hsm.SecretFunc { return hsm.EnvOrPrompt(e.getenv, e.stdin, e.stderr) }
+
+func run(ctx context.Context, args []string, e env) int {
+	app := newApp(e)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	code := exitCode(err)
+	msg := err.Error()
+	// One line: wrapped multi-line errors from libraries are folded.
+	msg = strings.Join(strings.Fields(msg), " ")
+	fmt.Fprintf(e.stderr, "coldharbor: error: %s\n", msg)
+	if h := hintFor(err); h != "" {
+		fmt.Fprintf(e.stderr, "coldharbor: hint: %s\n", h)
+	}
+	return code
+}
+
+// usageError is bad command-line input: exit 2.
+type usageError struct{ msg string }
+
+func (u *usageError) Error() string { return u.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// expiringError: a role needs renewing soon: exit 4.
+type expiringError struct{ msg string }
+
+func (x *expiringError) Error() string { return x.msg }
+
+// hinted carries a next step for the user.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h *hinted) Error() string { return h.err.Error() }
+func (h *hinted) Unwrap() error { return h.err }
+
+func withHint(err error, hint string) error {
+	if err == nil {
+		return nil
+	}
+	return &hinted{err, hint}
+}
+
+func exitCode(err error) int {
+	var (
+		u *usageError
+		x *expiringError
+	)
+	switch {
+	case errors.As(err, &u):
+		return exitUsage
+	case trust.IsVerification(err):
+		return exitRefused
+	case errors.As(err, &x):
+		return exitExpiring
+	}
+	return exitError
+}
+
+func hintFor(err error) string {
+	var h *hinted
+	if errors.As(err, &h) {
+		return h.hint
+	}
+	var u *usageError
+	switch {
+	case errors.As(err, &u):
+		return "run 'coldharbor help' or 'coldharbor COMMAND --help' for usage"
+	case errors.Is(err, hsm.ErrWrongPassword):
+		return "check COLDHARBOR_PASSWORD (or COSIGN_PASSWORD): it must be the password the key was generated with"
+	case errors.Is(err, hsm.ErrNoSecret):
+		return "export COLDHARBOR_PASSWORD (file keys) or COLDHARBOR_PIN (YubiKeys), or run in a terminal to be asked"
+	case errors.Is(err, os.ErrNotExist):
+		return "check the path; keys are named by URI, e.g. file:root1.key"
+	case trust.IsVerification(err):
+		return "the repository or input does not verify against the trusted root: do not use it; see what failed above"
+	}
+	return ""
+}
+
+func newApp(e env) *cli.App {
+	app := &cli.App{
+		Name:    "coldharbor",
+		Usage:   "move container images into isolated networks with end-to-end trust",
+		Version: version,
+		Description: `coldharbor carries container images across an air gap. Export bundles images
+on the connected side, sign approves them offline with keys on YubiKeys, and
+import verifies and publishes them in the isolated network, with cosign
+signatures and a TUF repository that any client can check.
+
+Keys are named by URI: file:PATH (cosign's encrypted key format), yubikey:[serial=N;slot=9c]
+or pkcs11:token=…;object=…?module-path=…. Secrets come from COLDHARBOR_PASSWORD
+(or COSIGN_PASSWORD) and COLDHARBOR_PIN, or a prompt on a terminal.
+
+Exit codes: 0 success, 1 error, 2 usage, 3 verification refused,
+4 a role expires within its warning window.`,
+		Reader:                    e.stdin,
+		Writer:                    e.stdout,
+		ErrWriter:                 e.stderr,
+		DisableSliceFlagSeparator: true, // key URIs may contain commas
+		Suggest:                   true,
+		HideHelpCommand:           false,
+		// We map errors to exit codes in run; urfave must not os.Exit.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usagef("%v", err)
+		},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verbose", Usage: "log progress and decisions to stderr"},
+		},
+		Before: func(c *cli.Context) error {
+			level := slog.LevelWarn
+			if c.Bool("verbose") {
+				level = slog.LevelDebug
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})))
+			return nil
+		},
+		Action: unknownCommand,
+		Commands: []*cli.Command{
+			keysCommand(e),
+			ceremonyCommand(e),
+			statusCommand(e),
+		},
+	}
+	setUsageErrors(app.Commands)
+	return app
+}
+
+// unknownCommand replaces urfave's default (help, exiting 3 for an unknown
+// topic, which would read as "verification refused").
+func unknownCommand(c *cli.Context) error {
+	if c.Args().Present() {
+		return usagef("unknown command %q", strings.Join(c.Args().Slice(), " "))
+	}
+	return cli.ShowAppHelp(c)
+}
+
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+		if len(c.Subcommands) > 0 && c.Action == nil {
+			c.Action = func(c *cli.Context) error {
+				if c.Args().Present() {
+					return usagef("unknown command %q for %s", c.Args().First(), c.Command.FullName())
+				}
+				return cli.ShowSubcommandHelp(c)
+			}
+		}
+		setUsageErrors(c.Subcommands)
+	}
+}

@@ -1,0 +1,78 @@
+package hsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Option configures Open and Generate.
+type Option func(*options) error
+
+type options struct {
+	secret SecretFunc
+	force  bool
+}
+
+// WithSecrets sets where passwords and PINs come from. Default: none, so a
+// key that needs a secret fails with ErrNoSecret.
+func WithSecrets(f SecretFunc) Option {
+	return func(o *options) error { o.secret = f; return nil }
+}
+
+// WithForce lets Generate replace an existing key. Default: false.
+func WithForce(force bool) Option {
+	return func(o *options) error { o.force = force; return nil }
+}
+
+func makeOptions(opts []Option) (*options, error) {
+	o := &options{}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// ErrNotSupported is returned for a scheme whose backend is not built yet.
+var ErrNotSupported = errors.New("not supported yet")
+
+// Open returns the key a URI names: with a Signer when its private half is
+// usable here, public-only for a public-key PEM. The caller must call Close.
+func Open(ctx context.Context, uri string, opts ...Option) (*Key, error) {
+	u, err := ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case SchemeFile:
+		return openFile(ctx, u, o.secret)
+	}
+	return nil, unsupported(u)
+}
+
+// Generate makes a new key where the URI says and returns it, able to sign.
+func Generate(ctx context.Context, uri string, opts ...Option) (*Key, error) {
+	u, err := ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case SchemeFile:
+		return generateFile(ctx, u, o.secret, o.force)
+	}
+	return nil, unsupported(u)
+}
+
+func unsupported(u URI) error {
+	return fmt.Errorf("%s: %s keys are %w in this build; use a file: key (coldharbor keys generate file:PATH)", u, u.Scheme, ErrNotSupported)
+}

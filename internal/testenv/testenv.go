@@ -1,0 +1,46 @@
+// Package testenv finds the real tools end-to-end tests run against (the
+// cosign CLI, later the registry, pcscd and SoftHSM2) and decides what a
+// missing one means: a skip on a developer's machine, a failure under
+// CI=true, where `make test` has installed everything.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// InCI reports whether the tests run in CI (CI=true), where nothing may be skipped.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Need skips t, or fails it in CI, because what is missing.
+func Need(t testing.TB, what, how string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s is missing and CI=true: %s", what, how)
+	}
+	t.Skipf("%s is missing: %s", what, how)
+}
+
+// Cosign returns the path of the pinned cosign CLI (COLDHARBOR_COSIGN, set
+// by `make test`) and an environment for running it that reaches no network:
+// cosign looks up Sigstore's public TUF repository even for offline key
+// verification, so HTTPS goes to a closed loopback port and fails at once.
+func Cosign(t testing.TB) (path string, env []string) {
+	t.Helper()
+	path = os.Getenv("COLDHARBOR_COSIGN")
+	if path == "" {
+		Need(t, "the cosign CLI", "run 'make test' (it builds the pinned cosign), or set COLDHARBOR_COSIGN")
+	}
+	if _, err := exec.LookPath(path); err != nil {
+		Need(t, "the cosign CLI at "+path, err.Error())
+	}
+	tufRoot := filepath.Join(t.TempDir(), "sigstore-tuf")
+	env = append(os.Environ(),
+		"TUF_ROOT="+tufRoot,
+		"HTTPS_PROXY=http://127.0.0.1:9", "https_proxy=http://127.0.0.1:9",
+		"NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost",
+	)
+	return path, env
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages coldharbor's build and tests need, only those
+# that are missing (so it is a no-op on a ready machine), and checks Go.
+set -euo pipefail
+
+packages=(
+  ca-certificates # module downloads over TLS
+  git             # version stamping, go install
+  gcc libc6-dev   # cgo (piv-go needs it)
+  pkg-config
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v go >/dev/null; then
+  echo "deps: Go 1.26 or newer is needed (https://go.dev/dl; Debian's golang package is too old)" >&2
+  exit 1
+fi
+have=$(go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n1.26\n' "$have" | sort -V | head -1)" != "1.26" ]; then
+  echo "deps: Go $have is too old: 1.26 or newer is needed" >&2
+  exit 1
+fi

@@ -1,0 +1,84 @@
+package trust
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// VerificationError is a refusal: the repository or an input does not verify
+// (signature, threshold, rollback, expiry, digest). The CLI exits 3 on it.
+// It names what failed so that an operator can tell an attack from a stale
+// bundle.
+type VerificationError struct {
+	Role    string
+	Version int64 // 0 when unknown
+	// KeyIDs are the keys the role trusts (for a threshold failure) or the
+	// key that failed.
+	KeyIDs  []string
+	Expires time.Time // set for expiry failures
+	Reason  string
+	Err     error // the underlying go-tuf error, if any
+}
+
+func (e *VerificationError) Error() string {
+	var b strings.Builder
+	b.WriteString("verification refused: ")
+	b.WriteString(e.Role)
+	if e.Version > 0 {
+		fmt.Fprintf(&b, " v%d", e.Version)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	if !e.Expires.IsZero() {
+		fmt.Fprintf(&b, " (expired %s)", e.Expires.UTC().Format(time.RFC3339))
+	}
+	if len(e.KeyIDs) > 0 {
+		ids := make([]string, len(e.KeyIDs))
+		for i, id := range e.KeyIDs {
+			ids[i] = short(id)
+		}
+		fmt.Fprintf(&b, " [keys %s]", strings.Join(ids, ", "))
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+func (e *VerificationError) Unwrap() error { return e.Err }
+
+// IsVerification reports whether err is (or wraps) a refusal.
+func IsVerification(err error) bool {
+	var v *VerificationError
+	return errors.As(err, &v)
+}
+
+// refusal turns a go-tuf error met while loading role into a
+// VerificationError with the reason spelled out.
+func refusal(role string, version int64, err error) error {
+	v := &VerificationError{Role: role, Version: version, Err: err}
+	var (
+		unsigned *metadata.ErrUnsignedMetadata
+		expired  *metadata.ErrExpiredMetadata
+		badVer   *metadata.ErrBadVersionNumber
+		eqVer    *metadata.ErrEqualVersionNumber
+		lenHash  *metadata.ErrLengthOrHashMismatch
+	)
+	switch {
+	case errors.As(err, &unsigned):
+		v.Reason = "signature threshold not met"
+	case errors.As(err, &expired):
+		v.Reason = "metadata expired"
+	case errors.As(err, &badVer), errors.As(err, &eqVer):
+		v.Reason = "version rollback or mismatch"
+	case errors.As(err, &lenHash):
+		v.Reason = "length or hash mismatch"
+	default:
+		v.Reason = "does not verify"
+	}
+	return v
+}

@@ -1,0 +1,191 @@
+package trust
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/coldharbor/coldharbor/internal/atomicfile"
+)
+
+// Publication is one step of the repository: everything that must appear
+// together. Nil fields are left as they are.
+type Publication struct {
+	Roots     []*metadata.Metadata[metadata.RootType] // new root versions, oldest first
+	Targets   *metadata.Metadata[metadata.TargetsType]
+	Snapshot  *metadata.Metadata[metadata.SnapshotType]
+	Timestamp *metadata.Metadata[metadata.TimestampType]
+}
+
+// Publish writes p into dir so that a client never sees a half-written
+// repository: versioned files first (roots, targets, snapshot), each to a
+// temporary file that is fsynced and renamed, and timestamp.json last. Until
+// timestamp.json is renamed, clients keep resolving the previous snapshot;
+// a crash at any point leaves the published repository as it was, and the
+// same publication can be written again.
+//
+// A versioned file is never replaced by different bytes, except an orphan
+// left by an interrupted publish (a snapshot newer than the one timestamp.json
+// names). The caller must hold the lock (Lock) and must have verified p.
+func Publish(ctx context.Context, dir string, p Publication) error {
+	if err := os.MkdirAll(filepath.Join(dir, MetadataDir), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", MetadataDir, err)
+	}
+	published := publishedSnapshot(dir)
+	type file struct {
+		role      string
+		version   int64
+		data      []byte
+		immutable bool
+	}
+	var files []file
+	for _, r := range p.Roots {
+		b, err := r.ToBytes(true)
+		if err != nil {
+			return fmt.Errorf("encoding root v%d: %w", r.Signed.Version, err)
+		}
+		files = append(files, file{Root, r.Signed.Version, b, true})
+	}
+	if p.Targets != nil {
+		b, err := p.Targets.ToBytes(true)
+		if err != nil {
+			return fmt.Errorf("encoding targets: %w", err)
+		}
+		files = append(files, file{Targets, p.Targets.Signed.Version, b, true})
+	}
+	if p.Snapshot != nil {
+		b, err := p.Snapshot.ToBytes(true)
+		if err != nil {
+			return fmt.Errorf("encoding snapshot: %w", err)
+		}
+		// Snapshots above the published one are orphans of a crashed run:
+		// no timestamp names them, so replacing them is safe.
+		files = append(files, file{Snapshot, p.Snapshot.Signed.Version, b, p.Snapshot.Signed.Version <= published})
+	}
+	if p.Timestamp != nil {
+		b, err := p.Timestamp.ToBytes(true)
+		if err != nil {
+			return fmt.Errorf("encoding timestamp: %w", err)
+		}
+		files = append(files, file{Timestamp, p.Timestamp.Signed.Version, b, false})
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		path := filepath.Join(dir, MetadataDir, FileName(f.role, f.version))
+		if f.immutable {
+			old, err := os.ReadFile(path)
+			if err == nil {
+				if bytes.Equal(old, f.data) {
+					continue
+				}
+				return fmt.Errorf("%s already exists with other content: published metadata is never rewritten (build version %d instead)", FileName(f.role, f.version), f.version+1)
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("reading %s: %w", path, err)
+			}
+		}
+		if err := atomicfile.Write(path, f.data, 0o644); err != nil {
+			return err
+		}
+	}
+	if n := len(p.Roots); n > 0 {
+		return pinRoot(dir, p.Roots[n-1])
+	}
+	return nil
+}
+
+// publishedSnapshot returns the snapshot version the current timestamp.json
+// names, or 0. It reads without verifying: it only decides which files are
+// orphans, never what is trusted.
+func publishedSnapshot(dir string) int64 {
+	data, err := readMeta(dir, Timestamp, 0)
+	if err != nil {
+		return 0
+	}
+	ts, err := metadata.Timestamp().FromBytes(data)
+	if err != nil {
+		return 0
+	}
+	if m, ok := ts.Signed.Meta[Snapshot+".json"]; ok {
+		return m.Version
+	}
+	return 0
+}
+
+// pinRoot records root as the newest root this side trusts.
+func pinRoot(dir string, root *metadata.Metadata[metadata.RootType]) error {
+	if err := ensureStateDir(dir); err != nil {
+		return err
+	}
+	b, err := root.ToBytes(true)
+	if err != nil {
+		return fmt.Errorf("encoding root: %w", err)
+	}
+	return atomicfile.Write(filepath.Join(dir, StateDir, pinnedRootFile), b, 0o600)
+}
+
+func ensureStateDir(dir string) error {
+	p := filepath.Join(dir, StateDir)
+	if err := os.MkdirAll(p, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", p, err)
+	}
+	return nil
+}
+
+// ErrLocked is returned when another coldharbor process holds the lock.
+var ErrLocked = errors.New("repository is locked by another coldharbor process")
+
+// Lock takes the repository's exclusive lock (flock on .coldharbor/lock),
+// waiting until ctx is done. Two imports or refreshes never interleave. The
+// kernel drops the lock if the process dies.
+func Lock(ctx context.Context, dir string) (unlock func(), err error) {
+	if err := ensureStateDir(dir); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, StateDir, "lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("%w (%s): %v", ErrLocked, path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Remove deletes a repository's published files, transcript and pinned
+// root, leaving anything else in dir alone. Only `ceremony init --force`
+// calls it: it discards a root of trust.
+func Remove(dir string) error {
+	for _, p := range []string{MetadataDir, TargetsDir, TranscriptFile, filepath.Join(StateDir, pinnedRootFile)} {
+		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
+			return fmt.Errorf("removing %s: %w", p, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package trust
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+)
+
+// Verified is a repository as a TUF client accepted it.
+type Verified struct {
+	Root      *metadata.Metadata[metadata.RootType]
+	Timestamp *metadata.Metadata[metadata.TimestampType]
+	Snapshot  *metadata.Metadata[metadata.SnapshotType]
+	Targets   *metadata.Metadata[metadata.TargetsType]
+}
+
+// VerifyOptions says what to trust and when "now" is.
+type VerifyOptions struct {
+	// Anchor is the trusted root to start from. Empty: the pinned root in
+	// the private state, or else metadata/1.root.json (trust on first use).
+	Anchor []byte
+	// Now is the reference time for expiry. Zero: time.Now().
+	Now time.Time
+}
+
+// Verify loads dir's metadata the way a TUF client does (spec 5.3–5.6):
+// the root chain from the anchor, then timestamp, the snapshot it names and
+// the targets the snapshot names, with go-tuf checking every signature,
+// threshold, version, length, hash and expiry. Any failure is a
+// *VerificationError.
+func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Verified, error) {
+	if opts.Anchor == nil {
+		var err error
+		if opts.Anchor, err = trustAnchor(dir); err != nil {
+			return nil, err
+		}
+	}
+	return VerifySource(ctx, DirSource(dir), opts)
+}
+
+// Source supplies metadata files by role and version (0 for timestamp.json).
+// A missing file is an error wrapping fs.ErrNotExist.
+type Source interface {
+	ReadMeta(role string, version int64) ([]byte, error)
+}
+
+// DirSource reads a repository directory's metadata/ folder.
+type DirSource string
+
+func (d DirSource) ReadMeta(role string, version int64) ([]byte, error) {
+	return readMeta(string(d), role, version)
+}
+
+// MemSource is metadata held in memory, keyed by file name (FileName):
+// what is about to be published, verified before it is written.
+type MemSource map[string][]byte
+
+func (m MemSource) ReadMeta(role string, version int64) ([]byte, error) {
+	b, ok := m[FileName(role, version)]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", FileName(role, version), fs.ErrNotExist)
+	}
+	if int64(len(b)) > maxSize(role) {
+		return nil, fmt.Errorf("%s is larger than the %d bytes a TUF client accepts", FileName(role, version), maxSize(role))
+	}
+	return b, nil
+}
+
+// VerifySource is Verify over any Source; opts.Anchor is required.
+func VerifySource(ctx context.Context, src Source, opts VerifyOptions) (*Verified, error) {
+	anchor := opts.Anchor
+	if anchor == nil {
+		return nil, errors.New("verify: no trusted root given")
+	}
+	tm, err := trustedmetadata.New(anchor)
+	if err != nil {
+		return nil, refusal(Root, 0, fmt.Errorf("trusted root: %w", err))
+	}
+	if !opts.Now.IsZero() {
+		tm.RefTime = opts.Now.UTC()
+	}
+	// Root chain: N+1.root.json for as long as it exists (spec 5.3.4).
+	for v := tm.Root.Signed.Version + 1; ; v++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := src.ReadMeta(Root, v)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tm.UpdateRoot(data); err != nil {
+			return nil, refusal(Root, v, err)
+		}
+	}
+	data, err := src.ReadMeta(Timestamp, 0)
+	if err != nil {
+		return nil, missing(Timestamp, err)
+	}
+	if _, err := tm.UpdateTimestamp(data); err != nil {
+		return nil, refusal(Timestamp, versionOf(data), err)
+	}
+	snapMeta, ok := tm.Timestamp.Signed.Meta[Snapshot+".json"]
+	if !ok {
+		return nil, &VerificationError{Role: Timestamp, Version: tm.Timestamp.Signed.Version, Reason: "names no snapshot.json"}
+	}
+	snapVer := snapMeta.Version
+	if data, err = src.ReadMeta(Snapshot, snapVer); err != nil {
+		return nil, missing(Snapshot, err)
+	}
+	if _, err := tm.UpdateSnapshot(data, false); err != nil {
+		return nil, refusal(Snapshot, snapVer, err)
+	}
+	tmeta, ok := tm.Snapshot.Signed.Meta[Targets+".json"]
+	if !ok {
+		return nil, &VerificationError{Role: Snapshot, Version: snapVer, Reason: "names no targets.json"}
+	}
+	if data, err = src.ReadMeta(Targets, tmeta.Version); err != nil {
+		return nil, missing(Targets, err)
+	}
+	if _, err := tm.UpdateTargets(data); err != nil {
+		return nil, refusal(Targets, tmeta.Version, err)
+	}
+	return &Verified{Root: tm.Root, Timestamp: tm.Timestamp, Snapshot: tm.Snapshot, Targets: tm.Targets[Targets]}, nil
+}
+
+// trustAnchor returns the pinned root, or 1.root.json when nothing is pinned.
+func trustAnchor(dir string) ([]byte, error) {
+	data, err := readBounded(filepath.Join(dir, StateDir, pinnedRootFile), MaxRootSize)
+	if err == nil {
+		return data, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	data, err = readMeta(dir, Root, 1)
+	if err != nil {
+		return nil, fmt.Errorf("no trusted root in %s: %w (is this a coldharbor repository? create one with 'coldharbor ceremony init')", dir, err)
+	}
+	return data, nil
+}
+
+// pinnedRootFile, in StateDir, is the newest root this side has verified.
+const pinnedRootFile = "trusted-root.json"
+
+func missing(role string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return &VerificationError{Role: role, Reason: "metadata missing (not yet signed or published)", Err: err}
+	}
+	return err
+}
+
+// readMeta reads one role file from dir/metadata, bounded by the role's limit.
+func readMeta(dir, role string, version int64) ([]byte, error) {
+	return readBounded(filepath.Join(dir, MetadataDir, FileName(role, version)), maxSize(role))
+}
+
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than the %d bytes a TUF client accepts", path, limit)
+	}
+	return data, nil
+}
+
+// versionOf reads the version of unverified metadata for error messages only.
+func versionOf(data []byte) int64 {
+	m, err := metadata.Timestamp().FromBytes(data)
+	if err != nil {
+		return 0
+	}
+	return m.Signed.Version
+}
