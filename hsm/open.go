@@ -25,6 +25,15 @@ func WithForce(force bool) Option {
 	return func(o *options) error { o.force = force; return nil }
 }
 
+func prepare(uri string, opts []Option) (URI, *options, error) {
+	u, err := ParseURI(uri)
+	if err != nil {
+		return URI{}, nil, err
+	}
+	o, err := makeOptions(opts)
+	return u, o, err
+}
+
 func makeOptions(opts []Option) (*options, error) {
 	o := &options{}
 	for _, opt := range opts {
@@ -41,11 +50,7 @@ var ErrNotSupported = errors.New("not supported yet")
 // Open returns the key a URI names: with a Signer when its private half is
 // usable here, public-only for a public-key PEM. The caller must call Close.
 func Open(ctx context.Context, uri string, opts ...Option) (*Key, error) {
-	u, err := ParseURI(uri)
-	if err != nil {
-		return nil, err
-	}
-	o, err := makeOptions(opts)
+	u, o, err := prepare(uri, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -58,11 +63,7 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Key, error) {
 
 // Generate makes a new key where the URI says and returns it, able to sign.
 func Generate(ctx context.Context, uri string, opts ...Option) (*Key, error) {
-	u, err := ParseURI(uri)
-	if err != nil {
-		return nil, err
-	}
-	o, err := makeOptions(opts)
+	u, o, err := prepare(uri, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -51,17 +51,8 @@ func Status(ctx context.Context, dir string, now time.Time, warn Expiry) ([]Role
 	if err != nil {
 		return nil, refusal(Root, 0, err)
 	}
-	for v := tm.Root.Signed.Version + 1; ; v++ {
-		data, err := readMeta(dir, Root, v)
-		if errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if _, err := tm.UpdateRoot(data); err != nil {
-			return nil, refusal(Root, v, err)
-		}
+	if err := updateRoots(ctx, tm, DirSource(dir)); err != nil {
+		return nil, err
 	}
 	root := tm.Root
 	out := []RoleStatus{roleStatus(root, Root, root.Signatures, root.Signed.Version, root.Signed.Expires, nil, now, warn)}

@@ -87,21 +87,8 @@ func VerifySource(ctx context.Context, src Source, opts VerifyOptions) (*Verifie
 	if !opts.Now.IsZero() {
 		tm.RefTime = opts.Now.UTC()
 	}
-	// Root chain: N+1.root.json for as long as it exists (spec 5.3.4).
-	for v := tm.Root.Signed.Version + 1; ; v++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		data, err := src.ReadMeta(Root, v)
-		if errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if _, err := tm.UpdateRoot(data); err != nil {
-			return nil, refusal(Root, v, err)
-		}
+	if err := updateRoots(ctx, tm, src); err != nil {
+		return nil, err
 	}
 	data, err := src.ReadMeta(Timestamp, 0)
 	if err != nil {
@@ -132,6 +119,26 @@ func VerifySource(ctx context.Context, src Source, opts VerifyOptions) (*Verifie
 		return nil, refusal(Targets, tmeta.Version, err)
 	}
 	return &Verified{Root: tm.Root, Timestamp: tm.Timestamp, Snapshot: tm.Snapshot, Targets: tm.Targets[Targets]}, nil
+}
+
+// updateRoots walks the root chain: N+1.root.json for as long as it exists
+// (TUF spec 5.3.4), each verified by go-tuf against the one before.
+func updateRoots(ctx context.Context, tm *trustedmetadata.TrustedMetadata, src Source) error {
+	for v := tm.Root.Signed.Version + 1; ; v++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, err := src.ReadMeta(Root, v)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tm.UpdateRoot(data); err != nil {
+			return refusal(Root, v, err)
+		}
+	}
 }
 
 // trustAnchor returns the pinned root, or 1.root.json when nothing is pinned.
