@@ -8,6 +8,7 @@ packages=(
   git             # version stamping, go install
   gcc libc6-dev   # cgo (piv-go needs it)
   pkg-config
+  docker-registry # the CNCF distribution registry the end-to-end tests and the demo run on loopback
 )
 
 missing=()
@@ -22,6 +23,11 @@ if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Debian's docker-registry enables a service on :5000 (all interfaces);
+  # we only ever run it ourselves, on loopback.
+  if printf '%s\n' "${missing[@]}" | grep -qx docker-registry; then
+    $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v go >/dev/null; then

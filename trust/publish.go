@@ -3,11 +3,15 @@ package trust
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +27,17 @@ type Publication struct {
 	Targets   *metadata.Metadata[metadata.TargetsType]
 	Snapshot  *metadata.Metadata[metadata.SnapshotType]
 	Timestamp *metadata.Metadata[metadata.TimestampType]
+	// TargetFiles are target contents by target name, written first under
+	// their consistent-snapshot names (TargetPath).
+	TargetFiles map[string][]byte
+}
+
+// TargetPath is where a target's content lives under consistent snapshots
+// (TUF spec 5.7.3 as go-tuf's updater fetches it): DIR/targets/<dir>/<sha256hex>.<base>.
+func TargetPath(dir, name string, data []byte) string {
+	sum := sha256.Sum256(data)
+	d, base := path.Split(name)
+	return filepath.Join(dir, TargetsDir, filepath.FromSlash(d), hex.EncodeToString(sum[:])+"."+base)
 }
 
 // Publish writes p into dir so that a client never sees a half-written
@@ -38,6 +53,24 @@ type Publication struct {
 func Publish(ctx context.Context, dir string, p Publication) error {
 	if err := os.MkdirAll(filepath.Join(dir, MetadataDir), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", MetadataDir, err)
+	}
+	for name, data := range p.TargetFiles {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tp := TargetPath(dir, name, data)
+		if !strings.HasPrefix(tp, filepath.Join(dir, TargetsDir)+string(filepath.Separator)) || strings.Contains(name, "..") {
+			return fmt.Errorf("target name %q escapes the targets directory", name)
+		}
+		if _, err := os.Stat(tp); err == nil {
+			continue // content-addressed: the same name and hash is the same bytes
+		}
+		if err := os.MkdirAll(filepath.Dir(tp), 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", filepath.Dir(tp), err)
+		}
+		if err := atomicfile.Write(tp, data, 0o644); err != nil {
+			return err
+		}
 	}
 	published := publishedSnapshot(dir)
 	type file struct {

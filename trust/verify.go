@@ -196,3 +196,75 @@ func versionOf(data []byte) int64 {
 	}
 	return m.Signed.Version
 }
+
+// VerifyPublication verifies dir as it would be after publishing p, as a
+// TUF client starting from the pinned root would see it, at time now; and
+// checks each target file against its signed length and hashes.
+func VerifyPublication(ctx context.Context, dir string, p Publication, now time.Time) error {
+	anchor, err := trustAnchor(dir)
+	if err != nil {
+		return err
+	}
+	mem := MemSource{}
+	for _, r := range p.Roots {
+		b, err := r.ToBytes(true)
+		if err != nil {
+			return err
+		}
+		mem[FileName(Root, r.Signed.Version)] = b
+	}
+	put := func(role string, version int64, m interface{ ToBytes(bool) ([]byte, error) }) error {
+		b, err := m.ToBytes(true)
+		if err != nil {
+			return err
+		}
+		mem[FileName(role, version)] = b
+		return nil
+	}
+	if p.Targets != nil {
+		if err := put(Targets, p.Targets.Signed.Version, p.Targets); err != nil {
+			return err
+		}
+	}
+	if p.Snapshot != nil {
+		if err := put(Snapshot, p.Snapshot.Signed.Version, p.Snapshot); err != nil {
+			return err
+		}
+	}
+	if p.Timestamp != nil {
+		if err := put(Timestamp, 0, p.Timestamp); err != nil {
+			return err
+		}
+	}
+	v, err := VerifySource(ctx, overlay{mem, DirSource(dir)}, VerifyOptions{Anchor: anchor, Now: now})
+	if err != nil {
+		return err
+	}
+	for name, data := range p.TargetFiles {
+		t, ok := v.Targets.Signed.Targets[name]
+		if !ok {
+			return &VerificationError{Role: Targets, Version: v.Targets.Signed.Version, Reason: fmt.Sprintf("target file %s is not in the signed targets", name)}
+		}
+		if err := t.VerifyLengthHashes(data); err != nil {
+			return &VerificationError{Role: Targets, Version: v.Targets.Signed.Version, Reason: fmt.Sprintf("target file %s does not match its signed length and hash", name), Err: err}
+		}
+	}
+	return nil
+}
+
+// overlay reads from the first source that has a file.
+type overlay []Source
+
+func (o overlay) ReadMeta(role string, version int64) ([]byte, error) {
+	var err error
+	for _, s := range o {
+		var b []byte
+		if b, err = s.ReadMeta(role, version); err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return nil, err
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -55,7 +56,7 @@ func (e env) secrets() hsm.SecretFunc { return hsm.EnvOrPrompt(e.getenv, e.stdin
 
 func run(ctx context.Context, args []string, e env) int {
 	app := newApp(e)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil {
 		return exitOK
 	}
@@ -106,7 +107,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &u):
 		return exitUsage
-	case trust.IsVerification(err):
+	case trust.IsVerification(err), bundle.IsFormatError(err), errors.As(err, new(*bundle.DigestError)):
 		return exitRefused
 	case errors.As(err, &x):
 		return exitExpiring
@@ -178,6 +179,12 @@ Exit codes: 0 success, 1 error, 2 usage, 3 verification refused,
 			keysCommand(e),
 			ceremonyCommand(e),
 			statusCommand(e),
+			exportCommand(e),
+			inspectCommand(e),
+			signCommand(e),
+			importCommand(e),
+			listCommand(e),
+			verifyCommand(e),
 		},
 	}
 	setUsageErrors(app.Commands)
@@ -207,3 +214,6 @@ func setUsageErrors(cmds []*cli.Command) {
 		setUsageErrors(c.Subcommands)
 	}
 }
+
+// logger is the CLI's logger (set up in Before from --verbose).
+func logger() *slog.Logger { return slog.Default() }

@@ -1,0 +1,158 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// ApprovalFile is a parsed approval.tar, every member checked against the
+// approval's member list. Nothing in it is trusted until the importer has
+// verified targets.json against its own root.
+type ApprovalFile struct {
+	Approval  *Approval
+	Targets   []byte // signed targets metadata
+	CosignPub []byte
+	Roots     map[int64][]byte
+}
+
+// writeApproval writes an approval.tar to w.
+func writeApproval(w io.Writer, a *Approval, targets, cosignPub []byte) error {
+	a.Members = []Member{member(ApprovalTargets, targets), member(ApprovalCosign, cosignPub)}
+	raw, err := jsonIndent(a)
+	if err != nil {
+		return err
+	}
+	tw := newTarWriter(w, a.Created)
+	for _, m := range []struct {
+		name string
+		data []byte
+	}{{ApprovalName, raw}, {ApprovalTargets, targets}, {ApprovalCosign, cosignPub}} {
+		if err := tw.bytes(m.name, m.data); err != nil {
+			return err
+		}
+	}
+	return tw.close()
+}
+
+// ReadApproval parses an approval from r (at most MaxApproval bytes).
+func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxApproval+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	if len(data) > MaxApproval {
+		return nil, &FormatError{File: file, Reason: fmt.Sprintf("over the %d-byte limit of an approval", MaxApproval)}
+	}
+	tr := tar.NewReader(bytes.NewReader(data))
+	h, err := nextMember(tr, file)
+	if err == io.EOF {
+		return nil, &FormatError{File: file, Reason: "empty tar: not a coldharbor approval"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.Name != ApprovalName {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: "first member must be " + ApprovalName + " (is this an approval? the bundle goes first)"}
+	}
+	raw, err := io.ReadAll(io.LimitReader(tr, MaxApproval))
+	if err != nil {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: err.Error()}
+	}
+	var a Approval
+	if err := decodeStrict(raw, &a); err != nil {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("not valid JSON for %s: %v", ApprovalFormat, err)}
+	}
+	if a.Format != ApprovalFormat {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", a.Format, ApprovalFormat)}
+	}
+	if !hexRE.MatchString(a.Bundle.IndexSHA256) {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: "bundle.index_sha256 is not 64 hex digits"}
+	}
+	af := &ApprovalFile{Approval: &a, Roots: map[int64][]byte{}}
+	seen := map[string]bool{}
+	for _, m := range a.Members {
+		if seen[m.Name] {
+			return nil, &FormatError{File: file, Member: m.Name, Reason: "listed twice"}
+		}
+		seen[m.Name] = true
+		h, err := nextMember(tr, file)
+		if err == io.EOF {
+			return nil, &FormatError{File: file, Member: m.Name, Reason: "missing: the approval ends early"}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Name != m.Name {
+			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("out of order: the approval lists %q here", m.Name)}
+		}
+		data, err := readMember(tr, h, m, MaxHeadMember, file)
+		if err != nil {
+			return nil, err
+		}
+		switch m.Name {
+		case ApprovalTargets:
+			af.Targets = data
+		case ApprovalCosign:
+			af.CosignPub = data
+		default:
+			return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed in an approval"}
+		}
+	}
+	if _, err := nextMember(tr, file); err != io.EOF {
+		if err == nil {
+			err = &FormatError{File: file, Reason: "members after the listed ones"}
+		}
+		return nil, err
+	}
+	if af.Targets == nil || af.CosignPub == nil {
+		return nil, &FormatError{File: file, Reason: "targets.json or cosign.pub is missing"}
+	}
+	return af, nil
+}
+
+// CosignPub renders root's targets keys as concatenated PEM public keys, in
+// the order root lists them: the file published as the "cosign.pub" target.
+// cosign reads the first key of such a file; coldharbor verify reads all.
+func CosignPub(root *metadata.Metadata[metadata.RootType]) ([]byte, error) {
+	role, ok := root.Signed.Roles["targets"]
+	if !ok {
+		return nil, fmt.Errorf("root has no targets role")
+	}
+	var out []byte
+	for _, id := range role.KeyIDs {
+		k, ok := root.Signed.Keys[id]
+		if !ok {
+			return nil, fmt.Errorf("root lists targets key %s but does not define it", id)
+		}
+		pub, err := k.ToPublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("targets key %s: %w", id, err)
+		}
+		p, err := cryptoutils.MarshalPublicKeyToPEM(pub)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p...)
+	}
+	return out, nil
+}
+
+// CosignPubTarget is the name of the target that publishes the cosign keys.
+const CosignPubTarget = "cosign.pub"
+
+func targetFile(name string, data []byte) *metadata.TargetFiles {
+	s := sha256.Sum256(data)
+	return &metadata.TargetFiles{Length: int64(len(data)), Hashes: metadata.Hashes{"sha256": s[:]}, Path: name}
+}
+
+func sha256Hex(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}

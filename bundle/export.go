@@ -1,0 +1,474 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/sigstore/pkg/signature/payload"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+// ImageSpec is one IMAGE argument: SRC, or SRC=REPOSITORY:TAG to rename.
+type ImageSpec struct {
+	Source string
+	Name   string // target name; empty: the source's repository path and tag
+}
+
+// ParseImageArg reads SRC or SRC=REPOSITORY:TAG.
+func ParseImageArg(s string) (ImageSpec, error) {
+	src, name, renamed := strings.Cut(s, "=")
+	if src == "" {
+		return ImageSpec{}, fmt.Errorf("image %q: no source reference", s)
+	}
+	if _, err := parseRef(src); err != nil {
+		return ImageSpec{}, fmt.Errorf("image %q: %w", s, err)
+	}
+	if renamed {
+		if err := ValidTargetName(name); err != nil {
+			return ImageSpec{}, err
+		}
+	}
+	return ImageSpec{Source: src, Name: name}, nil
+}
+
+func parseRef(s string) (name.Reference, error) {
+	// Strict: no silent "latest", no guessing at what was meant.
+	return name.ParseReference(s, name.StrictValidation)
+}
+
+// ExportOptions configure Export.
+type ExportOptions struct {
+	// Repo is the exporter's copy of the published TUF repository.
+	Repo string
+	// Destination is HOST[/PREFIX] of the target registry.
+	Destination string
+	Images      []ImageSpec
+	Removals    []string
+	// Platform, when set, keeps only that platform of a multi-arch index.
+	Platform *v1.Platform
+	// Remote are go-containerregistry options (auth, transport, context).
+	Remote []remote.Option
+	// Progress, if set, is called with bytes written so far and the total.
+	Progress func(done, total int64)
+	Now      time.Time
+	Tool     string
+}
+
+// ExportResult summarises a written bundle.
+type ExportResult struct {
+	Index       *Index `json:"index"`
+	IndexSHA256 string `json:"index_sha256"`
+	Bytes       int64  `json:"bytes"`
+	Blobs       int    `json:"blobs"`
+	Manifests   int    `json:"manifests"`
+	// SharedBlobs counts blob references satisfied by a blob already in the
+	// bundle (layers images share are written once).
+	SharedBlobs int `json:"shared_blobs"`
+}
+
+type blobRef struct {
+	digest v1.Hash
+	size   int64
+	repo   name.Repository // where to fetch it from
+}
+
+type collector struct {
+	ctx       context.Context
+	opts      []remote.Option
+	manifests map[v1.Hash][]byte
+	order     []v1.Hash // manifests, children before parents
+	blobs     map[v1.Hash]*blobRef
+	blobOrder []v1.Hash
+	shared    int
+}
+
+// Export resolves the images, then writes the bundle to w: the index, the
+// head (pending targets, the root chain, one cosign payload per image), and
+// an OCI image layout with each blob once. Blobs stream from the source
+// registry into the tar; memory does not grow with image size. Nothing is
+// written to w until every image has resolved.
+func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, error) {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if len(o.Images) == 0 && len(o.Removals) == 0 {
+		return nil, fmt.Errorf("nothing to export: give at least one image (or --remove)")
+	}
+	if err := ValidDestination(o.Destination); err != nil {
+		return nil, err
+	}
+	st, err := trust.LoadState(ctx, o.Repo)
+	if err != nil {
+		return nil, fmt.Errorf("reading the TUF repository %s: %w", o.Repo, err)
+	}
+	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
+	c := &collector{ctx: ctx, opts: ropts, manifests: map[v1.Hash][]byte{}, blobs: map[v1.Hash]*blobRef{}}
+
+	idx := &Index{Format: BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
+		Base:     Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},
+		Images:   []Image{},
+		Removals: append([]string{}, o.Removals...)}
+	seen := map[string]string{}
+	var tops []v1.Descriptor
+	for i, spec := range o.Images {
+		img, desc, err := c.resolve(spec, o.Platform)
+		if err != nil {
+			return nil, err
+		}
+		if prev, dup := seen[img.Name]; dup {
+			return nil, fmt.Errorf("%s and %s both become %s: rename one with SRC=REPOSITORY:TAG", prev, spec.Source, img.Name)
+		}
+		seen[img.Name] = spec.Source
+		img.Payload = fmt.Sprintf("%s%d.json", headPayloadPrefx, i)
+		idx.Images = append(idx.Images, img)
+		desc.Annotations = map[string]string{"org.opencontainers.image.ref.name": img.Name}
+		tops = append(tops, desc)
+	}
+	for _, r := range o.Removals {
+		if err := ValidTargetName(r); err != nil {
+			return nil, err
+		}
+		if _, ok := st.Targets.Signed.Targets[r]; !ok {
+			return nil, fmt.Errorf("--remove %s: no such target in targets v%d", r, st.Targets.Signed.Version)
+		}
+		if _, ok := seen[r]; ok {
+			return nil, fmt.Errorf("%s is both exported and removed", r)
+		}
+	}
+
+	// The head.
+	pending, err := pendingTargets(st.Targets, idx, now)
+	if err != nil {
+		return nil, err
+	}
+	type file struct {
+		name string
+		data []byte
+	}
+	var head []file
+	head = append(head, file{PendingTargets, pending})
+	versions := make([]int64, 0, len(st.RootRaw))
+	for v := range st.RootRaw {
+		versions = append(versions, v)
+	}
+	sort.Slice(versions, func(i, j int) bool { return versions[i] < versions[j] })
+	for _, v := range versions {
+		head = append(head, file{fmt.Sprintf("%s%d.root.json", headRootPrefix, v), st.RootRaw[v]})
+	}
+	for _, img := range idx.Images {
+		p, err := Payload(o.Destination, img)
+		if err != nil {
+			return nil, err
+		}
+		head = append(head, file{img.Payload, p})
+	}
+	layoutIdx, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: tops})
+	if err != nil {
+		return nil, err
+	}
+	head = append(head, file{LayoutFile, []byte(`{"imageLayoutVersion":"1.0.0"}`)}, file{LayoutIndex, layoutIdx})
+	for _, f := range head {
+		idx.Members = append(idx.Members, member(f.name, f.data))
+	}
+	for _, h := range c.order {
+		idx.Members = append(idx.Members, member(BlobName(h.String()), c.manifests[h]))
+	}
+	var total int64
+	for _, h := range c.blobOrder {
+		b := c.blobs[h]
+		idx.Members = append(idx.Members, Member{Name: BlobName(h.String()), Size: b.size, SHA256: h.Hex})
+	}
+	raw, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := parseIndex(raw, "(export)"); err != nil {
+		return nil, fmt.Errorf("internal error: the index we wrote does not parse: %w", err)
+	}
+	for _, m := range idx.Members {
+		total += m.Size
+	}
+	total += int64(len(raw))
+
+	// Write.
+	cw := &countingWriter{w: w, total: total, progress: o.Progress}
+	tw := newTarWriter(cw, idx.Created)
+	if err := tw.bytes(IndexName, raw); err != nil {
+		return nil, err
+	}
+	for _, f := range head {
+		if err := tw.bytes(f.name, f.data); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range c.order {
+		if err := tw.bytes(BlobName(h.String()), c.manifests[h]); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range c.blobOrder {
+		if err := c.copyBlob(tw, c.blobs[h]); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.close(); err != nil {
+		return nil, fmt.Errorf("finishing the bundle: %w", err)
+	}
+	sum := member(IndexName, raw)
+	return &ExportResult{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared}, nil
+}
+
+// resolve fetches an image's top manifest and walks everything it references.
+func (c *collector) resolve(spec ImageSpec, platform *v1.Platform) (Image, v1.Descriptor, error) {
+	ref, err := parseRef(spec.Source)
+	if err != nil {
+		return Image{}, v1.Descriptor{}, err
+	}
+	target := spec.Name
+	if target == "" {
+		tag, ok := ref.(name.Tag)
+		if !ok {
+			return Image{}, v1.Descriptor{}, fmt.Errorf("%s is a digest with no tag: name its target with %s=REPOSITORY:TAG", spec.Source, spec.Source)
+		}
+		target = ref.Context().RepositoryStr() + ":" + tag.TagStr()
+		if err := ValidTargetName(target); err != nil {
+			return Image{}, v1.Descriptor{}, err
+		}
+	}
+	d, err := remote.Get(ref, c.opts...)
+	if err != nil {
+		return Image{}, v1.Descriptor{}, fmt.Errorf("resolving %s: %w", spec.Source, err)
+	}
+	desc := d.Descriptor
+	raw := d.Manifest
+	if platform != nil && desc.MediaType.IsIndex() {
+		im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+		if err != nil {
+			return Image{}, v1.Descriptor{}, fmt.Errorf("%s: %w", spec.Source, err)
+		}
+		var child *v1.Descriptor
+		for i := range im.Manifests {
+			if p := im.Manifests[i].Platform; p != nil && p.Satisfies(*platform) {
+				child = &im.Manifests[i]
+				break
+			}
+		}
+		if child == nil {
+			return Image{}, v1.Descriptor{}, fmt.Errorf("%s has no %s image", spec.Source, platform)
+		}
+		cd, err := remote.Get(ref.Context().Digest(child.Digest.String()), c.opts...)
+		if err != nil {
+			return Image{}, v1.Descriptor{}, fmt.Errorf("resolving %s for %s: %w", spec.Source, platform, err)
+		}
+		desc, raw = cd.Descriptor, cd.Manifest
+	}
+	if desc.Size > MaxManifestSize {
+		return Image{}, v1.Descriptor{}, fmt.Errorf("%s: manifest of %d bytes is over the limit of %d", spec.Source, desc.Size, MaxManifestSize)
+	}
+	platforms, err := c.walk(ref.Context(), desc, raw, 0)
+	if err != nil {
+		return Image{}, v1.Descriptor{}, fmt.Errorf("%s: %w", spec.Source, err)
+	}
+	return Image{
+		Name: target, Source: ref.Context().String() + "@" + desc.Digest.String(),
+		Digest: desc.Digest.String(), MediaType: string(desc.MediaType), Size: desc.Size, Platforms: platforms,
+	}, v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}, nil
+}
+
+// walk records a manifest and, depth first, everything it references;
+// children are recorded before their parents so an importer can push them
+// in order.
+func (c *collector) walk(repo name.Repository, desc v1.Descriptor, raw []byte, depth int) ([]string, error) {
+	if depth > 4 {
+		return nil, fmt.Errorf("indexes nested more than 4 deep")
+	}
+	if h, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || h != desc.Digest {
+		return nil, fmt.Errorf("manifest %s does not match its digest", desc.Digest)
+	}
+	if _, done := c.manifests[desc.Digest]; done {
+		c.shared++
+		return platformsOf(desc, raw), nil
+	}
+	var platforms []string
+	switch {
+	case desc.MediaType.IsIndex():
+		im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+		if err != nil {
+			return nil, err
+		}
+		for _, child := range im.Manifests {
+			if child.Platform != nil {
+				platforms = append(platforms, child.Platform.String())
+			}
+			if !child.MediaType.IsIndex() && !child.MediaType.IsImage() {
+				// Attestations and other artifacts travel as plain blobs.
+				c.addBlob(repo, child)
+				continue
+			}
+			d, err := remote.Get(repo.Digest(child.Digest.String()), c.opts...)
+			if err != nil {
+				return nil, fmt.Errorf("fetching %s: %w", child.Digest, err)
+			}
+			if _, err := c.walk(repo, d.Descriptor, d.Manifest, depth+1); err != nil {
+				return nil, err
+			}
+		}
+	case desc.MediaType.IsImage():
+		m, err := v1.ParseManifest(bytes.NewReader(raw))
+		if err != nil {
+			return nil, err
+		}
+		c.addBlob(repo, m.Config)
+		for _, l := range m.Layers {
+			c.addBlob(repo, l)
+		}
+		if depth == 0 {
+			if platforms, err = c.configPlatform(repo, m.Config); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("media type %s is neither an image nor an index", desc.MediaType)
+	}
+	c.manifests[desc.Digest] = raw
+	c.order = append(c.order, desc.Digest)
+	if len(c.order) > MaxManifests {
+		return nil, fmt.Errorf("more than %d manifests", MaxManifests)
+	}
+	return platforms, nil
+}
+
+func (c *collector) addBlob(repo name.Repository, d v1.Descriptor) {
+	if _, ok := c.blobs[d.Digest]; ok {
+		c.shared++
+		return
+	}
+	c.blobs[d.Digest] = &blobRef{digest: d.Digest, size: d.Size, repo: repo}
+	c.blobOrder = append(c.blobOrder, d.Digest)
+}
+
+func (c *collector) copyBlob(tw *tarWriter, b *blobRef) error {
+	if b.size > MaxBlobSize {
+		return fmt.Errorf("blob %s: %d bytes is over the limit of %d", b.digest, b.size, MaxBlobSize)
+	}
+	l, err := remote.Layer(b.repo.Digest(b.digest.String()), c.opts...)
+	if err != nil {
+		return fmt.Errorf("fetching blob %s: %w", b.digest, err)
+	}
+	rc, err := l.Compressed() // ggcr verifies the digest as it reads
+	if err != nil {
+		return fmt.Errorf("fetching blob %s: %w", b.digest, err)
+	}
+	defer rc.Close()
+	return tw.stream(BlobName(b.digest.String()), b.size, rc)
+}
+
+// platformsOf names the platform an index gives its child; a single image
+// has none there, and its config says it (configPlatform).
+func platformsOf(desc v1.Descriptor, _ []byte) []string {
+	if desc.Platform != nil {
+		return []string{desc.Platform.String()}
+	}
+	return nil
+}
+
+// configPlatform reads os/architecture from an image's config blob: a
+// second small fetch, worth it so the signer sees what it signs.
+func (c *collector) configPlatform(repo name.Repository, cfg v1.Descriptor) ([]string, error) {
+	if cfg.Size > MaxManifestSize {
+		return nil, fmt.Errorf("config blob of %d bytes is over the limit of %d", cfg.Size, MaxManifestSize)
+	}
+	l, err := remote.Layer(repo.Digest(cfg.Digest.String()), c.opts...)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	cf, err := v1.ParseConfigFile(io.LimitReader(rc, MaxManifestSize))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", cfg.Digest, err)
+	}
+	if cf.OS == "" {
+		return nil, nil
+	}
+	return []string{cf.Platform().String()}, nil
+}
+
+// pendingTargets builds the pending (unsigned) targets: base plus this
+// bundle's images, minus its removals, version base+1.
+func pendingTargets(base *metadata.Metadata[metadata.TargetsType], idx *Index, now time.Time) ([]byte, error) {
+	next, err := ApplyIndex(base, idx, now, "")
+	if err != nil {
+		return nil, err
+	}
+	return next.ToBytes(true)
+}
+
+// ApplyIndex returns base's next version with idx's images added or
+// replaced and its removals removed. bundleSHA, when set, is recorded in
+// each added target's custom data (the signer binds its approval so).
+func ApplyIndex(base *metadata.Metadata[metadata.TargetsType], idx *Index, now time.Time, bundleSHA string) (*metadata.Metadata[metadata.TargetsType], error) {
+	next := trust.NextTargets(base, now, trust.DefaultExpiry()[trust.Targets])
+	for _, img := range idx.Images {
+		h, err := v1.NewHash(img.Digest)
+		if err != nil {
+			return nil, err
+		}
+		hb, err := hexBytes(h.Hex)
+		if err != nil {
+			return nil, err
+		}
+		custom, err := json.Marshal(TargetCustom{MediaType: img.MediaType, Source: img.Source, Platforms: img.Platforms, Bundle: bundleSHA})
+		if err != nil {
+			return nil, err
+		}
+		rm := json.RawMessage(custom)
+		next.Signed.Targets[img.Name] = &metadata.TargetFiles{Length: img.Size, Hashes: metadata.Hashes{"sha256": hb}, Custom: &rm, Path: img.Name}
+	}
+	for _, r := range idx.Removals {
+		delete(next.Signed.Targets, r)
+	}
+	return next, nil
+}
+
+// Payload is the cosign simple-signing payload for img pushed under dest:
+// {"critical":{"identity":{"docker-reference":DEST/REPO},"image":{"docker-manifest-digest":…},…}}.
+func Payload(dest string, img Image) ([]byte, error) {
+	repoName, _, _ := strings.Cut(img.Name, ":")
+	d, err := name.NewDigest(strings.TrimSuffix(dest, "/")+"/"+repoName+"@"+img.Digest, name.StrictValidation)
+	if err != nil {
+		return nil, fmt.Errorf("image %s under %s: %w", img.Name, dest, err)
+	}
+	return payload.Cosign{Image: d}.MarshalJSON()
+}
+
+type countingWriter struct {
+	w        io.Writer
+	n, total int64
+	progress func(done, total int64)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if c.progress != nil {
+		c.progress(c.n, c.total)
+	}
+	return n, err
+}

@@ -1,0 +1,181 @@
+package bundle
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Head is what the signer reads: the index and the head members, each
+// checked against the index. No blob is read to make it.
+type Head struct {
+	Index       *Index
+	IndexRaw    []byte
+	IndexSHA256 string // hex; what an approval binds to
+	Pending     []byte // head/targets.json (unsigned)
+	Roots       map[int64][]byte
+	Payloads    map[string][]byte // member name → payload bytes
+}
+
+// ReadHead reads a bundle's index and head from r and stops at the first
+// member after the head: signing time does not grow with image size, and a
+// bundle whose blob part is garbage still yields its head.
+func ReadHead(r io.Reader, file string) (*Head, error) {
+	tr := tar.NewReader(r)
+	h, err := nextMember(tr, file)
+	if err == io.EOF {
+		return nil, &FormatError{File: file, Reason: "empty tar: not a coldharbor bundle"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.Name != IndexName {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: "first member must be " + IndexName + " (is this a coldharbor bundle?)"}
+	}
+	if h.Size > MaxIndexSize {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("%d bytes is over the limit of %d", h.Size, MaxIndexSize)}
+	}
+	raw := make([]byte, h.Size)
+	if _, err := io.ReadFull(tr, raw); err != nil {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("truncated: %v", err)}
+	}
+	idx, err := parseIndex(raw, file)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	head := &Head{Index: idx, IndexRaw: raw, IndexSHA256: hex.EncodeToString(sum[:]), Roots: map[int64][]byte{}, Payloads: map[string][]byte{}}
+	var total int64
+	for _, m := range idx.Members {
+		if memberKind(m.Name) != "head" {
+			break
+		}
+		h, err := nextMember(tr, file)
+		if err == io.EOF {
+			return nil, &FormatError{File: file, Member: m.Name, Reason: "missing: the bundle ends early"}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Name != m.Name {
+			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("out of order: the index lists %q here", m.Name)}
+		}
+		if total += m.Size; total > MaxHeadTotal {
+			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("the head is over its limit of %d bytes", MaxHeadTotal)}
+		}
+		data, err := readMember(tr, h, m, MaxHeadMember, file)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case m.Name == PendingTargets:
+			head.Pending = data
+		case strings.HasPrefix(m.Name, headRootPrefix):
+			var v int64
+			fmt.Sscanf(m.Name[len(headRootPrefix):], "%d", &v)
+			head.Roots[v] = data
+		default:
+			head.Payloads[m.Name] = data
+		}
+	}
+	if head.Pending == nil {
+		return nil, &FormatError{File: file, Reason: "no " + PendingTargets + " in the head"}
+	}
+	for _, img := range idx.Images {
+		if _, ok := head.Payloads[img.Payload]; !ok {
+			return nil, &FormatError{File: file, Reason: fmt.Sprintf("image %s: payload %s is not in the head", img.Name, img.Payload)}
+		}
+	}
+	return head, nil
+}
+
+// parseIndex decodes and checks coldharbor-bundle.json: known format,
+// member names of known shapes in the required order (head, layout, blobs),
+// no duplicates, sizes within limits, valid image names and digests.
+func parseIndex(raw []byte, file string) (*Index, error) {
+	bad := func(format string, a ...any) error {
+		return &FormatError{File: file, Member: IndexName, Reason: fmt.Sprintf(format, a...)}
+	}
+	var idx Index
+	if err := decodeStrict(raw, &idx); err != nil {
+		return nil, bad("not valid JSON for %s: %v", BundleFormat, err)
+	}
+	if idx.Format != BundleFormat {
+		return nil, bad("format %q, this coldharbor reads %q", idx.Format, BundleFormat)
+	}
+	if len(idx.Members) > MaxMembers {
+		return nil, bad("%d members is over the limit of %d", len(idx.Members), MaxMembers)
+	}
+	if len(idx.Images) == 0 && len(idx.Removals) == 0 {
+		return nil, bad("no images and no removals: nothing to sign")
+	}
+	if len(idx.Images) > MaxImages {
+		return nil, bad("%d images is over the limit of %d", len(idx.Images), MaxImages)
+	}
+	// Order: head members, then oci-layout and index.json, then blobs.
+	rank := map[string]int{"head": 0, "layout": 1, "blob": 2}
+	seen := map[string]bool{}
+	last := 0
+	for _, m := range idx.Members {
+		kind := memberKind(m.Name)
+		if kind == "" || kind == "index" {
+			return nil, bad("member name %q is not allowed in a bundle", m.Name)
+		}
+		if seen[m.Name] {
+			return nil, bad("member %q is listed twice", m.Name)
+		}
+		seen[m.Name] = true
+		if rank[kind] < last {
+			return nil, bad("member %q is out of order (head, then oci layout, then blobs)", m.Name)
+		}
+		last = rank[kind]
+		if !hexRE.MatchString(m.SHA256) {
+			return nil, bad("member %q: sha256 %q is not 64 hex digits", m.Name, m.SHA256)
+		}
+		if m.Size < 0 || m.Size > MaxBlobSize {
+			return nil, bad("member %q: size %d is out of range", m.Name, m.Size)
+		}
+		if kind == "blob" && m.SHA256 != strings.TrimPrefix(m.Name, blobPrefix) {
+			return nil, bad("blob %q: sha256 %s is not its name", m.Name, m.SHA256)
+		}
+	}
+	for _, f := range []string{PendingTargets, LayoutFile, LayoutIndex} {
+		if !seen[f] {
+			return nil, bad("member %q is missing", f)
+		}
+	}
+	names := map[string]bool{}
+	for _, img := range idx.Images {
+		if err := ValidTargetName(img.Name); err != nil {
+			return nil, bad("%v", err)
+		}
+		if names[img.Name] {
+			return nil, bad("image %s is listed twice", img.Name)
+		}
+		names[img.Name] = true
+		if !digestRE.MatchString(img.Digest) {
+			return nil, bad("image %s: digest %q is not sha256:<64 hex>", img.Name, img.Digest)
+		}
+		if img.Size <= 0 || img.Size > MaxManifestSize {
+			return nil, bad("image %s: manifest size %d is out of range", img.Name, img.Size)
+		}
+		if !seen[BlobName(img.Digest)] {
+			return nil, bad("image %s: its manifest %s is not in the bundle", img.Name, img.Digest)
+		}
+		if memberKind(img.Payload) != "head" || !strings.HasPrefix(img.Payload, headPayloadPrefx) || !seen[img.Payload] {
+			return nil, bad("image %s: payload %q is not a head member", img.Name, img.Payload)
+		}
+	}
+	for _, r := range idx.Removals {
+		if err := ValidTargetName(r); err != nil {
+			return nil, bad("removal: %v", err)
+		}
+		if names[r] {
+			return nil, bad("%s is both added and removed", r)
+		}
+	}
+	return &idx, nil
+}

@@ -1,0 +1,260 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+// Change is one line of what a bundle does to the targets.
+type Change struct {
+	Kind      string   `json:"kind"` // added, changed, unchanged, removed
+	Name      string   `json:"name"`
+	Digest    string   `json:"digest,omitempty"`
+	OldDigest string   `json:"old_digest,omitempty"`
+	Size      int64    `json:"size,omitempty"`
+	MediaType string   `json:"media_type,omitempty"`
+	Platforms []string `json:"platforms,omitempty"`
+	Source    string   `json:"source,omitempty"`
+}
+
+// Plan is what signing a bundle would do, computed from the bundle's head
+// and a repository (the signer's own, or any copy for inspect).
+type Plan struct {
+	Head        *Head    `json:"-"`
+	IndexSHA256 string   `json:"index_sha256"`
+	Destination string   `json:"destination"`
+	Created     string   `json:"created"`
+	BundleBase  int64    `json:"bundle_base_targets_version"`
+	Current     int64    `json:"current_targets_version"`
+	NewVersion  int64    `json:"new_targets_version"`
+	Rebased     bool     `json:"rebased"`
+	Changes     []Change `json:"changes"`
+	state       *trust.State
+}
+
+// MakePlan reads a bundle's head from r and compares it with the repository
+// in dir. It checks every payload is exactly the one this image needs and
+// that the bundle was made against the same root of trust.
+func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error) {
+	head, err := ReadHead(r, file)
+	if err != nil {
+		return nil, err
+	}
+	for _, img := range head.Index.Images {
+		want, err := Payload(head.Index.Destination, img)
+		if err != nil {
+			return nil, &FormatError{File: file, Reason: err.Error()}
+		}
+		if !bytes.Equal(want, head.Payloads[img.Payload]) {
+			return nil, &trust.VerificationError{Role: "bundle", Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, img.Digest, head.Index.Destination)}
+		}
+	}
+	p := &Plan{Head: head, IndexSHA256: head.IndexSHA256, Destination: head.Index.Destination,
+		Created: head.Index.Created.Format(time.RFC3339), BundleBase: head.Index.Base.TargetsVersion}
+	if dir == "" {
+		for _, img := range head.Index.Images {
+			p.Changes = append(p.Changes, imageChange("added", img, ""))
+		}
+		for _, r := range head.Index.Removals {
+			p.Changes = append(p.Changes, Change{Kind: "removed", Name: r})
+		}
+		return p, nil
+	}
+	st, err := trust.LoadState(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	p.state = st
+	// The bundle's root chain must be ours: the same bytes for every
+	// version both have, and none we lack.
+	for v, b := range head.Roots {
+		mine, ok := st.RootRaw[v]
+		if !ok {
+			return nil, &trust.VerificationError{Role: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
+		}
+		if !bytes.Equal(mine, b) {
+			return nil, &trust.VerificationError{Role: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
+		}
+	}
+	p.Current = st.Targets.Signed.Version
+	p.NewVersion = p.Current + 1
+	p.Rebased = p.BundleBase != p.Current
+	cur := st.Targets.Signed.Targets
+	for _, img := range head.Index.Images {
+		old, ok := cur[img.Name]
+		switch {
+		case !ok:
+			p.Changes = append(p.Changes, imageChange("added", img, ""))
+		case "sha256:"+old.Hashes["sha256"].String() != img.Digest:
+			p.Changes = append(p.Changes, imageChange("changed", img, "sha256:"+old.Hashes["sha256"].String()))
+		default:
+			p.Changes = append(p.Changes, imageChange("unchanged", img, ""))
+		}
+	}
+	for _, r := range head.Index.Removals {
+		old, ok := cur[r]
+		if !ok {
+			continue // already gone: nothing to do
+		}
+		p.Changes = append(p.Changes, Change{Kind: "removed", Name: r, OldDigest: "sha256:" + old.Hashes["sha256"].String(), Size: old.Length})
+	}
+	if !p.Rebased {
+		// Same base: the exporter's pending targets must be what we build.
+		want, err := ApplyIndex(st.Targets, head.Index, time.Now(), "")
+		if err != nil {
+			return nil, err
+		}
+		got, err := metadata.Targets().FromBytes(head.Pending)
+		if err != nil {
+			return nil, &FormatError{File: file, Member: PendingTargets, Reason: err.Error()}
+		}
+		if err := sameTargets(want, got); err != nil {
+			return nil, &trust.VerificationError{Role: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+		}
+	}
+	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
+	return p, nil
+}
+
+func imageChange(kind string, img Image, old string) Change {
+	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source}
+}
+
+func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
+	if a.Signed.Version != b.Signed.Version {
+		return fmt.Errorf("version %d, expected %d", b.Signed.Version, a.Signed.Version)
+	}
+	if len(a.Signed.Targets) != len(b.Signed.Targets) {
+		return fmt.Errorf("%d targets, expected %d", len(b.Signed.Targets), len(a.Signed.Targets))
+	}
+	for n, t := range a.Signed.Targets {
+		o, ok := b.Signed.Targets[n]
+		if !ok || o.Length != t.Length || !o.Hashes.Equal(t.Hashes) {
+			return fmt.Errorf("target %s differs", n)
+		}
+	}
+	return nil
+}
+
+// SignOptions configure Sign.
+type SignOptions struct {
+	Keys []*hsm.Key
+	Now  time.Time
+	Tool string
+}
+
+// SignResult is what a signature approved.
+type SignResult struct {
+	TargetsVersion int64    `json:"targets_version"`
+	SignedBy       []string `json:"signed_by"`
+	Images         int      `json:"images"`
+	Signatures     int      `json:"cosign_signatures"`
+	Approval       []byte   `json:"-"`
+	targets        *metadata.Metadata[metadata.TargetsType]
+}
+
+// Sign signs a plan made against the signer's repository: the next targets
+// version (the repository's own targets plus the bundle's images, each
+// bound to this bundle) with every key given, and each image's cosign
+// payload with each key. It returns the approval's bytes; Record stores the
+// new targets version in the repository.
+func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
+	if p.state == nil {
+		return nil, fmt.Errorf("internal error: a plan made without a repository cannot be signed")
+	}
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	root := p.state.Root
+	ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
+	allowed := map[string]bool{}
+	for _, id := range ids {
+		allowed[id] = true
+	}
+	var signers []*hsm.Key
+	var signedBy []string
+	for _, k := range o.Keys {
+		id, err := trust.KeyID(k.Public)
+		if err != nil {
+			return nil, err
+		}
+		if !allowed[id] {
+			return nil, &trust.VerificationError{Role: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
+		}
+		if !k.Private() {
+			return nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
+		}
+		signers = append(signers, k)
+		signedBy = append(signedBy, id)
+	}
+	if len(signers) < threshold {
+		return nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
+	}
+	next, err := ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
+	if err != nil {
+		return nil, err
+	}
+	cosignPub, err := CosignPub(root)
+	if err != nil {
+		return nil, err
+	}
+	next.Signed.Targets[CosignPubTarget] = targetFile(CosignPubTarget, cosignPub)
+	for _, k := range signers {
+		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
+			return nil, err
+		}
+	}
+	if err := root.VerifyDelegate(trust.Targets, next); err != nil {
+		return nil, fmt.Errorf("self-check of targets v%d failed: %w", next.Signed.Version, err)
+	}
+	targetsRaw, err := next.ToBytes(true)
+	if err != nil {
+		return nil, err
+	}
+	a := &Approval{Format: ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
+		Bundle:         BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
+		TargetsVersion: next.Signed.Version, Signatures: []Signature{}}
+	for _, img := range p.Head.Index.Images {
+		pl := p.Head.Payloads[img.Payload]
+		for i, k := range signers {
+			sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
+			if err != nil {
+				return nil, fmt.Errorf("signing the cosign payload of %s with %s: %w", img.Name, k.URI, err)
+			}
+			if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
+				return nil, fmt.Errorf("self-check of the cosign signature of %s failed: %w", img.Name, err)
+			}
+			a.Signatures = append(a.Signatures, Signature{Image: img.Name, Digest: img.Digest, Payload: img.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	var buf bytes.Buffer
+	if err := writeApproval(&buf, a, targetsRaw, cosignPub); err != nil {
+		return nil, err
+	}
+	return &SignResult{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
+}
+
+// Record stores the signed targets version in the signer's repository, so
+// the next bundle builds on it.
+func (p *Plan) Record(ctx context.Context, dir string, res *SignResult) error {
+	unlock, err := trust.Lock(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return trust.Publish(ctx, dir, trust.Publication{Targets: res.targets})
+}

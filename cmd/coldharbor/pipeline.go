@@ -1,0 +1,498 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/atomicfile"
+	"github.com/coldharbor/coldharbor/mirror"
+)
+
+func exportCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "bundle images for the isolated network (connected side)",
+		ArgsUsage: "IMAGE...",
+		Description: `Resolves each IMAGE to a digest and writes one bundle tar: the images as an
+OCI layout (each blob once, however many images share it), their digests, the
+pending TUF targets (the repository's targets plus these images) and one cosign
+payload per image naming its repository under --dest.
+
+IMAGE is SRC (keeps its repository path and tag: docker.io/library/alpine:3.20
+becomes library/alpine:3.20) or SRC=REPOSITORY:TAG to rename. Multi-arch
+indexes are kept whole unless --platform picks one. Registry credentials come
+from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "repo", Usage: "a copy of the published TUF repository in `DIR`"},
+			&cli.StringFlag{Name: "dest", Usage: "the target registry, `HOST[/PREFIX]`, as the isolated side will push to it"},
+			&cli.StringFlag{Name: "output-file", Aliases: []string{"o"}, Usage: "write the bundle to `FILE`"},
+			&cli.StringFlag{Name: "images-from", Usage: "read more IMAGE arguments from `FILE`, one per line (# comments)"},
+			&cli.StringFlag{Name: "platform", Usage: "keep only `OS/ARCH[/VARIANT]` of multi-arch images"},
+			&cli.StringSliceFlag{Name: "remove", Usage: "propose removing target `REPOSITORY:TAG` (repeat)"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			for _, f := range []string{"repo", "dest", "output-file"} {
+				if c.String(f) == "" {
+					return usagef("--%s is required", f)
+				}
+			}
+			if err := bundle.ValidDestination(c.String("dest")); err != nil {
+				return usagef("--dest: %v", err)
+			}
+			args := c.Args().Slice()
+			if f := c.String("images-from"); f != "" {
+				more, err := readLines(f)
+				if err != nil {
+					return err
+				}
+				args = append(args, more...)
+			}
+			var specs []bundle.ImageSpec
+			for _, a := range args {
+				s, err := bundle.ParseImageArg(a)
+				if err != nil {
+					return usagef("%v", err)
+				}
+				specs = append(specs, s)
+			}
+			if len(specs) == 0 && len(c.StringSlice("remove")) == 0 {
+				return usagef("no IMAGE given")
+			}
+			var platform *v1.Platform
+			if p := c.String("platform"); p != "" {
+				if platform, err = v1.ParsePlatform(p); err != nil {
+					return usagef("--platform: %v", err)
+				}
+			}
+			out := c.String("output-file")
+			var res *bundle.ExportResult
+			err = writeFileAtomic(out, func(f *os.File) error {
+				var err error
+				res, err = bundle.Export(c.Context, f, bundle.ExportOptions{
+					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
+					Platform: platform, Remote: remoteOptions(c), Progress: progress(e, "export"), Tool: "coldharbor " + version,
+				})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c.App.Writer, res)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "Wrote %s: %d image(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
+				out, len(res.Index.Images), res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+			printImages(c, res.Index.Images)
+			fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
+			return nil
+		},
+	}
+}
+
+func printImages(c *cli.Context, imgs []bundle.Image) {
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE")
+	for _, i := range imgs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", i.Name, i.Digest, i.Size, strings.Join(i.Platforms, ","), i.Source)
+	}
+	tw.Flush()
+}
+
+func inspectCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "show what a bundle holds and what it changes",
+		ArgsUsage: "BUNDLE",
+		Description: `Reads only the bundle's head (never its blobs) and shows the images, digests,
+sizes and platforms; with --repo, also the change to the targets: added,
+changed, unchanged and removed names.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "repo", Usage: "compare with the TUF repository in `DIR`"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			path, err := oneArg(c, "BUNDLE")
+			if err != nil {
+				return err
+			}
+			p, err := planFor(c, path, c.String("repo"))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c.App.Writer, map[string]any{"plan": p, "images": p.Head.Index.Images})
+			}
+			printPlan(c, p, c.String("repo") != "")
+			return nil
+		},
+	}
+}
+
+func planFor(c *cli.Context, path, repo string) (*bundle.Plan, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return bundle.MakePlan(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo)
+}
+
+func printPlan(c *cli.Context, p *bundle.Plan, withRepo bool) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "bundle %s\n  created %s, for %s\n", p.IndexSHA256, p.Created, p.Destination)
+	if withRepo {
+		fmt.Fprintf(w, "  targets v%d -> v%d", p.Current, p.NewVersion)
+		if p.Rebased {
+			fmt.Fprintf(w, " (the bundle was built against v%d; the new version is built from this repository's v%d plus the bundle's images)", p.BundleBase, p.Current)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE")
+	for _, ch := range p.Changes {
+		d := ch.Digest
+		if ch.Kind == "changed" {
+			d = ch.OldDigest[:19] + "… -> " + ch.Digest
+		}
+		if ch.Kind == "removed" {
+			d = ch.OldDigest
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), ch.Source)
+	}
+	tw.Flush()
+}
+
+func signCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "sign",
+		Usage:     "approve a bundle offline: sign its targets and cosign payloads (air-gapped machine)",
+		ArgsUsage: "BUNDLE",
+		Description: `Reads only the bundle's head, checks it against its index hashes and against
+this signer's repository (same root of trust, payloads naming exactly the
+bundled digests), shows what changes and asks for confirmation (--yes for
+scripts; without a terminal it never asks and refuses without --yes).
+
+Then signs the next targets version with every --key (at least the targets
+threshold) and each image's cosign payload with each key, records the new
+targets version in --repo, and writes a small approval bound to this bundle.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},
+			&cli.StringSliceFlag{Name: "key", Usage: "a targets key `URI` (repeat up to the threshold)"},
+			&cli.StringFlag{Name: "output-file", Aliases: []string{"o"}, Usage: "write the approval to `FILE`"},
+			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking (scripts)"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			path, err := oneArg(c, "BUNDLE")
+			if err != nil {
+				return err
+			}
+			if c.String("repo") == "" || c.String("output-file") == "" || len(c.StringSlice("key")) == 0 {
+				return usagef("--repo, --key and -o are required")
+			}
+			for _, u := range c.StringSlice("key") {
+				if _, err := hsm.ParseURI(u); err != nil {
+					return usagef("%v", err)
+				}
+			}
+			p, err := planFor(c, path, c.String("repo"))
+			if err != nil {
+				return err
+			}
+			if !asJSON {
+				printPlan(c, p, true)
+			}
+			if !c.Bool("yes") {
+				if err := confirm(e, fmt.Sprintf("Sign targets v%d with these changes?", p.NewVersion)); err != nil {
+					return err
+				}
+			}
+			var keys []*hsm.Key
+			for _, u := range c.StringSlice("key") {
+				k, err := hsm.Open(c.Context, u, hsm.WithSecrets(e.secrets()))
+				if err != nil {
+					return err
+				}
+				defer k.Close()
+				keys = append(keys, k)
+			}
+			res, err := p.Sign(c.Context, bundle.SignOptions{Keys: keys, Tool: "coldharbor " + version})
+			if err != nil {
+				return err
+			}
+			out := c.String("output-file")
+			if err := writeFileAtomic(out, func(f *os.File) error {
+				if _, err := f.Write(res.Approval); err != nil {
+					return err
+				}
+				// Record before the approval appears: an approval whose
+				// version the signer forgot would be signed again.
+				return p.Record(c.Context, c.String("repo"), res)
+			}); err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c.App.Writer, res)
+			}
+			fmt.Fprintf(c.App.Writer, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
+				res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
+			return nil
+		},
+	}
+}
+
+// confirm asks on the terminal; without one it refuses.
+func confirm(e env, question string) error {
+	if e.stdin == nil || !term.IsTerminal(int(e.stdin.Fd())) {
+		return withHint(usagef("refusing to sign without confirmation: no terminal to ask on"), "pass --yes after checking 'coldharbor inspect BUNDLE --repo DIR'")
+	}
+	fmt.Fprintf(e.stderr, "%s [y/N] ", question)
+	line, _ := bufio.NewReader(e.stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		return fmt.Errorf("not signed: declined")
+	}
+	return nil
+}
+
+func importCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "verify a bundle and its approval, push images and signatures, publish TUF (isolated side)",
+		ArgsUsage: "BUNDLE APPROVAL",
+		Description: `Before anything is uploaded: verifies the approval against this repository's
+pinned root (targets threshold and key IDs, a version above the published one,
+not expired), its binding to this very bundle, every image's digest and size
+against the signed targets, and every cosign signature.
+
+Then pushes blobs (streamed from the bundle, digest-checked, skipping blobs the
+registry has, --jobs at a time), manifests (children before indexes), tags, and
+the cosign signature manifests (tag sha256-<hex>.sig); and only then publishes
+targets, each manifest and cosign.pub as target files, and a new snapshot and
+timestamp signed with the online keys. A refusal (exit 3) tags nothing and
+publishes nothing; an interrupted import can be run again.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "repo", Usage: "the isolated side's TUF repository in `DIR`"},
+			&cli.StringFlag{Name: "registry", Usage: "the target registry, `HOST[/PREFIX]` (the bundle's --dest)"},
+			&cli.StringFlag{Name: "snapshot-key", Usage: "the snapshot key `URI`"},
+			&cli.StringFlag{Name: "timestamp-key", Usage: "the timestamp key `URI`"},
+			&cli.IntFlag{Name: "jobs", Usage: "upload `N` blobs at once", Value: 4},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() != 2 {
+				return usagef("import takes BUNDLE and APPROVAL (got %d arguments)", c.NArg())
+			}
+			for _, f := range []string{"repo", "registry", "snapshot-key", "timestamp-key"} {
+				if c.String(f) == "" {
+					return usagef("--%s is required", f)
+				}
+			}
+			if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
+				return usagef("--jobs must be between 1 and 64")
+			}
+			keys := map[string]*hsm.Key{}
+			for _, f := range []string{"snapshot-key", "timestamp-key"} {
+				k, err := hsm.Open(c.Context, c.String(f), hsm.WithSecrets(e.secrets()))
+				if err != nil {
+					return err
+				}
+				defer k.Close()
+				keys[f] = k
+			}
+			start := time.Now()
+			res, err := mirror.Import(c.Context, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
+				Repo: c.String("repo"), Registry: c.String("registry"),
+				SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
+				Remote: remoteOptions(c), Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
+			})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c.App.Writer, res)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d manifest(s), %d signature manifest(s)\n",
+				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.Manifests, res.Signatures)
+			for _, n := range res.Images {
+				fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
+			}
+			fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
+			return nil
+		},
+	}
+}
+
+func sourceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "repo", Usage: "read the TUF repository from `DIR`"},
+		&cli.StringFlag{Name: "tuf-url", Usage: "read the TUF repository from `URL` (serving metadata/ and targets/)"},
+		&cli.StringFlag{Name: "root", Usage: "bootstrap trust from this root.json `FILE` (first use only; check its sha256)"},
+		&cli.StringFlag{Name: "cache", Usage: "keep trusted metadata in `DIR` (default: the user cache); catches rollbacks across runs"},
+	}
+}
+
+func sourceFrom(c *cli.Context) (mirror.Source, error) {
+	s := mirror.Source{Dir: c.String("repo"), URL: c.String("tuf-url"), Root: c.String("root"), Cache: c.String("cache")}
+	if (s.Dir == "") == (s.URL == "") {
+		return s, usagef("give exactly one of --repo DIR or --tuf-url URL")
+	}
+	return s, nil
+}
+
+func listCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list the trusted targets: NAME, DIGEST, SIZE, ROLE and expiry (like notary list)",
+		Description: `Refreshes the TUF repository as a client would (go-tuf's updater, with a
+persistent cache) and lists every target.`,
+		Flags: append(sourceFlags(), outputFlag()),
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			src, err := sourceFrom(c)
+			if err != nil {
+				return err
+			}
+			ts, err := mirror.List(c.Context, src)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c.App.Writer, ts)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tROLE\tEXPIRES")
+			for _, t := range ts {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", t.Name, t.Digest, t.Size, t.Role, t.Expires.UTC().Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func verifyCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check images against TUF and their cosign signatures",
+		ArgsUsage: "IMAGE...",
+		Description: `For each IMAGE (REGISTRY/REPOSITORY:TAG): refreshes TUF as a client would,
+resolves the image in its registry, checks its digest is the trusted target for
+its name, and that a cosign signature by a key in the trusted cosign.pub target
+covers that digest. Prints what was checked; exit 3 when anything fails.`,
+		Flags: append(sourceFlags(),
+			&cli.StringFlag{Name: "registry", Usage: "targets are relative to `HOST[/PREFIX]` (default: each image's registry)"},
+			outputFlag()),
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			src, err := sourceFrom(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() == 0 {
+				return usagef("no IMAGE given")
+			}
+			checks, err := mirror.VerifyImages(c.Context, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: remoteOptions(c)})
+			if asJSON {
+				if jerr := writeJSON(c.App.Writer, checks); jerr != nil {
+					return jerr
+				}
+			} else {
+				for _, ch := range checks {
+					fmt.Fprintf(c.App.Writer, "%s\n  target %s in targets v%d: %s\n  registry digest matches; cosign signature %s by key %s verified\n",
+						ch.Image, ch.Target, ch.TargetsVersion, ch.TrustedDigest, ch.SignatureTag, ch.SignedBy)
+				}
+			}
+			return err
+		},
+	}
+}
+
+func readLines(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// writeFileAtomic creates path only when write succeeds: a failed export
+// leaves no half bundle where a user would find it.
+func writeFileAtomic(path string, write func(*os.File) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(filepath.Dir(path))
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

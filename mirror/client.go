@@ -1,0 +1,146 @@
+package mirror
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+// Source is where a TUF client reads the repository: a directory (--repo)
+// or a URL (--tuf-url). Exactly one is set.
+type Source struct {
+	Dir string
+	URL string
+	// Root bootstraps trust the first time (a root.json whose sha256 you
+	// checked against the ceremony's paper record). For Dir, the
+	// repository's pinned root is used when Root is empty.
+	Root string
+	// Cache keeps what the client has trusted, so a rollback is caught
+	// across runs. Empty: $XDG_CACHE_HOME/coldharbor/tuf/<source hash>.
+	Cache string
+	// HTTP is the client for URL sources. Default: a client with a 30 s timeout.
+	HTTP *http.Client
+}
+
+func (s Source) cacheDir() (string, error) {
+	if s.Cache != "" {
+		return s.Cache, nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory (set --cache): %w", err)
+	}
+	id := s.URL
+	if s.Dir != "" {
+		abs, err := filepath.Abs(s.Dir)
+		if err != nil {
+			return "", err
+		}
+		id = "dir:" + abs
+	}
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(base, "coldharbor", "tuf", hex.EncodeToString(sum[:8])), nil
+}
+
+// Refresh runs the TUF client workflow (go-tuf's updater) against the
+// source and returns the updater for target look-ups. The newest trusted
+// root and the last timestamp and snapshot stay in the cache.
+func (s Source) Refresh() (*updater.Updater, error) {
+	if (s.Dir == "") == (s.URL == "") {
+		return nil, errors.New("give exactly one of --repo DIR or --tuf-url URL")
+	}
+	cache, err := s.cacheDir()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		return nil, fmt.Errorf("creating cache %s: %w", cache, err)
+	}
+	root, err := s.trustedRoot(cache)
+	if err != nil {
+		return nil, err
+	}
+	metaURL, targetsURL := strings.TrimSuffix(s.URL, "/")+"/metadata", strings.TrimSuffix(s.URL, "/")+"/targets"
+	client := s.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if s.Dir != "" {
+		// The same client code reads a directory: a file transport, so
+		// --repo and --tuf-url are verified identically.
+		metaURL, targetsURL = "file:///"+trust.MetadataDir, "file:///"+trust.TargetsDir
+		client = &http.Client{Transport: http.NewFileTransport(http.Dir(s.Dir))}
+	}
+	cfg, err := config.New(metaURL, root)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RemoteTargetsURL = targetsURL
+	cfg.LocalMetadataDir = filepath.Join(cache, "metadata")
+	cfg.LocalTargetsDir = filepath.Join(cache, "targets")
+	if err := cfg.SetDefaultFetcherHTTPClient(client); err != nil {
+		return nil, err
+	}
+	up, err := updater.New(cfg)
+	if err != nil {
+		return nil, tufRefusal(err)
+	}
+	if err := up.Refresh(); err != nil {
+		return nil, tufRefusal(err)
+	}
+	return up, nil
+}
+
+// trustedRoot is the cached root (newest trusted) or the bootstrap root.
+func (s Source) trustedRoot(cache string) ([]byte, error) {
+	if b, err := os.ReadFile(filepath.Join(cache, "metadata", "root.json")); err == nil {
+		return b, nil
+	}
+	path := s.Root
+	if path == "" && s.Dir != "" {
+		for _, p := range []string{filepath.Join(s.Dir, trust.StateDir, "trusted-root.json"), filepath.Join(s.Dir, trust.MetadataDir, "1.root.json")} {
+			if _, err := os.Stat(p); err == nil {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		return nil, errors.New("no trusted root yet: pass --root root.json (check its sha256 against the ceremony's paper record)")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the bootstrap root: %w", err)
+	}
+	return b, nil
+}
+
+// tufRefusal maps go-tuf's verification errors to refusals (exit 3);
+// download and I/O failures stay plain errors.
+func tufRefusal(err error) error {
+	var (
+		unsigned *metadata.ErrUnsignedMetadata
+		expired  *metadata.ErrExpiredMetadata
+		badVer   *metadata.ErrBadVersionNumber
+		eqVer    *metadata.ErrEqualVersionNumber
+		lenHash  *metadata.ErrLengthOrHashMismatch
+		repoErr  *metadata.ErrRepository
+	)
+	switch {
+	case errors.As(err, &unsigned), errors.As(err, &expired), errors.As(err, &badVer), errors.As(err, &eqVer), errors.As(err, &lenHash), errors.As(err, &repoErr):
+		return &trust.VerificationError{Role: "tuf", Reason: "the TUF repository does not verify", Err: err}
+	}
+	return err
+}

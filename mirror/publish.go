@@ -1,0 +1,76 @@
+package mirror
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+func readApproval(path string) (*bundle.ApprovalFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening approval: %w", err)
+	}
+	defer f.Close()
+	return bundle.ReadApproval(f, path)
+}
+
+// targetsKeys maps root's targets key IDs to their public keys.
+func targetsKeys(root *metadata.Metadata[metadata.RootType]) (map[string]crypto.PublicKey, error) {
+	ids, _ := trust.RoleKeyIDs(root, trust.Targets)
+	out := map[string]crypto.PublicKey{}
+	for _, id := range ids {
+		k, ok := root.Signed.Keys[id]
+		if !ok {
+			return nil, fmt.Errorf("root lists targets key %s but does not define it", id)
+		}
+		pub, err := k.ToPublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("targets key %s: %w", id, err)
+		}
+		out[id] = pub
+	}
+	return out, nil
+}
+
+// nextPublication builds and signs what the import will publish: the
+// approved targets, the target files (each image's manifest, cosign.pub),
+// snapshot+1 and timestamp+1; and verifies all of it, with what is already
+// published, exactly as a TUF client would.
+func nextPublication(ctx context.Context, o ImportOptions, st *trust.State, p *plan, now time.Time) (*trust.Publication, error) {
+	exp := trust.DefaultExpiry()
+	snapVer, tsVer := int64(1), int64(1)
+	if st.Snapshot != nil {
+		snapVer = st.Snapshot.Signed.Version + 1
+	}
+	if st.Timestamp != nil {
+		tsVer = st.Timestamp.Signed.Version + 1
+	}
+	snap := metadata.Snapshot(trust.ExpiresAt(now, exp[trust.Snapshot]))
+	snap.Signed.Version = snapVer
+	snap.Signed.Meta[trust.Targets+".json"] = metadata.MetaFile(p.targets.Signed.Version)
+	if err := trust.Sign(snap, trust.Snapshot, o.SnapshotKey.Signer); err != nil {
+		return nil, err
+	}
+	ts := metadata.Timestamp(trust.ExpiresAt(now, exp[trust.Timestamp]))
+	ts.Signed.Version = tsVer
+	ts.Signed.Meta[trust.Snapshot+".json"] = metadata.MetaFile(snapVer)
+	if err := trust.Sign(ts, trust.Timestamp, o.TimestampKey.Signer); err != nil {
+		return nil, err
+	}
+	pub := &trust.Publication{Targets: p.targets, Snapshot: snap, Timestamp: ts, TargetFiles: map[string][]byte{bundle.CosignPubTarget: p.cosignPub}}
+	for _, ip := range p.images {
+		pub.TargetFiles[ip.img.Name] = ip.manifests[len(ip.manifests)-1].raw
+	}
+	if err := trust.VerifyPublication(ctx, o.Repo, *pub, now); err != nil {
+		return nil, fmt.Errorf("the repository this import would publish does not verify: %w", err)
+	}
+	return pub, nil
+}

@@ -1,0 +1,139 @@
+package trust
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+)
+
+// State is a repository's newest metadata whose signatures verify, loaded
+// to build the next version. Expiry is deliberately not checked here: the
+// roles about to be replaced may have lapsed (a timestamp nobody refreshed),
+// and what is built next is verified in full, expiry included, before it is
+// published.
+type State struct {
+	Root     *metadata.Metadata[metadata.RootType]
+	RootRaw  map[int64][]byte // the whole chain, version → bytes
+	Targets  *metadata.Metadata[metadata.TargetsType]
+	Snapshot *metadata.Metadata[metadata.SnapshotType]
+	// Timestamp is nil before the isolated side first signs one.
+	Timestamp *metadata.Metadata[metadata.TimestampType]
+	// PublishedTargets is the targets version the snapshot names (0 if no
+	// snapshot); Targets may be newer on the signer's side, which records
+	// each targets version it signs.
+	PublishedTargets int64
+}
+
+// LoadState verifies the root chain from the pinned root and loads the
+// newest targets, snapshot and timestamp that verify against it.
+func LoadState(ctx context.Context, dir string) (*State, error) {
+	anchor, err := trustAnchor(dir)
+	if err != nil {
+		return nil, err
+	}
+	tm, err := trustedmetadata.New(anchor)
+	if err != nil {
+		return nil, refusal(Root, 0, fmt.Errorf("trusted root: %w", err))
+	}
+	src := DirSource(dir)
+	if err := updateRoots(ctx, tm, src); err != nil {
+		return nil, err
+	}
+	st := &State{Root: tm.Root, RootRaw: map[int64][]byte{}}
+	for v := int64(1); v <= tm.Root.Signed.Version; v++ {
+		b, err := src.ReadMeta(Root, v)
+		if err != nil {
+			return nil, fmt.Errorf("root chain: %w", err)
+		}
+		st.RootRaw[v] = b
+	}
+	if b, err := src.ReadMeta(Timestamp, 0); err == nil {
+		ts, err := metadata.Timestamp().FromBytes(b)
+		if err != nil {
+			return nil, refusal(Timestamp, 0, err)
+		}
+		if err := st.Root.VerifyDelegate(Timestamp, ts); err != nil {
+			return nil, refusal(Timestamp, ts.Signed.Version, err)
+		}
+		st.Timestamp = ts
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	snapVer := int64(0)
+	if st.Timestamp != nil {
+		if m, ok := st.Timestamp.Signed.Meta[Snapshot+".json"]; ok {
+			snapVer = m.Version
+		}
+	} else {
+		snapVer = highestVersion(dir, Snapshot)
+	}
+	if snapVer > 0 {
+		b, err := src.ReadMeta(Snapshot, snapVer)
+		if err != nil {
+			return nil, missing(Snapshot, err)
+		}
+		sn, err := metadata.Snapshot().FromBytes(b)
+		if err != nil {
+			return nil, refusal(Snapshot, snapVer, err)
+		}
+		if err := st.Root.VerifyDelegate(Snapshot, sn); err != nil {
+			return nil, refusal(Snapshot, snapVer, err)
+		}
+		if sn.Signed.Version != snapVer {
+			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("file %s holds version %d", FileName(Snapshot, snapVer), sn.Signed.Version)}
+		}
+		st.Snapshot = sn
+		if m, ok := sn.Signed.Meta[Targets+".json"]; ok {
+			st.PublishedTargets = m.Version
+		}
+	}
+	for v := max(highestVersion(dir, Targets), st.PublishedTargets); v > 0; v-- {
+		b, err := src.ReadMeta(Targets, v)
+		if err != nil {
+			return nil, missing(Targets, err)
+		}
+		tg, err := metadata.Targets().FromBytes(b)
+		if err == nil {
+			err = st.Root.VerifyDelegate(Targets, tg)
+		}
+		if err == nil && tg.Signed.Version != v {
+			err = fmt.Errorf("file %s holds version %d", FileName(Targets, v), tg.Signed.Version)
+		}
+		if err != nil {
+			return nil, refusal(Targets, v, err)
+		}
+		st.Targets = tg
+		break
+	}
+	if st.Targets == nil {
+		return nil, &VerificationError{Role: Targets, Reason: "no targets metadata: the repository was not initialised (coldharbor ceremony init)"}
+	}
+	return st, ctx.Err()
+}
+
+// NextTargets returns an unsigned copy of cur with version+1, the same
+// targets and delegations, expiring expires after now.
+func NextTargets(cur *metadata.Metadata[metadata.TargetsType], now time.Time, expires time.Duration) *metadata.Metadata[metadata.TargetsType] {
+	next := metadata.Targets(ExpiresAt(now, expires))
+	next.Signed.Version = cur.Signed.Version + 1
+	for name, tf := range cur.Signed.Targets {
+		c := *tf
+		next.Signed.Targets[name] = &c
+	}
+	next.Signed.Delegations = cur.Signed.Delegations
+	return next
+}
+
+// RoleKeyIDs returns the key IDs root trusts for role and its threshold.
+func RoleKeyIDs(root *metadata.Metadata[metadata.RootType], role string) ([]string, int) {
+	r, ok := root.Signed.Roles[role]
+	if !ok {
+		return nil, 0
+	}
+	return append([]string(nil), r.KeyIDs...), r.Threshold
+}
