@@ -10,6 +10,8 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/coldharbor/coldharbor/trust"
 )
 
 // ApprovalFile is a parsed approval.tar, every member checked against the
@@ -121,21 +123,16 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 // the order root lists them: the file published as the "cosign.pub" target.
 // cosign reads the first key of such a file; coldharbor verify reads all.
 func CosignPub(root *metadata.Metadata[metadata.RootType]) ([]byte, error) {
-	role, ok := root.Signed.Roles["targets"]
-	if !ok {
-		return nil, fmt.Errorf("root has no targets role")
+	keys, err := trust.RoleKeys(root, trust.Targets)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("root has no targets keys")
 	}
 	var out []byte
-	for _, id := range role.KeyIDs {
-		k, ok := root.Signed.Keys[id]
-		if !ok {
-			return nil, fmt.Errorf("root lists targets key %s but does not define it", id)
-		}
-		pub, err := k.ToPublicKey()
-		if err != nil {
-			return nil, fmt.Errorf("targets key %s: %w", id, err)
-		}
-		p, err := cryptoutils.MarshalPublicKeyToPEM(pub)
+	for _, k := range keys {
+		p, err := cryptoutils.MarshalPublicKeyToPEM(k.Public)
 		if err != nil {
 			return nil, err
 		}

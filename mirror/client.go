@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
@@ -129,18 +128,4 @@ func (s Source) trustedRoot(cache string) ([]byte, error) {
 
 // tufRefusal maps go-tuf's verification errors to refusals (exit 3);
 // download and I/O failures stay plain errors.
-func tufRefusal(err error) error {
-	var (
-		unsigned *metadata.ErrUnsignedMetadata
-		expired  *metadata.ErrExpiredMetadata
-		badVer   *metadata.ErrBadVersionNumber
-		eqVer    *metadata.ErrEqualVersionNumber
-		lenHash  *metadata.ErrLengthOrHashMismatch
-		repoErr  *metadata.ErrRepository
-	)
-	switch {
-	case errors.As(err, &unsigned), errors.As(err, &expired), errors.As(err, &badVer), errors.As(err, &eqVer), errors.As(err, &lenHash), errors.As(err, &repoErr):
-		return &trust.VerificationError{Role: "tuf", Reason: "the TUF repository does not verify", Err: err}
-	}
-	return err
-}
+func tufRefusal(err error) error { return trust.AsRefusal("tuf", err) }

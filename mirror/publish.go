@@ -24,18 +24,13 @@ func readApproval(path string) (*bundle.ApprovalFile, error) {
 
 // targetsKeys maps root's targets key IDs to their public keys.
 func targetsKeys(root *metadata.Metadata[metadata.RootType]) (map[string]crypto.PublicKey, error) {
-	ids, _ := trust.RoleKeyIDs(root, trust.Targets)
+	keys, err := trust.RoleKeys(root, trust.Targets)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]crypto.PublicKey{}
-	for _, id := range ids {
-		k, ok := root.Signed.Keys[id]
-		if !ok {
-			return nil, fmt.Errorf("root lists targets key %s but does not define it", id)
-		}
-		pub, err := k.ToPublicKey()
-		if err != nil {
-			return nil, fmt.Errorf("targets key %s: %w", id, err)
-		}
-		out[id] = pub
+	for _, k := range keys {
+		out[k.ID] = k.Public
 	}
 	return out, nil
 }

@@ -57,6 +57,27 @@ func IsVerification(err error) bool {
 	return errors.As(err, &v)
 }
 
+// AsRefusal returns err as a *VerificationError when it is one of go-tuf's
+// verification failures (signatures, expiry, versions, lengths and hashes,
+// a repository error), and err unchanged otherwise (I/O, downloads).
+func AsRefusal(role string, err error) error {
+	if err == nil || IsVerification(err) {
+		return err
+	}
+	var (
+		unsigned *metadata.ErrUnsignedMetadata
+		expired  *metadata.ErrExpiredMetadata
+		badVer   *metadata.ErrBadVersionNumber
+		eqVer    *metadata.ErrEqualVersionNumber
+		lenHash  *metadata.ErrLengthOrHashMismatch
+		repoErr  *metadata.ErrRepository
+	)
+	if errors.As(err, &unsigned) || errors.As(err, &expired) || errors.As(err, &badVer) || errors.As(err, &eqVer) || errors.As(err, &lenHash) || errors.As(err, &repoErr) {
+		return refusal(role, 0, err)
+	}
+	return err
+}
+
 // refusal turns a go-tuf error met while loading role into a
 // VerificationError with the reason spelled out.
 func refusal(role string, version int64, err error) error {

@@ -2,6 +2,7 @@ package trust
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -127,6 +128,30 @@ func NextTargets(cur *metadata.Metadata[metadata.TargetsType], now time.Time, ex
 	}
 	next.Signed.Delegations = cur.Signed.Delegations
 	return next
+}
+
+// RoleKey is one key a role trusts.
+type RoleKey struct {
+	ID     string
+	Public crypto.PublicKey
+}
+
+// RoleKeys returns the keys root trusts for role, in root's order.
+func RoleKeys(root *metadata.Metadata[metadata.RootType], role string) ([]RoleKey, error) {
+	ids, _ := RoleKeyIDs(root, role)
+	out := make([]RoleKey, 0, len(ids))
+	for _, id := range ids {
+		k, ok := root.Signed.Keys[id]
+		if !ok {
+			return nil, &VerificationError{Role: Root, Version: root.Signed.Version, KeyIDs: []string{id}, Reason: fmt.Sprintf("lists %s key %s but does not define it", role, id)}
+		}
+		pub, err := k.ToPublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("%s key %s: %w", role, id, err)
+		}
+		out = append(out, RoleKey{ID: id, Public: pub})
+	}
+	return out, nil
 }
 
 // RoleKeyIDs returns the key IDs root trusts for role and its threshold.
