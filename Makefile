@@ -43,7 +43,8 @@ test: deps tools fmt-check vet
 	COLDHARBOR_COSIGN=$(COSIGN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 demo: build
-	@scripts/demo.sh $(CURDIR)/$(BIN) $(DEMO_DIR)
+	$(GO) build -o bin/demoenv ./internal/demoenv
+	@scripts/demo.sh $(CURDIR)/$(BIN) $(CURDIR)/bin/demoenv $(DEMO_DIR) $(COSIGN)
 
 clean:
 	rm -rf bin $(DEMO_DIR)

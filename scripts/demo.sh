@@ -1,21 +1,43 @@
 #!/usr/bin/env bash
-# The whole job so far, end to end, on embedded defaults and with no input:
-# file keys, a 2-of-3 root key ceremony, and the repository's status.
-# Usage: scripts/demo.sh COLDHARBOR_BINARY DEMO_DIR
+# The whole job end to end, on embedded defaults and with no input:
+# two registries on loopback (TLS, auth), file keys, a 2-of-3 root key
+# ceremony, export -> sign -> import -> list -> verify, and two refusals.
+# Usage: scripts/demo.sh COLDHARBOR DEMOENV DEMO_DIR [COSIGN]
 set -euo pipefail
 ch=$1
-demo=$2
+demoenv=$2
+demo=$3
+cosign=${4:-}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 rm -rf "$demo"
-mkdir -p "$demo/keys"
+mkdir -p "$demo/keys" "$demo/env"
 cd "$demo"
+
+step "0. Two registries on loopback: a source holding three demo images, an empty target"
+"$demoenv" -dir "$demo/env" > "$demo/env/demoenv.out" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  [ -f "$demo/env/env.sh" ] && break
+  if ! kill -0 $pid 2>/dev/null; then
+    cat "$demo/env/demoenv.out" >&2
+    echo "demo: the registries did not start" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+[ -f "$demo/env/env.sh" ] || { echo "demo: the registries did not start in 30 s" >&2; exit 1; }
+# shellcheck disable=SC1091
+. "$demo/env/env.sh"
+cat "$demo/env/demoenv.out"
 
 # Demo keys are encrypted with a known password. Real ceremonies use
 # YubiKeys, or a password typed at the prompt (never on the command line).
 export COLDHARBOR_PASSWORD=coldharbor-demo
+export XDG_CACHE_HOME="$demo/cache"
 
 step "1. Keys: three root holders, one targets key, the online snapshot and timestamp keys"
 for k in root1 root2 root3 targets snapshot timestamp; do
@@ -23,32 +45,72 @@ for k in root1 root2 root3 targets snapshot timestamp; do
 done
 echo "(each key is in cosign's encrypted format: cosign sign --key keys/targets.key works with it)"
 
-step "2. Root key ceremony: 2-of-3 root; the third holder is elsewhere and gave only a public key"
-run "$ch" ceremony init --repo repo \
+step "2. Root key ceremony (air-gapped): 2-of-3 root; the third holder and the isolated side's online keys are elsewhere and gave public keys"
+run "$ch" ceremony init --repo signer \
   --root-key file:keys/root1.key --root-key file:keys/root2.key --root-key keys/root3.key.pub \
   --root-threshold 2 \
   --targets-key file:keys/targets.key \
+  --snapshot-key keys/snapshot.key.pub --timestamp-key keys/timestamp.key.pub
+# The repository is carried to the isolated side; the connected side keeps
+# a copy of what is published there.
+cp -r signer isolated
+cp -r signer exporter
+
+step "3. Export (connected side): three images, one multi-arch, two sharing a base layer"
+run "$ch" export --repo exporter --dest "$TARGET_REGISTRY/mirror" -o bundle.tar \
+  "$SOURCE_REGISTRY/demo/multiarch:1.0" "$SOURCE_REGISTRY/demo/app-one:1.0" "$SOURCE_REGISTRY/demo/app-two:1.0"
+
+step "4. Sign (air-gapped): reads only the bundle's head, shows the change, signs with the targets key"
+run "$ch" sign bundle.tar --repo signer --key file:keys/targets.key -o approval.tar --yes
+
+step "5. Import (isolated side): verify, push images and cosign signatures, publish TUF"
+run "$ch" import bundle.tar approval.tar --repo isolated --registry "$TARGET_REGISTRY/mirror" \
   --snapshot-key file:keys/snapshot.key --timestamp-key file:keys/timestamp.key
 
-step "3. Status: every role verified from the pinned root, with its expiry"
-run "$ch" status --repo repo
+step "6. List and verify, as a client in the isolated network would"
+run "$ch" list --repo isolated
+run "$ch" verify --repo isolated --registry "$TARGET_REGISTRY/mirror" \
+  "$TARGET_REGISTRY/mirror/demo/multiarch:1.0" "$TARGET_REGISTRY/mirror/demo/app-one:1.0" "$TARGET_REGISTRY/mirror/demo/app-two:1.0"
+run "$ch" status --repo isolated
 
-step "4. Tamper check: a forged timestamp is refused (exit 3)"
-cp -r repo tampered
-sed -i '0,/"version": 1/s//"version": 2/' tampered/metadata/timestamp.json
+if [ -n "$cosign" ] && [ -x "$cosign" ]; then
+  step "7. The real cosign verifies the images with the published cosign.pub (no transparency log)"
+  pub=$(ls isolated/targets/*.cosign.pub)
+  # cosign looks up Sigstore's public TUF repository even offline; point it
+  # at a closed loopback port so it fails at once, as it would in an isolated network.
+  for img in demo/multiarch:1.0 demo/app-one:1.0 demo/app-two:1.0; do
+    TUF_ROOT="$demo/cosign-tuf" HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
+      "$cosign" verify --key "$pub" --insecure-ignore-tlog=true "$TARGET_REGISTRY/mirror/$img" >/dev/null 2>&1
+    echo "$ cosign verify --key $pub --insecure-ignore-tlog=true $TARGET_REGISTRY/mirror/$img: Verified OK"
+  done
+else
+  step "7. (cosign not built: 'make tools' builds the pinned cosign, and 'make demo' then uses it)"
+fi
+
+step "8. Refusals: an approval replayed, and a bundle with one altered byte in a layer (both exit 3)"
 set +e
-"$ch" status --repo tampered >/dev/null
-code=$?
+"$ch" import bundle.tar approval.tar --repo isolated --registry "$TARGET_REGISTRY/mirror" \
+  --snapshot-key file:keys/snapshot.key --timestamp-key file:keys/timestamp.key
+code1=$?
+"$ch" export --repo exporter --dest "$TARGET_REGISTRY/mirror" -o bundle2.tar "$SOURCE_REGISTRY/demo/app-two:1.0=demo/app-three:1.0" >/dev/null
+"$ch" sign bundle2.tar --repo signer --key file:keys/targets.key -o approval2.tar --yes >/dev/null
+size=$(stat -c %s bundle2.tar)
+printf '\x00' | dd of=bundle2.tar bs=1 seek=$((size - 2048 - 100)) conv=notrunc 2>/dev/null
+"$ch" import bundle2.tar approval2.tar --repo isolated --registry "$TARGET_REGISTRY/mirror" \
+  --snapshot-key file:keys/snapshot.key --timestamp-key file:keys/timestamp.key
+code2=$?
 set -e
-echo "status on the tampered copy exited $code"
-if [ "$code" != 3 ]; then
-  echo "demo: expected exit 3 for a tampered repository" >&2
+echo "replayed approval: exit $code1; altered layer: exit $code2"
+if [ "$code1" != 3 ] || [ "$code2" != 3 ]; then
+  echo "demo: expected exit 3 for both" >&2
   exit 1
 fi
 
 step "Done"
 cat <<TXT
-Keys:        $demo/keys
-Repository:  $demo/repo        (serve metadata/ and targets/ with any web server)
-Transcript:  $demo/repo/transcript.jsonl
+Keys:                 $demo/keys
+Signer's repository:  $demo/signer
+Published repository: $demo/isolated      (serve metadata/ and targets/ with any web server)
+Bundle and approval:  $demo/bundle.tar $demo/approval.tar
+Images:               $TARGET_REGISTRY/mirror/demo/... (the registries stop when the demo ends)
 TXT

@@ -1,6 +1,8 @@
-// Command demoenv gives `make demo` a source registry to export from: the
-// Debian docker-registry on a loopback port, with TLS and htpasswd auth as a
-// real one would have, holding the testimages fixture (seed 1).
+// Command demoenv gives `make demo` two registries: a source to export
+// from, holding the testimages fixture (seed 1), and an empty target to
+// import into. Each is the Debian docker-registry on a loopback port, with
+// TLS and htpasswd auth as a real one would have; one Docker config and one
+// CA bundle serve both.
 //
 //	demoenv -dir DIR &
 //
@@ -12,6 +14,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,6 +80,23 @@ func run(ctx context.Context, dir string, stdout io.Writer) (err error) {
 			err = serr
 		}
 	}()
+	tgtDir := filepath.Join(dir, "target-registry")
+	if err := os.MkdirAll(tgtDir, 0o700); err != nil {
+		return fmt.Errorf("registry directory: %w", err)
+	}
+	tgt, tproc, err := testregistry.Launch(ctx, tgtDir, logFile)
+	if err != nil {
+		return fmt.Errorf("start the target registry (log in %s): %w", logPath, err)
+	}
+	defer func() {
+		if serr := tproc.Stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	dockerConfig, caFile, err := shared(dir, reg, tgt)
+	if err != nil {
+		return err
+	}
 
 	f, err := testimages.New(1)
 	if err != nil {
@@ -88,9 +109,10 @@ func run(ctx context.Context, dir string, stdout io.Writer) (err error) {
 	}
 
 	env := []struct{ name, value string }{
-		{"DOCKER_CONFIG", reg.DockerConfigDir},
-		{"SSL_CERT_FILE", reg.CAFile},
+		{"DOCKER_CONFIG", dockerConfig},
+		{"SSL_CERT_FILE", caFile},
 		{"SOURCE_REGISTRY", reg.Host},
+		{"TARGET_REGISTRY", tgt.Host},
 		// Not REGISTRY_PID: docker-registry reads REGISTRY_* as config.
 		{"SOURCE_REGISTRY_PID", strconv.Itoa(proc.Pid())},
 		{"DEMOENV_PID", strconv.Itoa(os.Getpid())},
@@ -105,7 +127,7 @@ func run(ctx context.Context, dir string, stdout io.Writer) (err error) {
 	}
 	defer os.Remove(envFile)
 
-	fmt.Fprintf(stdout, "source registry %s (pid %d), environment in %s\n", reg.Host, proc.Pid(), envFile)
+	fmt.Fprintf(stdout, "source registry %s (pid %d), target registry %s (pid %d), environment in %s\n", reg.Host, proc.Pid(), tgt.Host, tproc.Pid(), envFile)
 	for _, n := range f.Names() {
 		fmt.Fprintf(stdout, "  %s/%s@%s\n", reg.Host, n, digests[n])
 	}
@@ -115,10 +137,40 @@ func run(ctx context.Context, dir string, stdout io.Writer) (err error) {
 		return nil
 	case <-proc.Done():
 		return fmt.Errorf("the source registry exited (log in %s)", logPath)
+	case <-tproc.Done():
+		return fmt.Errorf("the target registry exited (log in %s)", logPath)
 	}
 }
 
 // shellQuote makes s one word for sh, whatever it holds.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// shared writes one Docker config with both registries' credentials and one
+// CA bundle trusting both, as a site's machines would have.
+func shared(dir string, regs ...*testregistry.Registry) (dockerConfig, caFile string, err error) {
+	auths := map[string]any{}
+	var cas []byte
+	for _, r := range regs {
+		auths[r.Host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(r.User + ":" + r.Password))}
+		b, err := os.ReadFile(r.CAFile)
+		if err != nil {
+			return "", "", fmt.Errorf("read CA: %w", err)
+		}
+		cas = append(cas, b...)
+	}
+	cfg, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		return "", "", err
+	}
+	dockerConfig = filepath.Join(dir, "docker")
+	if err := os.MkdirAll(dockerConfig, 0o700); err != nil {
+		return "", "", fmt.Errorf("docker config: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(dockerConfig, "config.json"), cfg, 0o600); err != nil {
+		return "", "", err
+	}
+	caFile = filepath.Join(dir, "ca.pem")
+	return dockerConfig, caFile, atomicfile.Write(caFile, cas, 0o644)
 }
