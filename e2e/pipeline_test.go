@@ -200,6 +200,20 @@ func TestPipeline(t *testing.T) {
 	alterSignature(t, appRepo, app.Digest, w.ropts)
 	cosignVerify(t, w, cosignPub, appRepo.String()+"@"+app.Digest, false)
 	refused(t, w.env, "no signature", "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+app.Name)
+
+	// The second bundle was exported against targets v1 and signed after
+	// the first (v3, rebased): it imports over v2, and re-signing app-one
+	// replaces the altered signature.
+	copyDir(t, w.path("isolated", "metadata"), w.path("metadata-v2"))
+	must(t, w.env, imp(w.path("b2.tar"), w.path("a2.tar"))...)
+	must(t, w.env, "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+app.Name)
+	cosignVerify(t, w, cosignPub, appRepo.String()+"@"+app.Digest, true)
+	// Serving the older metadata again is a rollback: the client's cache
+	// remembers timestamp v2.
+	os.RemoveAll(w.path("isolated", "metadata"))
+	copyDir(t, w.path("metadata-v2"), w.path("isolated", "metadata"))
+	refused(t, w.env, "rollback", "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+app.Name)
+	refused(t, w.env, "rollback", "list", "--repo", w.path("isolated"))
 }
 
 func readHead(t *testing.T, path string) *bundle.Head {

@@ -65,13 +65,13 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	// Only the snapshot a timestamp names is published: one without a
+	// timestamp is an orphan of an interrupted publish, and is replaced.
 	snapVer := int64(0)
 	if st.Timestamp != nil {
 		if m, ok := st.Timestamp.Signed.Meta[Snapshot+".json"]; ok {
 			snapVer = m.Version
 		}
-	} else {
-		snapVer = highestVersion(dir, Snapshot)
 	}
 	if snapVer > 0 {
 		b, err := src.ReadMeta(Snapshot, snapVer)

@@ -1,0 +1,230 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"io/fs"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/ceremony"
+	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/testimages"
+	"github.com/coldharbor/coldharbor/internal/testkeys"
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+// flaky is a registry that can be made to fail: an outage in the middle of
+// an import.
+type flaky struct {
+	h    http.Handler
+	fail atomic.Bool
+	// failOn decides which requests fail while fail is set.
+	failOn func(*http.Request) bool
+}
+
+func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if f.fail.Load() && f.failOn(r) {
+		http.Error(w, "registry outage", http.StatusServiceUnavailable)
+		return
+	}
+	f.h.ServeHTTP(w, r)
+}
+
+type setup struct {
+	dir                 string
+	bundle, approval    string
+	dest                string
+	snapshot, timestamp *hsm.Key
+	dst                 *flaky
+}
+
+func newSetup(t *testing.T) *setup {
+	ctx := context.Background()
+	src := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(src.Close)
+	dst := &flaky{h: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	dsrv := httptest.NewServer(dst)
+	t.Cleanup(dsrv.Close)
+	srcHost := strings.TrimPrefix(src.URL, "http://")
+	fix, err := testimages.New(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testimages.Push(ctx, srcHost, fix); err != nil {
+		t.Fatal(err)
+	}
+	s := &setup{dir: t.TempDir(), dest: strings.TrimPrefix(dsrv.URL, "http://") + "/mirror", dst: dst,
+		snapshot: testkeys.New(t, "snapshot"), timestamp: testkeys.New(t, "timestamp")}
+	root, targets := testkeys.New(t, "root"), testkeys.New(t, "targets")
+	signer := filepath.Join(s.dir, "signer")
+	if _, err := ceremony.Init(ctx, ceremony.InitOptions{Dir: signer, RootKeys: []*hsm.Key{root}, RootThreshold: 1,
+		TargetsKeys: []*hsm.Key{targets}, TargetsThreshold: 1,
+		SnapshotKey: testkeys.PublicOnly(s.snapshot), TimestampKey: testkeys.PublicOnly(s.timestamp)}); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, signer, s.path("isolated"))
+	var buf bytes.Buffer
+	if _, err := bundle.Export(ctx, &buf, bundle.ExportOptions{Repo: signer, Destination: s.dest,
+		Images: []bundle.ImageSpec{{Source: srcHost + "/" + testimages.MultiArch}, {Source: srcHost + "/" + testimages.AppOne}, {Source: srcHost + "/" + testimages.AppTwo}}}); err != nil {
+		t.Fatal(err)
+	}
+	s.bundle = s.path("bundle.tar")
+	os.WriteFile(s.bundle, buf.Bytes(), 0o644)
+	p, err := bundle.MakePlan(ctx, bytes.NewReader(buf.Bytes()), s.bundle, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Sign(ctx, bundle.SignOptions{Keys: []*hsm.Key{targets}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.approval = s.path("approval.tar")
+	os.WriteFile(s.approval, res.Approval, 0o644)
+	return s
+}
+
+func (s *setup) path(p string) string { return filepath.Join(s.dir, p) }
+
+func (s *setup) importOnce() (*ImportResult, error) {
+	return Import(context.Background(), s.bundle, s.approval, ImportOptions{Repo: s.path("isolated"), Registry: s.dest,
+		SnapshotKey: s.snapshot, TimestampKey: s.timestamp, Jobs: 3,
+		// ggcr retries 5xx with backoff; an outage in a test need not wait.
+		Remote: []remote.Option{remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 2})}})
+}
+
+// TestOutageThenRerun: an outage at any stage of the push leaves the
+// published repository as it was, and the same import run again completes.
+func TestOutageThenRerun(t *testing.T) {
+	stages := []struct {
+		name   string
+		failOn func(*http.Request) bool
+	}{
+		{"blob uploads", func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/uploads") }},
+		{"manifests", func(r *http.Request) bool {
+			return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/sha256:")
+		}},
+		{"tags", func(r *http.Request) bool {
+			return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") && !strings.Contains(r.URL.Path, "sha256")
+		}},
+		{"signatures", func(r *http.Request) bool {
+			return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, ".sig")
+		}},
+	}
+	for _, st := range stages {
+		t.Run(st.name, func(t *testing.T) {
+			s := newSetup(t)
+			before := tree(t, s.path("isolated"))
+			s.dst.failOn = st.failOn
+			s.dst.fail.Store(true)
+			if _, err := s.importOnce(); err == nil {
+				t.Fatal("import succeeded through an outage")
+			} else if trust.IsVerification(err) {
+				t.Fatalf("an outage was reported as a refusal: %v", err)
+			}
+			if after := tree(t, s.path("isolated")); after != before {
+				t.Fatal("a failed import changed the published repository")
+			}
+			s.dst.fail.Store(false)
+			res, err := s.importOnce()
+			if err != nil {
+				t.Fatalf("the same import again: %v", err)
+			}
+			if len(res.Images) != 3 || res.TargetsVersion != 2 {
+				t.Fatalf("rerun result %+v", res)
+			}
+			if _, err := trust.Verify(context.Background(), s.path("isolated"), trust.VerifyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			repo, _ := name.NewRepository(s.dest + "/demo/app-one")
+			tags, err := remote.List(repo)
+			if err != nil || len(tags) != 2 { // 1.0 and the .sig
+				t.Fatalf("tags after rerun: %v %v", tags, err)
+			}
+		})
+	}
+}
+
+// TestPublishCrashThenRerun: a crash after targets but before the new
+// timestamp (simulated by publishing only targets and a snapshot) leaves
+// clients on the old state; the same import completes over the orphans.
+func TestPublishCrashThenRerun(t *testing.T) {
+	s := newSetup(t)
+	st, err := trust.LoadState(context.Background(), s.path("isolated"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := verify(context.Background(), st, s.bundle, s.approval, s.dest, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := nextPublication(context.Background(), ImportOptions{Repo: s.path("isolated"), SnapshotKey: s.snapshot, TimestampKey: s.timestamp}, st, p, time.Now())
+	p.b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Timestamp = nil // the crash
+	if err := trust.Publish(context.Background(), s.path("isolated"), *pub); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.importOnce(); err != nil {
+		t.Fatalf("import after a crashed publish: %v", err)
+	}
+	v, err := trust.Verify(context.Background(), s.path("isolated"), trust.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Targets.Signed.Version != 2 || v.Timestamp.Signed.Version != 1 {
+		t.Fatalf("targets v%d timestamp v%d", v.Targets.Signed.Version, v.Timestamp.Signed.Version)
+	}
+}
+
+func copyTree(t *testing.T, from, to string) {
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tree(t *testing.T, dir string) string {
+	h := sha256.New()
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == "lock" {
+			return err
+		}
+		b, _ := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		h.Write([]byte(rel + "\x00"))
+		h.Write(b)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))
+}
