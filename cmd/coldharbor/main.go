@@ -130,8 +130,10 @@ func hintFor(err error) string {
 		return "export COLDHARBOR_PASSWORD (file keys) or COLDHARBOR_PIN (YubiKeys), or run in a terminal to be asked"
 	case errors.Is(err, os.ErrNotExist):
 		return "check the path; keys are named by URI, e.g. file:root1.key"
-	case trust.IsVerification(err):
-		return "the repository or input does not verify against the trusted root: do not use it; see what failed above"
+	case trust.IsVerification(err), errors.As(err, new(*bundle.DigestError)):
+		return "this does not verify against the trusted root: do not use it; the error says what failed"
+	case bundle.IsFormatError(err):
+		return "the file is not a well-formed coldharbor bundle or approval (damaged in transit, or hostile): nothing was changed"
 	}
 	return ""
 }
