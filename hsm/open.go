@@ -12,6 +12,8 @@ type Option func(*options) error
 type options struct {
 	secret SecretFunc
 	force  bool
+	// Hardware key generation (yubikey:): PIV PIN and touch policies.
+	pinPolicy, touchPolicy string
 }
 
 // WithSecrets sets where passwords and PINs come from. Default: none, so a
@@ -23,6 +25,13 @@ func WithSecrets(f SecretFunc) Option {
 // WithForce lets Generate replace an existing key. Default: false.
 func WithForce(force bool) Option {
 	return func(o *options) error { o.force = force; return nil }
+}
+
+// WithPolicies sets the PIN and touch policies of a key generated on a
+// YubiKey ("never", "once", "always"; touch also "cached"). Default: PIN
+// once, touch always, so every signature needs a person present.
+func WithPolicies(pin, touch string) Option {
+	return func(o *options) error { o.pinPolicy, o.touchPolicy = pin, touch; return nil }
 }
 
 func prepare(uri string, opts []Option) (URI, *options, error) {
@@ -57,6 +66,10 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Key, error) {
 	switch u.Scheme {
 	case SchemeFile:
 		return openFile(ctx, u, o.secret)
+	case SchemeYubiKey:
+		return openYubiKey(ctx, u, o)
+	case SchemePKCS11:
+		return openPKCS11(ctx, u, o)
 	}
 	return nil, unsupported(u)
 }
@@ -70,10 +83,42 @@ func Generate(ctx context.Context, uri string, opts ...Option) (*Key, error) {
 	switch u.Scheme {
 	case SchemeFile:
 		return generateFile(ctx, u, o.secret, o.force)
+	case SchemeYubiKey:
+		return generateYubiKey(ctx, u, o)
+	case SchemePKCS11:
+		return generatePKCS11(ctx, u, o)
 	}
 	return nil, unsupported(u)
 }
 
 func unsupported(u URI) error {
 	return fmt.Errorf("%s: %s keys are %w in this build; use a file: key (coldharbor keys generate file:PATH)", u, u.Scheme, ErrNotSupported)
+}
+
+// Device is a hardware key holder that `keys list` shows.
+type Device struct {
+	Kind     string   `json:"kind"` // "yubikey" or "pkcs11"
+	Name     string   `json:"name"` // reader name or token label
+	Serial   string   `json:"serial"`
+	Firmware string   `json:"firmware,omitempty"`
+	Slots    []string `json:"slots"` // occupied key slots or objects
+	URI      string   `json:"uri"`   // how to name it, e.g. yubikey:serial=N
+}
+
+// List returns the YubiKeys on this machine's PC/SC readers and the tokens
+// of the PKCS#11 modules given (WithPKCS11Modules).
+func List(ctx context.Context, opts ...Option) ([]Device, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	yk, err := listYubiKeys(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	p11, err := listPKCS11(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return append(yk, p11...), nil
 }
