@@ -187,6 +187,7 @@ Exit codes: 0 success, 1 error, 2 usage, 3 verification refused,
 			importCommand(e),
 			listCommand(e),
 			verifyCommand(e),
+			refreshCommand(e),
 		},
 	}
 	setUsageErrors(app.Commands)

@@ -284,7 +284,7 @@ func importCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "import",
 		Usage:     "verify a bundle and its approval, push images and signatures, publish TUF (isolated side)",
-		ArgsUsage: "BUNDLE APPROVAL",
+		ArgsUsage: "BUNDLE APPROVAL | REFRESH",
 		Description: `Before anything is uploaded: verifies the approval against this repository's
 pinned root (targets threshold and key IDs, a version above the published one,
 not expired), its binding to this very bundle, every image's digest and size
@@ -295,7 +295,11 @@ registry has, --jobs at a time), manifests (children before indexes), tags, and
 the cosign signature manifests (tag sha256-<hex>.sig); and only then publishes
 targets, each manifest and cosign.pub as target files, and a new snapshot and
 timestamp signed with the online keys. A refusal (exit 3) tags nothing and
-publishes nothing; an interrupted import can be run again.`,
+publishes nothing; an interrupted import can be run again.
+
+With one argument, a refresh bundle ('coldharbor refresh --out'): verifies its
+timestamp (and snapshot) against the pinned root — signatures, versions above
+the trusted ones, expiry — and publishes them. Needs only --repo.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the isolated side's TUF repository in `DIR`"},
 			&cli.StringFlag{Name: "registry", Usage: "the target registry, `HOST[/PREFIX]` (the bundle's --dest)"},
@@ -309,8 +313,11 @@ publishes nothing; an interrupted import can be run again.`,
 			if err != nil {
 				return err
 			}
+			if c.NArg() == 1 {
+				return importRefresh(c, c.Args().First(), asJSON)
+			}
 			if c.NArg() != 2 {
-				return usagef("import takes BUNDLE and APPROVAL (got %d arguments)", c.NArg())
+				return usagef("import takes BUNDLE and APPROVAL, or one refresh bundle (got %d arguments)", c.NArg())
 			}
 			for _, f := range []string{"repo", "registry", "snapshot-key", "timestamp-key"} {
 				if c.String(f) == "" {

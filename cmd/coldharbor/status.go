@@ -37,15 +37,9 @@ Default warning windows: root 30d, targets 30d, snapshot 1d, timestamp 6h;
 			if dir == "" {
 				return usagef("--repo DIR is required")
 			}
-			warn := trust.DefaultWarn()
-			if s := c.String("warn"); s != "" {
-				d, err := trust.ParseDuration(s)
-				if err != nil {
-					return usagef("--warn: %v", err)
-				}
-				for r := range warn {
-					warn[r] = d
-				}
+			warn, err := warnWindows(c)
+			if err != nil {
+				return err
 			}
 			now := time.Now()
 			roles, err := trust.Status(c.Context, dir, now, warn)
