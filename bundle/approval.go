@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -21,7 +22,17 @@ type ApprovalFile struct {
 	Approval  *Approval
 	Targets   []byte // signed targets metadata
 	CosignPub []byte
-	Roots     map[int64][]byte
+}
+
+// OpenApproval reads an approval file, refusing anything but a regular
+// file (a FIFO or device on removable media would hang or lie).
+func OpenApproval(path string) (*ApprovalFile, error) {
+	f, _, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadApproval(f, path)
 }
 
 // writeApproval writes an approval.tar to w.
@@ -77,9 +88,16 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 	if !hexRE.MatchString(a.Bundle.IndexSHA256) {
 		return nil, &FormatError{File: file, Member: h.Name, Reason: "bundle.index_sha256 is not 64 hex digits"}
 	}
-	af := &ApprovalFile{Approval: &a, Roots: map[int64][]byte{}}
+	af := &ApprovalFile{Approval: &a}
+	want := []string{ApprovalTargets, ApprovalCosign}
+	if len(a.Members) != len(want) {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("lists %d members, an approval has %d (%s)", len(a.Members), len(want), strings.Join(want, ", "))}
+	}
 	seen := map[string]bool{}
-	for _, m := range a.Members {
+	for i, m := range a.Members {
+		if m.Name != want[i] {
+			return nil, &FormatError{File: file, Member: m.Name, Reason: fmt.Sprintf("member %d must be %s", i+2, want[i])}
+		}
 		if seen[m.Name] {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: "listed twice"}
 		}

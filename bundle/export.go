@@ -88,6 +88,7 @@ type collector struct {
 	ctx       context.Context
 	opts      []remote.Option
 	manifests map[v1.Hash][]byte
+	platforms map[v1.Hash][]string
 	order     []v1.Hash // manifests, children before parents
 	blobs     map[v1.Hash]*blobRef
 	blobOrder []v1.Hash
@@ -115,7 +116,7 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 		return nil, fmt.Errorf("reading the TUF repository %s: %w", o.Repo, err)
 	}
 	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
-	c := &collector{ctx: ctx, opts: ropts, manifests: map[v1.Hash][]byte{}, blobs: map[v1.Hash]*blobRef{}}
+	c := &collector{ctx: ctx, opts: ropts, manifests: map[v1.Hash][]byte{}, platforms: map[v1.Hash][]string{}, blobs: map[v1.Hash]*blobRef{}}
 
 	idx := &Index{Format: BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
 		Base:     Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},
@@ -298,9 +299,22 @@ func (c *collector) walk(repo name.Repository, desc v1.Descriptor, raw []byte, d
 	if h, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || h != desc.Digest {
 		return nil, fmt.Errorf("manifest %s does not match its digest", desc.Digest)
 	}
+	if int64(len(raw)) > MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s of %d bytes is over the limit of %d", desc.Digest, len(raw), MaxManifestSize)
+	}
 	if _, done := c.manifests[desc.Digest]; done {
 		c.shared++
-		return platformsOf(desc, raw), nil
+		p := c.platforms[desc.Digest]
+		if p == nil && depth == 0 && desc.MediaType.IsImage() {
+			// First seen inside an index; as a top-level image its
+			// platform comes from its config.
+			m, err := v1.ParseManifest(bytes.NewReader(raw))
+			if err != nil {
+				return nil, err
+			}
+			return c.configPlatform(repo, m.Config)
+		}
+		return p, nil
 	}
 	var platforms []string
 	switch {
@@ -314,9 +328,9 @@ func (c *collector) walk(repo name.Repository, desc v1.Descriptor, raw []byte, d
 				platforms = append(platforms, child.Platform.String())
 			}
 			if !child.MediaType.IsIndex() && !child.MediaType.IsImage() {
-				// Attestations and other artifacts travel as plain blobs.
-				c.addBlob(repo, child)
-				continue
+				// A registry stores an index's children as manifests; one we
+				// cannot parse we could not push correctly either.
+				return nil, fmt.Errorf("index %s lists %s of media type %q, which coldharbor cannot carry (only image manifests and indexes)", desc.Digest, child.Digest, child.MediaType)
 			}
 			d, err := remote.Get(repo.Digest(child.Digest.String()), c.opts...)
 			if err != nil {
@@ -344,6 +358,7 @@ func (c *collector) walk(repo name.Repository, desc v1.Descriptor, raw []byte, d
 		return nil, fmt.Errorf("media type %s is neither an image nor an index", desc.MediaType)
 	}
 	c.manifests[desc.Digest] = raw
+	c.platforms[desc.Digest] = platforms
 	c.order = append(c.order, desc.Digest)
 	if len(c.order) > MaxManifests {
 		return nil, fmt.Errorf("more than %d manifests", MaxManifests)
@@ -374,15 +389,6 @@ func (c *collector) copyBlob(tw *tarWriter, b *blobRef) error {
 	}
 	defer rc.Close()
 	return tw.stream(BlobName(b.digest.String()), b.size, rc)
-}
-
-// platformsOf names the platform an index gives its child; a single image
-// has none there, and its config says it (configPlatform).
-func platformsOf(desc v1.Descriptor, _ []byte) []string {
-	if desc.Platform != nil {
-		return []string{desc.Platform.String()}
-	}
-	return nil
 }
 
 // configPlatform reads os/architecture from an image's config blob: a

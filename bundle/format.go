@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -36,7 +37,6 @@ const (
 	blobPrefix       = "oci/blobs/sha256/"
 	ApprovalTargets  = "targets.json"
 	ApprovalCosign   = "cosign.pub"
-	approvalRootPfx  = "root/"
 )
 
 // Hard limits. A reader refuses anything beyond them before allocating.
@@ -189,8 +189,10 @@ func decodeStrict(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after JSON document")
+	// More() misses trailing data that starts with ']' or '}'; only a
+	// clean EOF after the document will do.
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("trailing data after the JSON document")
 	}
 	return nil
 }

@@ -84,6 +84,15 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 	if head.Pending == nil {
 		return nil, &FormatError{File: file, Reason: "no " + PendingTargets + " in the head"}
 	}
+	// The root chain the exporter saw: every version from 1 to the base.
+	if int64(len(head.Roots)) != idx.Base.RootVersion {
+		return nil, &FormatError{File: file, Reason: fmt.Sprintf("the head holds %d root version(s), base.root_version is %d", len(head.Roots), idx.Base.RootVersion)}
+	}
+	for v := int64(1); v <= idx.Base.RootVersion; v++ {
+		if _, ok := head.Roots[v]; !ok {
+			return nil, &FormatError{File: file, Reason: fmt.Sprintf("root v%d is missing from the head's root chain", v)}
+		}
+	}
 	for _, img := range idx.Images {
 		if _, ok := head.Payloads[img.Payload]; !ok {
 			return nil, &FormatError{File: file, Reason: fmt.Sprintf("image %s: payload %s is not in the head", img.Name, img.Payload)}
@@ -147,6 +156,12 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 			return nil, bad("member %q is missing", f)
 		}
 	}
+	if err := ValidDestination(idx.Destination); err != nil {
+		return nil, bad("%v", err)
+	}
+	if idx.Base.RootVersion < 1 || idx.Base.TargetsVersion < 0 {
+		return nil, bad("base versions root %d, targets %d are out of range", idx.Base.RootVersion, idx.Base.TargetsVersion)
+	}
 	names := map[string]bool{}
 	for _, img := range idx.Images {
 		if err := ValidTargetName(img.Name); err != nil {
@@ -174,8 +189,9 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 			return nil, bad("removal: %v", err)
 		}
 		if names[r] {
-			return nil, bad("%s is both added and removed", r)
+			return nil, bad("%s is both added and removed, or removed twice", r)
 		}
+		names[r] = true
 	}
 	return &idx, nil
 }

@@ -88,6 +88,9 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	}
 	p.Current = st.Targets.Signed.Version
 	p.NewVersion = p.Current + 1
+	if p.BundleBase > p.Current {
+		return nil, &trust.VerificationError{Role: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
+	}
 	p.Rebased = p.BundleBase != p.Current
 	cur := st.Targets.Signed.Targets
 	for _, img := range head.Index.Images {
@@ -184,11 +187,16 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 	}
 	var signers []*hsm.Key
 	var signedBy []string
+	seen := map[string]bool{}
 	for _, k := range o.Keys {
 		id, err := trust.KeyID(k.Public)
 		if err != nil {
 			return nil, err
 		}
+		if seen[id] {
+			return nil, fmt.Errorf("%s: the same key is given twice (key ID %s)", k.URI, id)
+		}
+		seen[id] = true
 		if !allowed[id] {
 			return nil, &trust.VerificationError{Role: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
 		}

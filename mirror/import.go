@@ -59,7 +59,6 @@ type ImportResult struct {
 type plan struct {
 	b         *bundle.Bundle
 	targets   *metadata.Metadata[metadata.TargetsType]
-	targetRaw []byte
 	cosignPub []byte
 	images    []imagePlan
 	blobs     map[string]*blobPlan // digest → where it goes
@@ -196,7 +195,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		}
 	}()
 	idx := b.Head.Index
-	if af.Approval.Bundle.IndexSHA256 != b.Head.IndexSHA256 {
+	if af.Approval.Bundle.IndexSHA256 != b.Head.IndexSHA256 || af.Approval.Bundle.IndexSize != int64(len(b.Head.IndexRaw)) {
 		return nil, refuse("approval", 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Head.IndexSHA256)
 	}
 	if strings.TrimSuffix(registry, "/") != strings.TrimSuffix(idx.Destination, "/") {
@@ -238,7 +237,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	}
 	// Every image against its signed target, and every target bound to
 	// this bundle present in it.
-	p := &plan{b: b, targets: nt, targetRaw: af.Targets, cosignPub: cosignPub, blobs: map[string]*blobPlan{}}
+	p := &plan{b: b, targets: nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}}
 	inBundle := map[string]bool{}
 	for _, img := range idx.Images {
 		inBundle[img.Name] = true
@@ -253,9 +252,22 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 			return nil, refuse(trust.Targets, v, "target %s was signed for bundle %q, not this one", img.Name, custom(t).Bundle)
 		}
 	}
+	// Every other target must already be published here, unchanged: a
+	// target from an approval that was never imported would name an image
+	// this registry lacks and a file this repository cannot serve.
 	for n, t := range nt.Signed.Targets {
-		if custom(t).Bundle == b.Head.IndexSHA256 && !inBundle[n] {
+		if inBundle[n] || n == bundle.CosignPubTarget {
+			continue
+		}
+		if custom(t).Bundle == b.Head.IndexSHA256 {
 			return nil, refuse(trust.Targets, v, "target %s is bound to this bundle but not in it", n)
+		}
+		var old *metadata.TargetFiles
+		if st.Published != nil {
+			old = st.Published.Signed.Targets[n]
+		}
+		if old == nil || old.Length != t.Length || !old.Hashes.Equal(t.Hashes) {
+			return nil, refuse(trust.Targets, v, "target %s is neither in this bundle nor published here (targets v%d): it comes from an approval not imported yet; import the earlier bundles first, in the order they were signed", n, st.PublishedTargets)
 		}
 	}
 	// Cosign signatures: each image needs one by a targets key, over the
@@ -331,11 +343,10 @@ func (p *plan) readManifests(ctx context.Context) error {
 					return refuse("bundle", 0, "index %s: %v", digest, err)
 				}
 				for _, c := range im.Manifests {
-					if c.MediaType.IsIndex() || c.MediaType.IsImage() {
-						if err := walk(c.Digest.String(), c.MediaType, c.Size, depth+1); err != nil {
-							return err
-						}
-					} else if err := p.addBlob(ip, c); err != nil {
+					if !c.MediaType.IsIndex() && !c.MediaType.IsImage() {
+						return refuse("bundle", 0, "index %s lists %s of media type %q: only image manifests and indexes are carried", digest, c.Digest, c.MediaType)
+					}
+					if err := walk(c.Digest.String(), c.MediaType, c.Size, depth+1); err != nil {
 						return err
 					}
 				}

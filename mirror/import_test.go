@@ -47,6 +47,8 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type setup struct {
+	srcHost, signer     string
+	targets             *hsm.Key
 	dir                 string
 	bundle, approval    string
 	dest                string
@@ -73,36 +75,53 @@ func newSetup(t *testing.T) *setup {
 		snapshot: testkeys.New(t, "snapshot"), timestamp: testkeys.New(t, "timestamp")}
 	root, targets := testkeys.New(t, "root"), testkeys.New(t, "targets")
 	signer := filepath.Join(s.dir, "signer")
+	s.srcHost, s.signer, s.targets = srcHost, signer, targets
 	if _, err := ceremony.Init(ctx, ceremony.InitOptions{Dir: signer, RootKeys: []*hsm.Key{root}, RootThreshold: 1,
 		TargetsKeys: []*hsm.Key{targets}, TargetsThreshold: 1,
 		SnapshotKey: testkeys.PublicOnly(s.snapshot), TimestampKey: testkeys.PublicOnly(s.timestamp)}); err != nil {
 		t.Fatal(err)
 	}
 	copyTree(t, signer, s.path("isolated"))
-	var buf bytes.Buffer
-	if _, err := bundle.Export(ctx, &buf, bundle.ExportOptions{Repo: signer, Destination: s.dest,
-		Images: []bundle.ImageSpec{{Source: srcHost + "/" + testimages.MultiArch}, {Source: srcHost + "/" + testimages.AppOne}, {Source: srcHost + "/" + testimages.AppTwo}}}); err != nil {
-		t.Fatal(err)
-	}
-	s.bundle = s.path("bundle.tar")
-	os.WriteFile(s.bundle, buf.Bytes(), 0o644)
-	p, err := bundle.MakePlan(ctx, bytes.NewReader(buf.Bytes()), s.bundle, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := p.Sign(ctx, bundle.SignOptions{Keys: []*hsm.Key{targets}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.approval = s.path("approval.tar")
-	os.WriteFile(s.approval, res.Approval, 0o644)
+	s.bundle, s.approval = s.makeBundle(t, "b1", testimages.MultiArch, testimages.AppOne, testimages.AppTwo)
 	return s
+}
+
+// makeBundle exports images from the source and signs the bundle, as the
+// connected side and the signer would; it returns the two files.
+func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundlePath, approvalPath string) {
+	ctx := context.Background()
+	var specs []bundle.ImageSpec
+	for _, img := range images {
+		specs = append(specs, bundle.ImageSpec{Source: s.srcHost + "/" + img})
+	}
+	var buf bytes.Buffer
+	if _, err := bundle.Export(ctx, &buf, bundle.ExportOptions{Repo: s.signer, Destination: s.dest, Images: specs}); err != nil {
+		t.Fatal(err)
+	}
+	bundlePath = s.path(name + ".tar")
+	os.WriteFile(bundlePath, buf.Bytes(), 0o644)
+	p, err := bundle.MakePlan(ctx, bytes.NewReader(buf.Bytes()), bundlePath, s.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Sign(ctx, bundle.SignOptions{Keys: []*hsm.Key{s.targets}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Record(ctx, s.signer, res); err != nil {
+		t.Fatal(err)
+	}
+	approvalPath = s.path(name + "-approval.tar")
+	os.WriteFile(approvalPath, res.Approval, 0o644)
+	return bundlePath, approvalPath
 }
 
 func (s *setup) path(p string) string { return filepath.Join(s.dir, p) }
 
-func (s *setup) importOnce() (*ImportResult, error) {
-	return Import(context.Background(), s.bundle, s.approval, ImportOptions{Repo: s.path("isolated"), Registry: s.dest,
+func (s *setup) importOnce() (*ImportResult, error) { return s.importPair(s.bundle, s.approval) }
+
+func (s *setup) importPair(b, a string) (*ImportResult, error) {
+	return Import(context.Background(), b, a, ImportOptions{Repo: s.path("isolated"), Registry: s.dest,
 		SnapshotKey: s.snapshot, TimestampKey: s.timestamp, Jobs: 3,
 		// ggcr retries 5xx with backoff; an outage in a test need not wait.
 		Remote: []remote.Option{remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 2})}})
@@ -227,4 +246,26 @@ func tree(t *testing.T, dir string) string {
 		return nil
 	})
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// An approval whose targets carry images from an earlier approval that was
+// never imported is refused: those targets would name images the registry
+// lacks. Imported in signing order, both go through.
+func TestApprovalsInOrder(t *testing.T) {
+	s := newSetup(t)
+	b2, a2 := s.makeBundle(t, "b2", testimages.AppOne)
+	_, err := s.importPair(b2, a2)
+	if !trust.IsVerification(err) || !strings.Contains(err.Error(), "import the earlier bundles first") {
+		t.Fatalf("out-of-order import: %v", err)
+	}
+	if _, err := s.importOnce(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.importPair(b2, a2)
+	if err != nil {
+		t.Fatalf("in-order import: %v", err)
+	}
+	if res.TargetsVersion != 3 {
+		t.Fatalf("targets v%d", res.TargetsVersion)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -13,14 +12,7 @@ import (
 	"github.com/coldharbor/coldharbor/trust"
 )
 
-func readApproval(path string) (*bundle.ApprovalFile, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("opening approval: %w", err)
-	}
-	defer f.Close()
-	return bundle.ReadApproval(f, path)
-}
+func readApproval(path string) (*bundle.ApprovalFile, error) { return bundle.OpenApproval(path) }
 
 // targetsKeys maps root's targets key IDs to their public keys.
 func targetsKeys(root *metadata.Metadata[metadata.RootType]) (map[string]crypto.PublicKey, error) {

@@ -28,6 +28,8 @@ type State struct {
 	// snapshot); Targets may be newer on the signer's side, which records
 	// each targets version it signs.
 	PublishedTargets int64
+	// Published is that version's metadata (nil when nothing is published).
+	Published *metadata.Metadata[metadata.TargetsType]
 }
 
 // LoadState verifies the root chain from the pinned root and loads the
@@ -113,6 +115,22 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 	}
 	if st.Targets == nil {
 		return nil, &VerificationError{Role: Targets, Reason: "no targets metadata: the repository was not initialised (coldharbor ceremony init)"}
+	}
+	if st.PublishedTargets == st.Targets.Signed.Version {
+		st.Published = st.Targets
+	} else if st.PublishedTargets > 0 {
+		b, err := src.ReadMeta(Targets, st.PublishedTargets)
+		if err != nil {
+			return nil, missing(Targets, err)
+		}
+		tg, err := metadata.Targets().FromBytes(b)
+		if err == nil {
+			err = st.Root.VerifyDelegate(Targets, tg)
+		}
+		if err != nil {
+			return nil, refusal(Targets, st.PublishedTargets, err)
+		}
+		st.Published = tg
 	}
 	return st, ctx.Err()
 }
