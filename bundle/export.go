@@ -199,10 +199,12 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 	if _, err := parseIndex(raw, "(export)"); err != nil {
 		return nil, fmt.Errorf("internal error: the index we wrote does not parse: %w", err)
 	}
+	// What the tar writer will write: a 512-byte header and the data padded
+	// to 512 bytes per member, and two zero blocks at the end.
+	total = tarSize(int64(len(raw))) + 1024
 	for _, m := range idx.Members {
-		total += m.Size
+		total += tarSize(m.Size)
 	}
-	total += int64(len(raw))
 
 	// Write.
 	cw := &countingWriter{w: w, total: total, progress: o.Progress}
@@ -478,3 +480,5 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+func tarSize(n int64) int64 { return 512 + (n+511)/512*512 }

@@ -108,8 +108,16 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", rf.Format, RefreshFormat)}
 	}
 	out := &RefreshFile{Refresh: &rf}
+	// Exactly [timestamp.json] or [snapshot.json, timestamp.json].
+	want := []string{refreshTS}
+	if len(rf.Members) == 2 {
+		want = []string{refreshSnap, refreshTS}
+	}
+	if len(rf.Members) != len(want) {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("lists %d members: a refresh bundle holds timestamp.json, optionally after snapshot.json", len(rf.Members))}
+	}
 	for i, m := range rf.Members {
-		if (m.Name != refreshSnap || i != 0) && m.Name != refreshTS {
+		if m.Name != want[i] {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed here (snapshot.json, then timestamp.json)"}
 		}
 		h, err := nextMember(tr, file)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -77,6 +78,13 @@ func nextMember(tr *tar.Reader, file string) (*tar.Header, error) {
 	}
 	if h.Size < 0 {
 		return nil, &FormatError{File: file, Member: h.Name, Reason: "negative size"}
+	}
+	// archive/tar presents a PAX (GNU 1.0) sparse file as a regular one,
+	// with holes: its data is not where the header says, so refuse it.
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return nil, &FormatError{File: file, Member: h.Name, Reason: "is a sparse file, not a regular file"}
+		}
 	}
 	return h, nil
 }
