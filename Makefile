@@ -14,7 +14,7 @@ COSIGN := $(TOOLS_DIR)/cosign-$(COSIGN_VERSION)/cosign
 DEMO_DIR ?= $(CURDIR)/.demo
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build test vet fmt-check deps tools demo clean
+.PHONY: all build test vet fmt-check nocgo deps tools demo clean
 
 all: build
 
@@ -39,8 +39,15 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test: deps tools fmt-check vet
+test: deps tools fmt-check vet nocgo
 	COLDHARBOR_COSIGN=$(COSIGN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# piv-go and crypto11 need cgo; a build without it must still work, with
+# errors that say how to get YubiKey and PKCS#11 support.
+nocgo:
+	CGO_ENABLED=0 $(GO) build ./...
+	CGO_ENABLED=0 $(GO) vet ./...
+	CGO_ENABLED=0 $(GO) test -count=1 -run 'NoCgo|WithoutCgo' ./hsm
 
 demo: build
 	$(GO) build -o bin/demoenv ./internal/demoenv

@@ -3,6 +3,7 @@ package ceremony
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/trust"
@@ -38,6 +38,12 @@ type InitOptions struct {
 	Now time.Time
 	// Tool is recorded in the transcript (name and version).
 	Tool string
+	// AttestationRoots verify hardware keys' attestations; nil: the
+	// vendor's roots (Yubico's PIV CA).
+	AttestationRoots *x509.CertPool
+	// AllowUnattested accepts a hardware key whose attestation does not
+	// verify (recorded as such in the transcript).
+	AllowUnattested bool
 }
 
 // RoleKeys is one role's keys as set in root v1.
@@ -46,6 +52,9 @@ type RoleKeys struct {
 	KeyIDs    []string `json:"keyids"`
 	Sources   []string `json:"sources"` // key URIs, without secrets
 	SignedBy  []string `json:"signed_by"`
+	// Attestations, by key ID, for hardware keys that proved where they
+	// were generated.
+	Attestations map[string]*hsm.Attestation `json:"attestations,omitempty"`
 }
 
 // InitResult is what a ceremony leaves for the paper record.
@@ -56,8 +65,11 @@ type InitResult struct {
 	Files      map[string]string   `json:"files"` // published name → sha256
 	// Pending lists roles not published because their private keys are not
 	// here (signed later on the isolated side).
-	Pending        []string `json:"pending"`
-	TranscriptHead string   `json:"transcript_sha256"`
+	Pending []string `json:"pending"`
+	// Missing, when set, says the ceremony is not complete: role → how many
+	// more signatures it needs and from which keys (ceremony sign).
+	Missing        map[string]Missing `json:"missing,omitempty"`
+	TranscriptHead string             `json:"transcript_sha256"`
 }
 
 // Init creates root v1, targets v1 (empty), and snapshot v1 and timestamp v1
@@ -116,13 +128,30 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 			}
 		}
 	}
-	for _, r := range roles[:2] {
-		if n := countPrivate(r.keys); n < r.threshold {
-			return nil, fmt.Errorf("%s: only %d of the %d signatures needed can be made here (give the private keys, not only public-key PEMs)", r.name, n, r.threshold)
+	// Hardware keys must prove they were generated on the device.
+	attested := map[*hsm.Key]*hsm.Attestation{}
+	unattested := map[*hsm.Key]string{}
+	for _, r := range roles {
+		for _, k := range r.keys {
+			if k.Attest == nil {
+				continue
+			}
+			a, err := k.Attest(o.AttestationRoots)
+			if err != nil {
+				if !o.AllowUnattested {
+					return nil, &trust.VerificationError{Role: r.name, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway, recorded as such)", k.URI), Err: err}
+				}
+				unattested[k] = err.Error()
+				continue
+			}
+			attested[k] = a
 		}
 	}
 	if trust.Exists(o.Dir) && !o.Force {
 		return nil, fmt.Errorf("%s already holds a TUF repository: refusing to replace a root of trust (rotate it with 'coldharbor ceremony rotate', or pass --force to start over)", o.Dir)
+	}
+	if hasPending(o.Dir) && !o.Force {
+		return nil, fmt.Errorf("a ceremony is pending in %s: add the missing signatures with 'coldharbor ceremony sign', see who is missing with 'coldharbor ceremony status', or pass --force to start over", o.Dir)
 	}
 
 	t := &transcript{now: func() time.Time { return now }}
@@ -149,9 +178,18 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 			}
 			rk.KeyIDs = append(rk.KeyIDs, id)
 			rk.Sources = append(rk.Sources, k.URI.String())
-			if err := t.add(Entry{Step: "key", Role: r.name, KeyIDs: []string{id}, Detail: map[string]any{
-				"source": k.URI.String(), "public_key": string(pemPub), "private_here": k.Private(),
-			}}); err != nil {
+			detail := map[string]any{"source": k.URI.String(), "public_key": string(pemPub), "private_here": k.Private()}
+			if a := attested[k]; a != nil {
+				detail["attestation"] = a
+				if rk.Attestations == nil {
+					rk.Attestations = map[string]*hsm.Attestation{}
+				}
+				rk.Attestations[id] = a
+			}
+			if why, ok := unattested[k]; ok {
+				detail["attestation_refused"] = why
+			}
+			if err := t.add(Entry{Step: "key", Role: r.name, KeyIDs: []string{id}, Detail: detail}); err != nil {
 				return nil, err
 			}
 		}
@@ -159,7 +197,6 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 		res.Roles[r.name] = rk
 	}
 
-	mem := trust.MemSource{}
 	pub := trust.Publication{}
 	if err := sign(root, trust.Root, o.RootKeys, t, res); err != nil {
 		return nil, err
@@ -193,28 +230,7 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 		res.Pending = append(res.Pending, trust.Snapshot, trust.Timestamp)
 	}
 
-	// Verify exactly what will be published, as a client would, before a
-	// single byte is written.
-	if err := addBytes(mem, res, pub); err != nil {
-		return nil, err
-	}
-	rootBytes := mem[trust.FileName(trust.Root, 1)]
-	if pub.Timestamp != nil {
-		if _, err := trust.VerifySource(ctx, mem, trust.VerifyOptions{Anchor: rootBytes, Now: now}); err != nil {
-			return nil, fmt.Errorf("self-check of the new repository failed: %w", err)
-		}
-	} else {
-		tm, err := trustedmetadata.New(rootBytes)
-		if err != nil {
-			return nil, fmt.Errorf("self-check of root v1 failed: %w", err)
-		}
-		if err := tm.Root.VerifyDelegate(trust.Targets, targets); err != nil {
-			return nil, fmt.Errorf("self-check of targets v1 failed: %w", err)
-		}
-	}
-	sum := sha256.Sum256(rootBytes)
-	res.RootSHA256 = hex.EncodeToString(sum[:])
-
+	set := &pendingSet{Root: root, Targets: targets, Snapshot: pub.Snapshot, Timestamp: pub.Timestamp, Result: res}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", o.Dir, err)
 	}
@@ -227,17 +243,32 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 		if err := trust.Remove(o.Dir); err != nil {
 			return nil, err
 		}
+		if err := removePending(o.Dir); err != nil {
+			return nil, err
+		}
 	}
-	if err := trust.Publish(ctx, o.Dir, pub); err != nil {
+	if !set.complete() {
+		// Holders who are not here yet sign later, one after another
+		// (ceremony sign); nothing is published until the thresholds hold.
+		if err := set.selfCheck(); err != nil {
+			return nil, err
+		}
+		if err := t.add(Entry{Step: "init.pending", Detail: map[string]any{"missing": set.missing()}}); err != nil {
+			return nil, err
+		}
+		if err := set.save(o.Dir); err != nil {
+			return nil, err
+		}
+		if err := t.write(filepath.Join(o.Dir, trust.TranscriptFile)); err != nil {
+			return nil, err
+		}
+		res.Missing = set.missing()
+		res.TranscriptHead = t.head()
+		return res, nil
+	}
+	if err := set.publish(ctx, o.Dir, t, now); err != nil {
 		return nil, err
 	}
-	if err := t.add(Entry{Step: "init.published", Version: 1, Files: res.Files, Detail: map[string]any{"pending": res.Pending}}); err != nil {
-		return nil, err
-	}
-	if err := t.write(filepath.Join(o.Dir, trust.TranscriptFile)); err != nil {
-		return nil, err
-	}
-	res.TranscriptHead = t.head()
 	return res, nil
 }
 
@@ -297,16 +328,6 @@ func addBytes(mem trust.MemSource, res *InitResult, pub trust.Publication) error
 		}
 	}
 	return nil
-}
-
-func countPrivate(keys []*hsm.Key) int {
-	n := 0
-	for _, k := range keys {
-		if k.Private() {
-			n++
-		}
-	}
-	return n
 }
 
 func nonNil(k *hsm.Key) []*hsm.Key {

@@ -198,10 +198,6 @@ func TestInitRefusals(t *testing.T) {
 		{"duplicate root key", func(o *InitOptions) { o.RootKeys = []*hsm.Key{k.root[0], k.root[0], k.root[1]} }, "the same key is given twice"},
 		{"duplicate as public", func(o *InitOptions) { o.RootKeys = []*hsm.Key{k.root[0], testkeys.PublicOnly(k.root[0])} }, "the same key is given twice"},
 		{"offline key online", func(o *InitOptions) { o.TimestampKey = k.targets }, "must not also be an online key"},
-		{"too few root signers", func(o *InitOptions) {
-			o.RootKeys = []*hsm.Key{k.root[0], testkeys.PublicOnly(k.root[1]), testkeys.PublicOnly(k.root[2])}
-		}, "only 1 of the 2 signatures"},
-		{"targets public only", func(o *InitOptions) { o.TargetsKeys = []*hsm.Key{testkeys.PublicOnly(k.targets)} }, "targets: only 0 of the 1"},
 		{"no timestamp key", func(o *InitOptions) { o.TimestampKey = nil }, "timestamp: no key given"},
 	}
 	for _, tt := range tests {
@@ -323,5 +319,74 @@ func TestTranscriptChain(t *testing.T) {
 	// 6 keys; signatures: 2 root + targets + snapshot + timestamp.
 	if steps["key"] != 6 || steps["sign"] != 5 || steps["init.start"] != 1 || steps["init.published"] != 1 {
 		t.Fatalf("steps = %v", steps)
+	}
+}
+
+// Holders sign one after another: a ceremony with fewer keys present than
+// the thresholds waits, publishes nothing, and completes with the last
+// signature.
+func TestPendingCeremony(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	k := newKeys(t)
+	o := twoOfThree(dir, k, time.Time{})
+	o.RootKeys = []*hsm.Key{k.root[0], testkeys.PublicOnly(k.root[1]), testkeys.PublicOnly(k.root[2])}
+	o.TargetsKeys = []*hsm.Key{testkeys.PublicOnly(k.targets)}
+	res, err := Init(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Missing[trust.Root].Needed != 1 || res.Missing[trust.Targets].Needed != 1 {
+		t.Fatalf("missing = %+v", res.Missing)
+	}
+	if trust.Exists(dir) {
+		t.Fatal("an incomplete ceremony published metadata")
+	}
+	if _, err := Init(ctx, o); err == nil || !strings.Contains(err.Error(), "a ceremony is pending") {
+		t.Fatalf("init over a pending ceremony: %v", err)
+	}
+	st, err := Status(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Missing[trust.Root].Signed) != 1 || len(st.Missing[trust.Root].From) != 2 {
+		t.Fatalf("status = %+v", st.Missing)
+	}
+	// The second root holder comes in.
+	res, err = Sign(ctx, SignOptions{Dir: dir, Keys: []*hsm.Key{k.root[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.Missing[trust.Root]; ok || res.Missing[trust.Targets].Needed != 1 || trust.Exists(dir) {
+		t.Fatalf("after root2: missing %+v", res.Missing)
+	}
+	for _, bad := range []*hsm.Key{k.root[1], testkeys.New(t, "stranger.key"), k.snapshot} {
+		if _, err := Sign(ctx, SignOptions{Dir: dir, Keys: []*hsm.Key{bad}}); err == nil || !strings.Contains(err.Error(), "nothing to sign") {
+			t.Fatalf("sign with %s: %v", bad.URI, err)
+		}
+	}
+	// The targets holder: complete, published, verifiable.
+	res, err = Sign(ctx, SignOptions{Dir: dir, Keys: []*hsm.Key{k.targets}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Missing) != 0 || !trust.Exists(dir) || res.RootSHA256 == "" {
+		t.Fatalf("after the last holder: %+v", res)
+	}
+	if _, err := trust.Verify(ctx, dir, trust.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rootBytes, _ := os.ReadFile(filepath.Join(dir, "metadata", "1.root.json"))
+	if err := refresh(t, serve(t, dir).URL, rootBytes); err != nil {
+		t.Fatalf("go-tuf updater: %v", err)
+	}
+	if hasPending(dir) {
+		t.Fatal("the pending state was left behind")
+	}
+	if _, err := openTranscript(filepath.Join(dir, trust.TranscriptFile), time.Now); err != nil {
+		t.Fatalf("transcript chain: %v", err)
+	}
+	if _, err := Sign(ctx, SignOptions{Dir: dir, Keys: []*hsm.Key{k.root[2]}}); err == nil {
+		t.Fatal("signed with no ceremony pending")
 	}
 }

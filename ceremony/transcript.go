@@ -48,8 +48,9 @@ func (t *transcript) add(e Entry) error {
 	return nil
 }
 
-// write appends the entries to path and syncs it.
+// write appends the entries not yet written to path and syncs it.
 func (t *transcript) write(path string) error {
+	defer func() { t.entries = nil }()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("writing transcript: %w", err)

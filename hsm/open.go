@@ -14,6 +14,10 @@ type options struct {
 	force  bool
 	// Hardware key generation (yubikey:): PIV PIN and touch policies.
 	pinPolicy, touchPolicy string
+	// notify tells the holder what the device waits for (a touch).
+	notify func(string)
+	// pkcs11Modules are the PKCS#11 libraries List opens (WithPKCS11Modules).
+	pkcs11Modules []string
 }
 
 // WithSecrets sets where passwords and PINs come from. Default: none, so a
@@ -25,6 +29,12 @@ func WithSecrets(f SecretFunc) Option {
 // WithForce lets Generate replace an existing key. Default: false.
 func WithForce(force bool) Option {
 	return func(o *options) error { o.force = force; return nil }
+}
+
+// WithNotify sets where messages for the key's holder go ("touch the
+// YubiKey"). Default: nowhere.
+func WithNotify(f func(string)) Option {
+	return func(o *options) error { o.notify = f; return nil }
 }
 
 // WithPolicies sets the PIN and touch policies of a key generated on a

@@ -29,6 +29,9 @@ type Key struct {
 	Signer Signer
 	// Close releases the backend (a card handle, an HSM session). Never nil.
 	Close func() error
+	// Attest is set for hardware keys that can prove they were generated
+	// on the device (YubiKeys); nil otherwise.
+	Attest AttestFunc
 }
 
 // Private reports whether this key can sign here.

@@ -142,7 +142,13 @@ func joinAttrs(m map[string]string, sep string, hide map[string]bool) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = k + "=" + url.PathEscape(m[k])
+		v := url.PathEscape(m[k])
+		if sep == "&" {
+			// RFC 7512 allows "/" in query values (pk11-qres-avail): keep
+			// module paths readable.
+			v = strings.ReplaceAll(v, "%2F", "/")
+		}
+		parts[i] = k + "=" + v
 	}
 	return strings.Join(parts, sep)
 }

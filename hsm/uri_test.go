@@ -24,7 +24,7 @@ func TestParseURI(t *testing.T) {
 		{in: "pkcs11:token=ch;object=ts?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234", scheme: SchemePKCS11,
 			attrs: map[string]string{"token": "ch", "object": "ts"},
 			query: map[string]string{"module-path": "/usr/lib/softhsm/libsofthsm2.so", "pin-value": "1234"},
-			canon: "pkcs11:object=ts;token=ch?module-path=%2Fusr%2Flib%2Fsofthsm%2Flibsofthsm2.so"},
+			canon: "pkcs11:object=ts;token=ch?module-path=/usr/lib/softhsm/libsofthsm2.so"},
 		{in: "pkcs11:token=My%20Token", scheme: SchemePKCS11, attrs: map[string]string{"token": "My Token"}, query: map[string]string{}},
 		{in: "", wantErr: "empty"},
 		{in: "file:", wantErr: "names no file"},

@@ -9,6 +9,10 @@ packages=(
   gcc libc6-dev   # cgo (piv-go needs it)
   pkg-config
   docker-registry # the CNCF distribution registry the end-to-end tests and the demo run on loopback
+  libpcsclite-dev # piv-go (YubiKeys) links libpcsclite
+  pcscd vsmartcard-vpcd # PC/SC with a virtual reader: hsm/pivsim plugs a software YubiKey into it
+  yubico-piv-tool # a second opinion on the software YubiKey in the tests
+  softhsm2        # a PKCS#11 token for the online-key tests
 )
 
 missing=()

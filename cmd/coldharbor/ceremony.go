@@ -30,6 +30,11 @@ a key held elsewhere. Root and targets need at least their threshold of
 private keys present. Prints each key ID and the sha256 of root v1 for the
 paper record, and appends every step to DIR/transcript.jsonl.
 
+Hardware keys (YubiKeys) must prove they were generated on the device: each
+key's attestation is verified against Yubico's PIV root (or --attestation-ca)
+and recorded — serial, firmware, PIN and touch policy, certificates — in the
+transcript. One that does not verify is refused unless --allow-unattested.
+
 Refuses a threshold above the key count, a key given twice, an offline
 (root/targets) key reused as an online (snapshot/timestamp) key, and an
 existing repository unless --force.`,
@@ -46,9 +51,75 @@ existing repository unless --force.`,
 					&cli.StringFlag{Name: "snapshot-expires", Usage: "snapshot v1 is valid for `DURATION`", Value: "7d"},
 					&cli.StringFlag{Name: "timestamp-expires", Usage: "timestamp v1 is valid for `DURATION`", Value: "1d"},
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing repository in DIR (discards its root of trust)"},
+					&cli.StringFlag{Name: "attestation-ca", Usage: "verify hardware keys' attestations against this CA `FILE` instead of Yubico's root (rehearsals with keys simulate)"},
+					&cli.BoolFlag{Name: "allow-unattested", Usage: "accept a hardware key whose attestation does not verify (recorded in the transcript)"},
 					outputFlag(),
 				},
 				Action: func(c *cli.Context) error { return ceremonyInit(c, e) },
+			},
+			{
+				Name:  "sign",
+				Usage: "add one holder's signatures to a pending ceremony; publishes once the thresholds hold",
+				Description: `When fewer root or targets holders were present at 'ceremony init' than the
+thresholds need (fewer card readers than holders, say), the ceremony waits in
+DIR's private state. Each holder then runs this with their key: it signs the
+roles the key belongs to (root, targets or both), records the step in the
+transcript, and when both thresholds hold verifies and publishes the
+repository.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "repo", Usage: "the repository in `DIR`"},
+					&cli.StringSliceFlag{Name: "key", Usage: "a holder's key `URI` (repeat for several)"},
+					&cli.StringFlag{Name: "attestation-ca", Usage: "verify hardware keys' attestations against this CA `FILE` instead of Yubico's root"},
+					&cli.BoolFlag{Name: "allow-unattested", Usage: "accept a hardware key whose attestation does not verify"},
+					outputFlag(),
+				},
+				Action: func(c *cli.Context) error {
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					if c.String("repo") == "" || len(c.StringSlice("key")) == 0 {
+						return usagef("--repo and --key are required")
+					}
+					roots, err := attestationRoots(c.String("attestation-ca"))
+					if err != nil {
+						return err
+					}
+					keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
+					if err != nil {
+						return err
+					}
+					defer closeKeys()
+					res, err := ceremony.Sign(c.Context, ceremony.SignOptions{Dir: c.String("repo"), Keys: keys, AttestationRoots: roots, AllowUnattested: c.Bool("allow-unattested")})
+					if err != nil {
+						return err
+					}
+					return printCeremony(c, res, asJSON)
+				},
+			},
+			{
+				Name:  "status",
+				Usage: "show who has signed a pending ceremony and who is missing",
+				Description: `Shows, for a ceremony waiting for holders, each role's threshold, the keys
+that have signed and the keys that may still sign.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "repo", Usage: "the repository in `DIR`"},
+					outputFlag(),
+				},
+				Action: func(c *cli.Context) error {
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					if c.String("repo") == "" {
+						return usagef("--repo is required")
+					}
+					res, err := ceremony.Status(c.String("repo"))
+					if err != nil {
+						return err
+					}
+					return printCeremony(c, res, asJSON)
+				},
 			},
 		},
 	}
@@ -105,7 +176,7 @@ func ceremonyInit(c *cli.Context, e env) error {
 				keys = append(keys, k)
 				continue
 			}
-			k, err := hsm.Open(c.Context, u, hsm.WithSecrets(e.secrets()))
+			k, err := e.openKey(c.Context, u)
 			if err != nil {
 				return nil, err
 			}
@@ -127,7 +198,12 @@ func ceremonyInit(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	roots, err := attestationRoots(c.String("attestation-ca"))
+	if err != nil {
+		return err
+	}
 	res, err := ceremony.Init(c.Context, ceremony.InitOptions{
+		AttestationRoots: roots, AllowUnattested: c.Bool("allow-unattested"),
 		Dir:              dir,
 		RootKeys:         rootKeys,
 		RootThreshold:    c.Int("root-threshold"),
@@ -142,16 +218,40 @@ func ceremonyInit(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	return printCeremony(c, res, asJSON)
+}
+
+// printCeremony shows a ceremony's result: the paper record when it is
+// published, who is missing when it waits.
+func printCeremony(c *cli.Context, res *ceremony.InitResult, asJSON bool) error {
 	if asJSON {
 		return writeJSON(c.App.Writer, res)
 	}
 	w := c.App.Writer
+	if len(res.Missing) > 0 {
+		fmt.Fprintf(w, "Ceremony pending in %s: nothing is published until these signatures are added\n", res.Dir)
+		for _, r := range []string{trust.Root, trust.Targets} {
+			m, ok := res.Missing[r]
+			if !ok {
+				continue
+			}
+			fmt.Fprintf(w, "  %s needs %d more, from one of:\n", r, m.Needed)
+			for _, id := range m.From {
+				fmt.Fprintf(w, "    %s  %s\n", id, sourceOf(res, r, id))
+			}
+		}
+		fmt.Fprintln(w, "Each holder runs: coldharbor ceremony sign --repo DIR --key URI")
+		return nil
+	}
 	fmt.Fprintf(w, "Created TUF repository in %s\n\n", res.Dir)
 	for _, r := range []string{trust.Root, trust.Targets, trust.Snapshot, trust.Timestamp} {
 		rk := res.Roles[r]
 		fmt.Fprintf(w, "%s (threshold %d of %d, signed by %d):\n", r, rk.Threshold, len(rk.KeyIDs), len(rk.SignedBy))
 		for i, id := range rk.KeyIDs {
 			fmt.Fprintf(w, "  %s  %s\n", id, rk.Sources[i])
+			if a := rk.Attestations[id]; a != nil {
+				fmt.Fprintf(w, "      attested: YubiKey serial %d, firmware %s, slot %s, PIN %s, touch %s\n", a.Serial, a.Firmware, a.Slot, a.PINPolicy, a.TouchPolicy)
+			}
 		}
 	}
 	fmt.Fprintf(w, "\nroot v1 sha256: %s\n", res.RootSHA256)
@@ -170,4 +270,14 @@ func ceremonyInit(c *cli.Context, e env) error {
 	}
 	fmt.Fprintf(w, "\nWrite the root sha256 and key IDs on the paper record. Created %s.\n", time.Now().UTC().Format(time.RFC3339))
 	return nil
+}
+
+func sourceOf(res *ceremony.InitResult, role, id string) string {
+	rk := res.Roles[role]
+	for i, k := range rk.KeyIDs {
+		if k == id && i < len(rk.Sources) {
+			return rk.Sources[i]
+		}
+	}
+	return ""
 }

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/urfave/cli/v2"
@@ -23,9 +28,18 @@ func keysCommand(e env) *cli.Command {
 
 file:PATH writes PATH, encrypted in cosign's format (cosign sign --key PATH
 works with it), and PATH.pub. The password comes from COLDHARBOR_PASSWORD or
-COSIGN_PASSWORD, or is asked twice on a terminal.`,
+COSIGN_PASSWORD, or is asked twice on a terminal.
+
+yubikey:[serial=N;slot=9c] generates the key on the YubiKey (it never leaves
+it), with --pin-policy and --touch-policy, and stores the key's attestation as
+the slot's certificate. It refuses an occupied slot without --force. The PIN
+comes from COLDHARBOR_PIN or a prompt.
+
+pkcs11:token=T;object=O?module-path=M makes an EC P-256 key pair on the token.`,
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "force", Usage: "replace an existing key (the old one is lost)"},
+					&cli.StringFlag{Name: "pin-policy", Usage: "YubiKey: when the PIN is needed, `POLICY` never, once or always", Value: "once"},
+					&cli.StringFlag{Name: "touch-policy", Usage: "YubiKey: when a touch is needed, `POLICY` never, always or cached", Value: "always"},
 					outputFlag(),
 				},
 				Action: func(c *cli.Context) error {
@@ -37,7 +51,8 @@ COSIGN_PASSWORD, or is asked twice on a terminal.`,
 					if err != nil {
 						return err
 					}
-					k, err := hsm.Generate(c.Context, uri, hsm.WithSecrets(e.secrets()), hsm.WithForce(c.Bool("force")))
+					k, err := hsm.Generate(c.Context, uri, hsm.WithSecrets(e.secrets()), hsm.WithForce(c.Bool("force")),
+						hsm.WithPolicies(c.String("pin-policy"), c.String("touch-policy")))
 					if err != nil {
 						return err
 					}
@@ -62,7 +77,7 @@ needed; for a .pub file it is not.`,
 					if err != nil {
 						return err
 					}
-					k, err := hsm.Open(c.Context, uri, hsm.WithSecrets(e.secrets()))
+					k, err := hsm.Open(c.Context, uri, publicOnly(uri, e)...)
 					if err != nil {
 						return err
 					}
@@ -70,8 +85,125 @@ needed; for a .pub file it is not.`,
 					return printKey(c, k, asJSON)
 				},
 			},
+			simulateCommand(e),
+			{
+				Name:  "list",
+				Usage: "list the YubiKeys and PKCS#11 tokens present, with serials and the slots in use",
+				Description: `Lists YubiKeys on this machine's PC/SC readers (pcscd must run) and the tokens
+of each --pkcs11-module, with their serials, firmware and occupied key slots or
+key objects, and the URI that names each.`,
+				Flags: []cli.Flag{
+					&cli.StringSliceFlag{Name: "pkcs11-module", Usage: "also list the tokens of the PKCS#11 module at `PATH` (repeat)"},
+					outputFlag(),
+				},
+				Action: func(c *cli.Context) error {
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					devs, err := hsm.List(c.Context, hsm.WithPKCS11Modules(c.StringSlice("pkcs11-module")...), hsm.WithSecrets(e.secrets()))
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						if devs == nil {
+							devs = []hsm.Device{}
+						}
+						return writeJSON(c.App.Writer, devs)
+					}
+					if len(devs) == 0 {
+						fmt.Fprintln(c.App.ErrWriter, "no YubiKey or token found (is pcscd running? give --pkcs11-module for HSMs)")
+						return nil
+					}
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "KIND\tSERIAL\tFIRMWARE\tSLOTS\tNAME\tURI")
+					for _, d := range devs {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Kind, d.Serial, d.Firmware, strings.Join(d.Slots, ","), d.Name, d.URI)
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name:      "attest",
+				Usage:     "verify a hardware key's attestation chain; print serial, firmware, PIN and touch policy",
+				ArgsUsage: "URI",
+				Description: `Verifies that the key in a YubiKey slot was generated on that YubiKey: the
+slot's attestation certificate must chain, through the device's attestation
+certificate, to Yubico's PIV root (embedded in piv-go), or to --attestation-ca.
+Prints the serial, firmware, PIN and touch policies. Needs no PIN. Exit 3 when
+the chain does not verify.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "attestation-ca", Usage: "trust this CA certificate `FILE` (PEM) instead of Yubico's root (simulators, rehearsals)"},
+					outputFlag(),
+				},
+				Action: func(c *cli.Context) error {
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					uri, err := oneArg(c, "URI")
+					if err != nil {
+						return err
+					}
+					roots, err := attestationRoots(c.String("attestation-ca"))
+					if err != nil {
+						return err
+					}
+					k, err := hsm.Open(c.Context, uri)
+					if err != nil {
+						return err
+					}
+					defer k.Close()
+					if k.Attest == nil {
+						return fmt.Errorf("%s: %w", k.URI, hsm.ErrNoAttestation)
+					}
+					a, err := k.Attest(roots)
+					if err != nil {
+						return attestationRefusal(k.URI.String(), err)
+					}
+					if asJSON {
+						return writeJSON(c.App.Writer, a)
+					}
+					fmt.Fprintf(c.App.Writer, "%s: generated on the device, attestation verified\n  serial %d, firmware %s, slot %s, PIN policy %s, touch policy %s, form factor %s\n",
+						k.URI, a.Serial, a.Firmware, a.Slot, a.PINPolicy, a.TouchPolicy, a.FormFactor)
+					return nil
+				},
+			},
 		},
 	}
+}
+
+// publicOnly opens what is needed to read a public key: hardware keys
+// without a PIN, file keys with their password (the public half of an
+// encrypted key file is inside it).
+func publicOnly(uri string, e env) []hsm.Option {
+	if u, err := hsm.ParseURI(uri); err == nil && u.Scheme == hsm.SchemeYubiKey {
+		return nil
+	}
+	return []hsm.Option{hsm.WithSecrets(e.secrets())}
+}
+
+// attestationRoots loads --attestation-ca; nil means the vendor's roots.
+func attestationRoots(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+func attestationRefusal(key string, err error) error {
+	if errors.Is(err, hsm.ErrAttestation) {
+		return &trust.VerificationError{Role: "attestation", Reason: key + ": the key's attestation does not chain to a trusted root (was it generated on this device? is --attestation-ca right?)", Err: err}
+	}
+	return err
 }
 
 type keyInfo struct {

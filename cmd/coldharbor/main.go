@@ -54,6 +54,33 @@ type env struct {
 
 func (e env) secrets() hsm.SecretFunc { return hsm.EnvOrPrompt(e.getenv, e.stdin, e.stderr) }
 
+// openKey opens a key URI with this process's secrets and notices.
+func (e env) openKey(ctx context.Context, uri string) (*hsm.Key, error) {
+	return hsm.Open(ctx, uri, hsm.WithSecrets(e.secrets()), hsm.WithNotify(e.notify))
+}
+
+// openKeys opens several keys; closeAll releases every one opened, also
+// when a later one fails.
+func (e env) openKeys(ctx context.Context, uris []string) (keys []*hsm.Key, closeAll func(), err error) {
+	closeAll = func() {
+		for _, k := range keys {
+			k.Close()
+		}
+	}
+	for _, u := range uris {
+		k, err := e.openKey(ctx, u)
+		if err != nil {
+			closeAll()
+			return nil, func() {}, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, closeAll, nil
+}
+
+// notify passes a hardware key's request (a touch) to the person at it.
+func (e env) notify(msg string) { fmt.Fprintf(e.stderr, "coldharbor: %s\n", msg) }
+
 func run(ctx context.Context, args []string, e env) int {
 	app := newApp(e)
 	err := app.RunContext(ctx, interspersed(app, args))

@@ -103,7 +103,7 @@ func TestErrorsAreOneLine(t *testing.T) {
 		{"wrong password", map[string]string{"COLDHARBOR_PASSWORD": "wrong"}, []string{"keys", "pub", "file:" + key}, exitError, "wrong password"},
 		{"no password no terminal", nil, []string{"keys", "pub", "file:" + key}, exitError, "set COLDHARBOR_PASSWORD"},
 		{"missing file", pw, []string{"keys", "pub", "file:" + filepath.Join(dir, "absent.key")}, exitError, "no such file"},
-		{"yubikey not built yet", pw, []string{"keys", "pub", "yubikey:"}, exitError, "not supported yet"},
+		{"no yubikey", pw, []string{"keys", "pub", "yubikey:serial=1"}, exitError, "no YubiKey found"},
 		{"unknown command", nil, []string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{"unknown subcommand", nil, []string{"keys", "frobnicate"}, exitUsage, "unknown command"},
 		{"unknown flag", nil, []string{"status", "--frob"}, exitUsage, "flag provided but not defined"},

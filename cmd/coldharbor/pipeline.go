@@ -233,15 +233,11 @@ targets version in --repo, and writes a small approval bound to this bundle.`,
 					return err
 				}
 			}
-			var keys []*hsm.Key
-			for _, u := range c.StringSlice("key") {
-				k, err := hsm.Open(c.Context, u, hsm.WithSecrets(e.secrets()))
-				if err != nil {
-					return err
-				}
-				defer k.Close()
-				keys = append(keys, k)
+			keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
+			if err != nil {
+				return err
 			}
+			defer closeKeys()
 			res, err := p.Sign(c.Context, bundle.SignOptions{Keys: keys, Tool: "coldharbor " + version})
 			if err != nil {
 				return err
@@ -329,7 +325,7 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			}
 			keys := map[string]*hsm.Key{}
 			for _, f := range []string{"snapshot-key", "timestamp-key"} {
-				k, err := hsm.Open(c.Context, c.String(f), hsm.WithSecrets(e.secrets()))
+				k, err := e.openKey(c.Context, c.String(f))
 				if err != nil {
 					return err
 				}

@@ -69,7 +69,7 @@ func refresh(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	ts, err := hsm.Open(c.Context, c.String("timestamp-key"), hsm.WithSecrets(e.secrets()))
+	ts, err := e.openKey(c.Context, c.String("timestamp-key"))
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func refresh(c *cli.Context, e env) error {
 	}
 	var snap hsm.Signer
 	if u := c.String("snapshot-key"); u != "" {
-		k, err := hsm.Open(c.Context, u, hsm.WithSecrets(e.secrets()))
+		k, err := e.openKey(c.Context, u)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,10 @@
+//go:build !linux || !cgo
+
+package pivsim
+
+import "errors"
+
+// cardPresent needs libpcsclite through cgo, as piv-go does.
+func cardPresent(string) (bool, error) {
+	return false, errors.New("pivsim: reading the reader state needs Linux and cgo (libpcsclite)")
+}
