@@ -50,9 +50,12 @@ type ImportResult struct {
 	Images           []string `json:"images"`
 	BlobsPushed      int      `json:"blobs_pushed"`
 	BlobsSkipped     int      `json:"blobs_present"`
-	BytesPushed      int64    `json:"bytes_pushed"`
-	Manifests        int      `json:"manifests"`
-	Signatures       int      `json:"signature_manifests"`
+	// BlobsMounted: blobs another repository of this import already had,
+	// mounted (or found) rather than uploaded again.
+	BlobsMounted int   `json:"blobs_mounted"`
+	BytesPushed  int64 `json:"bytes_pushed"`
+	Manifests    int   `json:"manifests"`
+	Signatures   int   `json:"signature_manifests"`
 }
 
 // plan is everything verified before the first byte goes to the registry.
@@ -414,35 +417,45 @@ func pushBlobs(ctx context.Context, p *plan, ropts []remote.Option, o ImportOpti
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Jobs)
-	var pushed, skipped, bytes atomic.Int64
+	var pushed, skipped, mounted, bytes atomic.Int64
 	for _, d := range p.blobOrder {
 		bp := p.blobs[d]
-		for _, repo := range bp.repos {
-			g.Go(func() error {
+		// One job per blob: its first repository gets the upload; the others
+		// ask the registry to mount it from there (OCI distribution spec,
+		// cross-repository blob mount) and fall back to uploading.
+		g.Go(func() error {
+			for i, repo := range bp.repos {
 				l := &bundleLayer{b: p.b, digest: bp.digest, size: bp.size}
+				var layer v1.Layer = l
+				if i > 0 {
+					layer = &remote.MountableLayer{Layer: l, Reference: bp.repos[0].Digest(bp.digest)}
+				}
 				opts := append(append([]remote.Option{}, ropts...), remote.WithContext(gctx))
-				if err := remote.WriteLayer(repo, l, opts...); err != nil {
+				if err := remote.WriteLayer(repo, layer, opts...); err != nil {
 					var de *bundle.DigestError
 					if errors.As(err, &de) {
 						return &trust.VerificationError{Role: "bundle", Reason: "blob does not match its digest (nothing was tagged)", Err: de}
 					}
 					return fmt.Errorf("uploading blob %s to %s: %w", bp.digest, repo, err)
 				}
-				if l.opened.Load() {
+				switch {
+				case l.opened.Load():
 					pushed.Add(1)
 					bytes.Add(bp.size)
-				} else {
+				case i > 0:
+					mounted.Add(1)
+				default:
 					skipped.Add(1)
 				}
 				if o.Progress != nil {
 					o.Progress(done.Add(bp.size), total.Load())
 				}
-				return nil
-			})
-		}
+			}
+			return nil
+		})
 	}
 	err := g.Wait()
-	res.BlobsPushed, res.BlobsSkipped, res.BytesPushed = int(pushed.Load()), int(skipped.Load()), bytes.Load()
+	res.BlobsPushed, res.BlobsSkipped, res.BlobsMounted, res.BytesPushed = int(pushed.Load()), int(skipped.Load()), int(mounted.Load()), bytes.Load()
 	return err
 }
 
