@@ -8,3 +8,7 @@ import "errors"
 func cardPresent(string) (bool, error) {
 	return false, errors.New("pivsim: reading the reader state needs Linux and cgo (libpcsclite)")
 }
+
+func probeSerial(string) (uint32, error) {
+	return 0, errors.New("pivsim: probing a reader needs Linux and cgo (libpcsclite)")
+}
