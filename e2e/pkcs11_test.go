@@ -21,7 +21,9 @@ func TestOnlineKeysInHSM(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
 	tok := testhsm.NewToken(t, "isolated")
-	w.env = append(w.env, "SOFTHSM2_CONF="+os.Getenv("SOFTHSM2_CONF"), "COLDHARBOR_PIN="+tok.PIN)
+	// keys list also looks for YubiKeys: keep it off the host's pcscd, which
+	// other test binaries may be using.
+	w.env = append(w.env, "SOFTHSM2_CONF="+os.Getenv("SOFTHSM2_CONF"), "COLDHARBOR_PIN="+tok.PIN, "PCSCLITE_CSOCK_NAME="+w.path("no-pcscd"))
 	fix, err := testimages.New(3)
 	if err != nil {
 		t.Fatal(err)

@@ -108,7 +108,6 @@ func TestOpenErrors(t *testing.T) {
 		{name: "certificate", uri: write("c.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}})), want: "neither a cosign private key nor a public key"},
 		{name: "too large", uri: write("big.key", make([]byte, maxKeyFile+1)), want: "too large"},
 		{name: "directory", uri: dir, want: "not a regular file"},
-		{name: "no yubikey", uri: "yubikey:serial=1", is: ErrNoCard},
 		{name: "pkcs11 without module", uri: "pkcs11:token=x", want: "module-path"},
 		{name: "unknown scheme", uri: "vault:x", want: "unknown key scheme"},
 	}

@@ -106,10 +106,16 @@ func openCard(u URI) (*piv.YubiKey, uint32, error) {
 			k.yk.Close()
 		}
 		return nil, 0, fmt.Errorf("%d YubiKeys are plugged in (serials %s): name one, e.g. yubikey:serial=%s", len(keys), strings.Join(serials, ", "), serials[0])
-	case want != "":
-		return nil, 0, fmt.Errorf("%w with serial %s (%d reader(s) seen)", ErrNoCard, want, len(cards))
-	case len(notYubiKey) > 0:
-		return nil, 0, fmt.Errorf("%w: the card in %q is not a YubiKey, or has no PIV application", ErrNoCard, notYubiKey[0])
+	}
+	foreign := ""
+	if len(notYubiKey) > 0 {
+		foreign = fmt.Sprintf("; the card in %q is not a YubiKey, or has no PIV application", strings.Join(notYubiKey, `", "`))
+	}
+	if want != "" {
+		return nil, 0, fmt.Errorf("%w with serial %s (%d reader(s) seen%s)", ErrNoCard, want, len(cards), foreign)
+	}
+	if foreign != "" {
+		return nil, 0, fmt.Errorf("%w%s", ErrNoCard, foreign)
 	}
 	return nil, 0, fmt.Errorf("%w: plug one in (and check that pcscd is running)", ErrNoCard)
 }

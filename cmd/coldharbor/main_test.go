@@ -87,6 +87,10 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 }
 
 func TestErrorsAreOneLine(t *testing.T) {
+	// The YubiKey case must not reach the host's pcscd: other test binaries
+	// may be using its readers, and a piv-go Open that fails there leaks an
+	// exclusive handle for as long as this process lives.
+	t.Setenv("PCSCLITE_CSOCK_NAME", filepath.Join(t.TempDir(), "no-pcscd"))
 	dir := t.TempDir()
 	key := filepath.Join(dir, "k.key")
 	if r := coldharbor(t, pw, "keys", "generate", "file:"+key); r.code != 0 {
