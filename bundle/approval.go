@@ -102,15 +102,9 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: "listed twice"}
 		}
 		seen[m.Name] = true
-		h, err := nextMember(tr, file)
-		if err == io.EOF {
-			return nil, &FormatError{File: file, Member: m.Name, Reason: "missing: the approval ends early"}
-		}
+		h, err := nextListed(tr, m.Name, file, "approval", "approval")
 		if err != nil {
 			return nil, err
-		}
-		if h.Name != m.Name {
-			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("out of order: the approval lists %q here", m.Name)}
 		}
 		data, err := readMember(tr, h, m, MaxHeadMember, file)
 		if err != nil {
@@ -125,10 +119,7 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed in an approval"}
 		}
 	}
-	if _, err := nextMember(tr, file); err != io.EOF {
-		if err == nil {
-			err = &FormatError{File: file, Reason: "members after the listed ones"}
-		}
+	if err := noMoreMembers(tr, file); err != nil {
 		return nil, err
 	}
 	if af.Targets == nil || af.CosignPub == nil {

@@ -53,15 +53,9 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 		if memberKind(m.Name) != "head" {
 			break
 		}
-		h, err := nextMember(tr, file)
-		if err == io.EOF {
-			return nil, &FormatError{File: file, Member: m.Name, Reason: "missing: the bundle ends early"}
-		}
+		h, err := nextListed(tr, m.Name, file, "bundle", "index")
 		if err != nil {
 			return nil, err
-		}
-		if h.Name != m.Name {
-			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("out of order: the index lists %q here", m.Name)}
 		}
 		if total += m.Size; total > MaxHeadTotal {
 			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("the head is over its limit of %d bytes", MaxHeadTotal)}

@@ -120,15 +120,9 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 		if m.Name != want[i] {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed here (snapshot.json, then timestamp.json)"}
 		}
-		h, err := nextMember(tr, file)
-		if err == io.EOF {
-			return nil, &FormatError{File: file, Member: m.Name, Reason: "missing: the bundle ends early"}
-		}
+		h, err := nextListed(tr, m.Name, file, "bundle", "header")
 		if err != nil {
 			return nil, err
-		}
-		if h.Name != m.Name {
-			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("out of order: the header lists %q here", m.Name)}
 		}
 		b, err := readMember(tr, h, m, MaxRefresh, file)
 		if err != nil {
@@ -140,10 +134,7 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 			out.Timestamp = b
 		}
 	}
-	if _, err := nextMember(tr, file); err != io.EOF {
-		if err == nil {
-			err = &FormatError{File: file, Reason: "members after the listed ones"}
-		}
+	if err := noMoreMembers(tr, file); err != nil {
 		return nil, err
 	}
 	if out.Timestamp == nil {

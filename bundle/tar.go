@@ -155,3 +155,32 @@ func IsFormatError(err error) bool {
 	var f *FormatError
 	return errors.As(err, &f)
 }
+
+// nextListed reads the next member, which must be the one a list (the
+// index, the approval, the refresh header: lister) names next. what names
+// the file for the message when it ends early.
+func nextListed(tr *tar.Reader, name, file, what, lister string) (*tar.Header, error) {
+	h, err := nextMember(tr, file)
+	if err == io.EOF {
+		return nil, &FormatError{File: file, Member: name, Reason: "missing: the " + what + " ends early"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.Name != name {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("out of order: the %s lists %q here", lister, name)}
+	}
+	return h, nil
+}
+
+// noMoreMembers checks the tar ends after the listed members.
+func noMoreMembers(tr *tar.Reader, file string) error {
+	h, err := nextMember(tr, file)
+	switch {
+	case err == io.EOF:
+		return nil
+	case err != nil:
+		return err
+	}
+	return &FormatError{File: file, Member: h.Name, Reason: "members after the listed ones"}
+}
