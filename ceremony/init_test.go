@@ -390,3 +390,43 @@ func TestPendingCeremony(t *testing.T) {
 		t.Fatal("signed with no ceremony pending")
 	}
 }
+
+// The transcript replays: chain, keys, files, root v1; and any edit to the
+// record or to a published file is found.
+func TestVerifyTranscript(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	res, err := Init(ctx, twoOfThree(dir, newKeys(t), time.Time{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.TranscriptHead != res.TranscriptHead || rep.RootSHA256 != res.RootSHA256 || len(rep.Keys[trust.Root]) != 3 {
+		t.Fatalf("report %+v", rep)
+	}
+	tp := filepath.Join(dir, trust.TranscriptFile)
+	orig, _ := os.ReadFile(tp)
+	for name, edit := range map[string]func(){
+		"edited line": func() {
+			os.WriteFile(tp, bytes.Replace(orig, []byte(`"step":"key"`), []byte(`"step":"kee"`), 1), 0o644)
+		},
+		"removed line": func() {
+			lines := bytes.SplitAfter(orig, []byte("\n"))
+			os.WriteFile(tp, bytes.Join(append(lines[:2:2], lines[3:]...), nil), 0o644)
+		},
+		"changed targets v1": func() {
+			os.WriteFile(tp, orig, 0o644)
+			f := filepath.Join(dir, "metadata", "1.targets.json")
+			b, _ := os.ReadFile(f)
+			os.WriteFile(f, append(b, ' '), 0o644)
+		},
+	} {
+		edit()
+		if _, err := Verify(ctx, dir); !trust.IsVerification(err) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -51,6 +51,7 @@ run "$ch" ceremony init --repo signer \
   --root-threshold 2 \
   --targets-key file:keys/targets.key \
   --snapshot-key keys/snapshot.key.pub --timestamp-key keys/timestamp.key.pub
+run "$ch" ceremony verify --repo signer
 # The repository is carried to the isolated side; the connected side keeps
 # a copy of what is published there.
 cp -r signer isolated

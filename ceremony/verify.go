@@ -1,0 +1,136 @@
+package ceremony
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/coldharbor/coldharbor/trust"
+)
+
+// Report is what `ceremony verify` found.
+type Report struct {
+	Entries        int                 `json:"entries"`
+	TranscriptHead string              `json:"transcript_sha256"`
+	RootSHA256     string              `json:"root_sha256"`
+	RootVersion    int64               `json:"root_version"`
+	Keys           map[string][]string `json:"keys"` // role → key IDs, as the transcript records them
+	Checked        []string            `json:"checked"`
+}
+
+// Verify replays a repository's transcript: the hash chain of its lines,
+// each recorded public key against its key ID, the published files'
+// sha256 against the files on disk (versioned files never change), the
+// keys and thresholds of root v1 against the recorded ones, and the root
+// chain from v1 as a client would walk it. Any mismatch is a refusal.
+func Verify(ctx context.Context, dir string) (*Report, error) {
+	path := filepath.Join(dir, trust.TranscriptFile)
+	t, err := openTranscript(path, time.Now)
+	if err != nil {
+		return nil, &trust.VerificationError{Role: "transcript", Reason: err.Error()}
+	}
+	entries, err := readEntries(path)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Entries: len(entries), TranscriptHead: t.head(), Keys: map[string][]string{}}
+	var published *Entry
+	for i := range entries {
+		e := &entries[i]
+		switch e.Step {
+		case "key":
+			pemKey, _ := e.Detail["public_key"].(string)
+			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(pemKey))
+			if err != nil || len(e.KeyIDs) != 1 {
+				return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("line %d: a key entry without a readable public key", e.Seq)}
+			}
+			id, err := trust.KeyID(pub)
+			if err != nil || id != e.KeyIDs[0] {
+				return nil, &trust.VerificationError{Role: "transcript", KeyIDs: e.KeyIDs, Reason: fmt.Sprintf("line %d: the recorded public key does not have the recorded key ID", e.Seq)}
+			}
+			rep.Keys[e.Role] = append(rep.Keys[e.Role], id)
+		case "init.published":
+			published = e
+		}
+	}
+	rep.Checked = append(rep.Checked, fmt.Sprintf("hash chain of %d lines", len(entries)), "every recorded public key against its key ID")
+	if published == nil {
+		return nil, &trust.VerificationError{Role: "transcript", Reason: "the transcript records no published ceremony (is one pending? see 'ceremony status')"}
+	}
+	names := make([]string, 0, len(published.Files))
+	for n := range published.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if filepath.Base(n) == trust.FileName(trust.Timestamp, 0) {
+			continue // the only file that is replaced, by design
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(n)))
+		if err != nil {
+			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s, recorded as published, cannot be read: %v", n, err)}
+		}
+		sum := sha256.Sum256(b)
+		if got := hex.EncodeToString(sum[:]); got != published.Files[n] {
+			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s has sha256 %s, the transcript recorded %s", n, got, published.Files[n])}
+		}
+		if n == filepath.ToSlash(filepath.Join(trust.MetadataDir, trust.FileName(trust.Root, 1))) {
+			rep.RootSHA256 = published.Files[n]
+		}
+		rep.Checked = append(rep.Checked, n+" unchanged since the ceremony")
+	}
+	st, err := trust.LoadState(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	rep.RootVersion = st.Root.Signed.Version
+	// Root v1's keys must be exactly the ones recorded.
+	b, err := os.ReadFile(filepath.Join(dir, trust.MetadataDir, trust.FileName(trust.Root, 1)))
+	if err != nil {
+		return nil, err
+	}
+	v1, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return nil, &trust.VerificationError{Role: trust.Root, Version: 1, Reason: "does not parse", Err: err}
+	}
+	for role, ids := range rep.Keys {
+		got, _ := trust.RoleKeyIDs(v1, role)
+		want := append([]string{}, ids...)
+		sort.Strings(got)
+		sort.Strings(want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return nil, &trust.VerificationError{Role: role, Version: 1, KeyIDs: got, Reason: "root v1 trusts other keys than the transcript records"}
+		}
+	}
+	rep.Checked = append(rep.Checked, "root v1's keys are the recorded ones", fmt.Sprintf("root chain v1..v%d verifies", rep.RootVersion))
+	return rep, nil
+}
+
+func readEntries(path string) ([]Entry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Entry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e Entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
