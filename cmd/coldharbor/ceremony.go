@@ -16,7 +16,7 @@ import (
 func ceremonyCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:  "ceremony",
-		Usage: "create and rotate the root of trust (on the air-gapped machine)",
+		Usage: "create the root of trust with m-of-n key holders, and check its record (air-gapped machine)",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "init",

@@ -204,16 +204,18 @@ Exit codes: 0 success, 1 error, 2 usage, 3 verification refused,
 			return nil
 		},
 		Action: unknownCommand,
+		// In the order of the job: keys and ceremony, then a bundle's way
+		// from export to import, then what clients and cron jobs run.
 		Commands: []*cli.Command{
 			keysCommand(e),
 			ceremonyCommand(e),
-			statusCommand(e),
 			exportCommand(e),
 			inspectCommand(e),
 			signCommand(e),
 			importCommand(e),
 			listCommand(e),
 			verifyCommand(e),
+			statusCommand(e),
 			refreshCommand(e),
 		},
 	}
