@@ -14,7 +14,7 @@ COSIGN := $(TOOLS_DIR)/cosign-$(COSIGN_VERSION)/cosign
 DEMO_DIR ?= $(CURDIR)/.demo
 TEST_TIMEOUT ?= 15m
 
-.PHONY: all build test vet fmt-check nocgo deps tools demo clean
+.PHONY: all build test vet fmt-check nocgo deps tools demo clean bench
 
 all: build
 
@@ -55,3 +55,19 @@ demo: build
 
 clean:
 	rm -rf bin $(DEMO_DIR)
+
+# `make bench` compares coldharbor with crane on the same work in the same run
+# (two loopback registries) and prints ratios; a measurement, not a test.
+# BENCH_FLAGS passes flags through: make bench BENCH_FLAGS=-quick. crane is
+# pinned to the go-containerregistry version the module uses and cached like cosign.
+CRANE_VERSION := v0.22.1
+CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane
+BENCH_FLAGS ?=
+
+$(CRANE):
+	@echo "building crane $(CRANE_VERSION) (once; cached in $(TOOLS_DIR))"
+	GOBIN=$(dir $(CRANE)) $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+
+bench: build $(CRANE)
+	$(GO) build -o bin/bench ./internal/bench
+	COLDHARBOR_CRANE=$(CRANE) bin/bench -coldharbor $(CURDIR)/$(BIN) $(BENCH_FLAGS)

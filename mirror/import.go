@@ -139,37 +139,53 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if err := pushBlobs(ctx, p, ropts, o, res); err != nil {
 		return nil, err
 	}
-	for _, ip := range p.images {
+	// Manifests (children before parents within an image), then tags,
+	// then signatures: each phase waits for the one before, and within a
+	// phase images go in parallel.
+	var manifests atomic.Int64
+	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
 		for _, m := range ip.manifests {
-			if err := remote.Put(ip.repo.Digest(m.digest), rawManifest(m), ropts...); err != nil {
-				return nil, fmt.Errorf("pushing manifest %s to %s: %w", m.digest, ip.repo, err)
+			if err := remote.Put(ip.repo.Digest(m.digest), rawManifest(m), withCtx(ctx, ropts)...); err != nil {
+				return fmt.Errorf("pushing manifest %s to %s: %w", m.digest, ip.repo, err)
 			}
-			res.Manifests++
+			manifests.Add(1)
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
+	res.Manifests = int(manifests.Load())
 	// Tags last: until now no tag points at anything new.
-	for _, ip := range p.images {
+	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
 		top := ip.manifests[len(ip.manifests)-1]
 		_, tag := repositoryOf(ip.img.Name)
-		if err := remote.Put(ip.repo.Tag(tag), rawManifest(top), ropts...); err != nil {
-			return nil, fmt.Errorf("tagging %s: %w", ip.img.Name, err)
+		if err := remote.Put(ip.repo.Tag(tag), rawManifest(top), withCtx(ctx, ropts)...); err != nil {
+			return fmt.Errorf("tagging %s: %w", ip.img.Name, err)
 		}
-		res.Images = append(res.Images, ip.img.Name)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	for _, ip := range p.images {
+	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
 		sigImg, err := signatureImage(ip.payload, ip.sigs)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		tag, err := SignatureTag(ip.img.Digest)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if err := remote.Write(ip.repo.Tag(tag), sigImg, ropts...); err != nil {
-			return nil, fmt.Errorf("pushing the cosign signature of %s: %w", ip.img.Name, err)
+		if err := remote.Write(ip.repo.Tag(tag), sigImg, withCtx(ctx, ropts)...); err != nil {
+			return fmt.Errorf("pushing the cosign signature of %s: %w", ip.img.Name, err)
 		}
-		res.Signatures++
+		return nil
+	}); err != nil {
+		return nil, err
 	}
+	for _, ip := range p.images {
+		res.Images = append(res.Images, ip.img.Name)
+	}
+	res.Signatures = len(p.images)
 	if err := trust.Publish(ctx, o.Repo, *pub); err != nil {
 		return nil, fmt.Errorf("publishing TUF metadata (images are pushed; run the same import again to finish): %w", err)
 	}
@@ -430,8 +446,7 @@ func pushBlobs(ctx context.Context, p *plan, ropts []remote.Option, o ImportOpti
 				if i > 0 {
 					layer = &remote.MountableLayer{Layer: l, Reference: bp.repos[0].Digest(bp.digest)}
 				}
-				opts := append(append([]remote.Option{}, ropts...), remote.WithContext(gctx))
-				if err := remote.WriteLayer(repo, layer, opts...); err != nil {
+				if err := remote.WriteLayer(repo, layer, withCtx(gctx, ropts)...); err != nil {
 					var de *bundle.DigestError
 					if errors.As(err, &de) {
 						return &trust.VerificationError{Role: "bundle", Reason: "blob does not match its digest (nothing was tagged)", Err: de}
@@ -510,4 +525,19 @@ func shortIDs(ids []string) []string {
 		out[i] = id
 	}
 	return out
+}
+
+// eachImage runs f for every image, jobs at a time, stopping at the first error.
+func eachImage(ctx context.Context, images []imagePlan, jobs int, f func(context.Context, *imagePlan) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for i := range images {
+		ip := &images[i]
+		g.Go(func() error { return f(gctx, ip) })
+	}
+	return g.Wait()
+}
+
+func withCtx(ctx context.Context, opts []remote.Option) []remote.Option {
+	return append(append([]remote.Option{}, opts...), remote.WithContext(ctx))
 }
