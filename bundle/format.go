@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -161,6 +162,36 @@ func BlobName(digest string) string { return blobPrefix + strings.TrimPrefix(dig
 func ValidTargetName(name string) error {
 	if len(name) > 255 || !targetName.MatchString(name) {
 		return fmt.Errorf("invalid image name %q: want REPOSITORY:TAG (lowercase path, tag of letters, digits, . _ -)", name)
+	}
+	// The last path component becomes a file name under consistent
+	// snapshots: "<64 hex>.<component>", plus a temporary suffix while it is
+	// written; keep the whole under the usual 255-byte limit.
+	last := name[strings.LastIndexByte(name, '/')+1:]
+	if len(last) > maxTargetBase {
+		return fmt.Errorf("invalid image name %q: its last part is %d bytes, at most %d fit in a target file name", name, len(last), maxTargetBase)
+	}
+	// cosign keeps signatures, attestations and SBOMs under these tags: an
+	// image tagged so would overwrite, or be overwritten by, one of them.
+	if cosignTagRE.MatchString(name[strings.LastIndexByte(name, ':')+1:]) {
+		return fmt.Errorf("invalid image name %q: tags sha256-<hex>.sig/.att/.sbom are cosign's", name)
+	}
+	return nil
+}
+
+// maxTargetBase bounds the last component of a target name (see
+// ValidTargetName): 255 - 65 (hash and dot) - 20 (temporary suffix).
+const maxTargetBase = 170
+
+var cosignTagRE = regexp.MustCompile(`^sha256-[0-9a-f]{64}\.(sig|att|sbom)$`)
+
+// printable refuses control characters and other unprintable runes in
+// strings a signer is shown: escape sequences could redraw the screen the
+// approval is given on.
+func printable(field, s string) error {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%s %q holds a control or unprintable character", field, s)
+		}
 	}
 	return nil
 }

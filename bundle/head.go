@@ -153,6 +153,18 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 	if err := ValidDestination(idx.Destination); err != nil {
 		return nil, bad("%v", err)
 	}
+	texts := [][2]string{{"tool", idx.Tool}, {"destination", idx.Destination}}
+	for _, img := range idx.Images {
+		texts = append(texts, [2]string{"source", img.Source}, [2]string{"media_type", img.MediaType})
+		for _, p := range img.Platforms {
+			texts = append(texts, [2]string{"platform", p})
+		}
+	}
+	for _, t := range texts {
+		if err := printable(t[0], t[1]); err != nil {
+			return nil, bad("%v", err)
+		}
+	}
 	if idx.Base.RootVersion < 1 || idx.Base.TargetsVersion < 0 {
 		return nil, bad("base versions root %d, targets %d are out of range", idx.Base.RootVersion, idx.Base.TargetsVersion)
 	}

@@ -142,3 +142,13 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 	}
 	return out, nil
 }
+
+// OpenRefresh reads a refresh bundle file, refusing anything but a regular file.
+func OpenRefresh(path string) (*RefreshFile, error) {
+	f, _, err := openRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadRefresh(f, path)
+}

@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"time"
 
@@ -76,7 +78,11 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 		if filepath.Base(n) == trust.FileName(trust.Timestamp, 0) {
 			continue // the only file that is replaced, by design
 		}
-		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(n)))
+		// The transcript is public: read only metadata files it may name.
+		if !publishedRE.MatchString(n) {
+			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("line %d names %q, which is not a metadata file", published.Seq, n)}
+		}
+		b, err := readSmall(filepath.Join(dir, filepath.FromSlash(n)))
 		if err != nil {
 			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s, recorded as published, cannot be read: %v", n, err)}
 		}
@@ -133,4 +139,20 @@ func readEntries(path string) ([]Entry, error) {
 		out = append(out, e)
 	}
 	return out, sc.Err()
+}
+
+var publishedRE = regexp.MustCompile(`^metadata/([1-9][0-9]{0,9}\.(root|targets|snapshot)|timestamp)\.json$`)
+
+// readSmall reads a metadata file of at most go-tuf's largest limit.
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, trust.MaxTargetsSize+1))
+	if err == nil && len(b) > trust.MaxTargetsSize {
+		err = fmt.Errorf("larger than %d bytes", trust.MaxTargetsSize)
+	}
+	return b, err
 }

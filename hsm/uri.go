@@ -65,11 +65,11 @@ func ParseURI(s string) (URI, error) {
 	case "yubikey":
 		attrs, err := parseAttrs(rest, ";")
 		if err != nil {
-			return URI{}, fmt.Errorf("key URI %q: %w", s, err)
+			return URI{}, fmt.Errorf("key URI %q: %w", redact(s), err)
 		}
 		for k := range attrs {
 			if k != "serial" && k != "slot" {
-				return URI{}, fmt.Errorf("key URI %q: unknown attribute %q (yubikey: takes serial and slot)", s, k)
+				return URI{}, fmt.Errorf("key URI %q: unknown attribute %q (yubikey: takes serial and slot; the PIN comes from COLDHARBOR_PIN)", redact(s), k)
 			}
 		}
 		return URI{Scheme: SchemeYubiKey, Attrs: attrs}, nil
@@ -121,10 +121,10 @@ func (u URI) String() string {
 	case SchemeFile:
 		return "file:" + u.Path
 	case SchemeYubiKey:
-		return "yubikey:" + joinAttrs(u.Attrs, ";", nil)
+		return "yubikey:" + joinAttrs(u.Attrs, ";", secretAttrs())
 	case SchemePKCS11:
-		s := "pkcs11:" + joinAttrs(u.Attrs, ";", nil)
-		if q := joinAttrs(u.Query, "&", map[string]bool{"pin-value": true}); q != "" {
+		s := "pkcs11:" + joinAttrs(u.Attrs, ";", secretAttrs())
+		if q := joinAttrs(u.Query, "&", secretAttrs()); q != "" {
 			s += "?" + q
 		}
 		return s
@@ -153,7 +153,10 @@ func joinAttrs(m map[string]string, sep string, hide map[string]bool) string {
 	return strings.Join(parts, sep)
 }
 
-// redact removes a pin-value from a raw URI before it goes into an error.
-var pinValueRE = regexp.MustCompile(`(?i)(pin-value=)[^&;]*`)
+// secretAttrs are attributes never shown, wherever in a URI they stand.
+func secretAttrs() map[string]bool { return map[string]bool{"pin-value": true, "pin": true} }
+
+// redact removes PINs from a raw URI before it goes into an error.
+var pinValueRE = regexp.MustCompile(`(?i)(pin(?:-value)?=)[^&;?]*`)
 
 func redact(s string) string { return pinValueRE.ReplaceAllString(s, "${1}REDACTED") }

@@ -34,6 +34,8 @@ func TestParseURI(t *testing.T) {
 		{in: "yubikey:color=red", wantErr: "unknown attribute"},
 		{in: "pkcs11:token", wantErr: "not name=value"},
 		{in: "pkcs11:token=a?pin-value=1234&bad", wantErr: "REDACTED"},
+		{in: "yubikey:serial=1;pin=123456", wantErr: "REDACTED"},
+		{in: "pkcs11:token=a;pin-value=1234?module-path=/m.so", scheme: SchemePKCS11, attrs: map[string]string{"token": "a"}, canon: "pkcs11:token=a?module-path=/m.so"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -42,7 +44,7 @@ func TestParseURI(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("ParseURI(%q) error = %v, want one containing %q", tt.in, err, tt.wantErr)
 				}
-				if strings.Contains(err.Error(), "1234") || strings.Contains(err.Error(), "9999") {
+				if strings.Contains(err.Error(), "1234") || strings.Contains(err.Error(), "9999") || strings.Contains(err.Error(), "123456") {
 					t.Fatalf("error leaks a PIN: %v", err)
 				}
 				return

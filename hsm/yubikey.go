@@ -155,7 +155,7 @@ func openYubiKey(ctx context.Context, u URI, o *options) (*Key, error) {
 		return nil, fmt.Errorf("YubiKey %d slot %s: %w", serial, slot, err)
 	}
 	canonical := URI{Scheme: SchemeYubiKey, Attrs: map[string]string{"serial": strconv.FormatUint(uint64(serial), 10), "slot": fmt.Sprintf("%x", slot.Key)}}
-	key := &Key{URI: canonical, Public: pub, Close: yk.Close, Attest: attestFunc(yk, slot)}
+	key := &Key{URI: canonical, Public: pub, Close: yk.Close, Attest: attestFunc(yk, slot, pub, serial)}
 	// Only the public half is needed for a ceremony's key list and for
 	// attestation; the PIN is asked for when signing is possible at all,
 	// and checked now so a wrong PIN fails here, with retries, not inside
@@ -219,7 +219,11 @@ func slotPublicKey(yk *piv.YubiKey, slot piv.Slot) (crypto.PublicKey, error) {
 	return cert.PublicKey, nil
 }
 
-func attestFunc(yk *piv.YubiKey, slot piv.Slot) AttestFunc {
+// attestFunc verifies the slot's attestation and that it is about this very
+// key on this very card: an attestation pair is public (every transcript
+// holds one), so a card replaying a genuine pair while signing with another
+// key must not pass.
+func attestFunc(yk *piv.YubiKey, slot piv.Slot, pub crypto.PublicKey, serial uint32) AttestFunc {
 	return func(roots *x509.CertPool) (*Attestation, error) {
 		device, err := yk.AttestationCertificate()
 		if err != nil {
@@ -233,6 +237,12 @@ func attestFunc(yk *piv.YubiKey, slot piv.Slot) AttestFunc {
 		a, err := v.Verify(device, slotCert)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrAttestation, err)
+		}
+		if !sameKey(slotCert.PublicKey, pub) {
+			return nil, fmt.Errorf("%w: the attested key is not the key in slot %s", ErrAttestation, slot)
+		}
+		if a.Serial != serial {
+			return nil, fmt.Errorf("%w: the attestation is for YubiKey %d, this card says %d", ErrAttestation, a.Serial, serial)
 		}
 		return &Attestation{
 			Kind: "yubikey", Serial: a.Serial,
@@ -364,4 +374,9 @@ func listYubiKeys(context.Context, *options) ([]Device, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+func sameKey(a, b crypto.PublicKey) bool {
+	ka, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ka.Equal(b)
 }

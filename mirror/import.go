@@ -73,6 +73,7 @@ type imagePlan struct {
 	repo      name.Repository
 	manifests []manifestPush // children first, the image's own manifest last
 	sigs      []string       // base64 signatures over payload
+	sigImage  v1.Image       // the cosign signature manifest, built before any push
 	payload   []byte
 }
 
@@ -167,10 +168,7 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 		return nil, err
 	}
 	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
-		sigImg, err := signatureImage(ip.payload, ip.sigs)
-		if err != nil {
-			return err
-		}
+		sigImg := ip.sigImage
 		tag, err := SignatureTag(ip.img.Digest)
 		if err != nil {
 			return err
@@ -260,6 +258,9 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	inBundle := map[string]bool{}
 	for _, img := range idx.Images {
 		inBundle[img.Name] = true
+		if err := trust.CheckTargetName(img.Name); err != nil {
+			return nil, refuse("bundle", 0, "%v", err)
+		}
 		t, ok := nt.Signed.Targets[img.Name]
 		if !ok {
 			return nil, refuse(trust.Targets, v, "image %s is in the bundle but not in the signed targets", img.Name)
@@ -305,10 +306,17 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		if err != nil || string(want) != string(ip.payload) {
 			return nil, refuse("cosign", 0, "the payload for %s does not name %s", img.Name, img.Digest)
 		}
+		signedBy := map[string]bool{}
 		for _, s := range af.Approval.Signatures {
 			if s.Image != img.Name || s.Digest != img.Digest || s.Payload != img.Payload {
 				continue
 			}
+			// One signature per key and image (the format says so): copies
+			// would only grow the signature manifest past what registries take.
+			if signedBy[s.KeyID] {
+				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("the approval holds two signatures on %s by the same key", img.Name)}
+			}
+			signedBy[s.KeyID] = true
 			pub, ok := keys[s.KeyID]
 			if !ok {
 				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s is by a key that is not a targets key", img.Name)}
@@ -321,6 +329,10 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		}
 		if len(ip.sigs) == 0 {
 			return nil, refuse("cosign", 0, "no signature by a targets key for %s", img.Name)
+		}
+		// Built now so that nothing about it can fail after tags are pushed.
+		if ip.sigImage, err = signatureImage(ip.payload, ip.sigs); err != nil {
+			return nil, err
 		}
 		p.images = append(p.images, ip)
 	}
@@ -337,8 +349,12 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 // the bundle lacks or sizes differently, is refused.
 func (p *plan) readManifests(ctx context.Context) error {
 	reached := map[string]bool{}
+	total := 0
 	for i := range p.images {
 		ip := &p.images[i]
+		// Each manifest once per image: an index may list the same child
+		// many times, and walking it again would multiply reads and pushes.
+		visited := map[string]int64{} // digest → size
 		var walk func(digest string, mt types.MediaType, size int64, depth int) error
 		walk = func(digest string, mt types.MediaType, size int64, depth int) error {
 			if depth > 4 {
@@ -346,6 +362,16 @@ func (p *plan) readManifests(ctx context.Context) error {
 			}
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if seen, ok := visited[digest]; ok {
+				if seen != size {
+					return refuse("bundle", 0, "manifest %s is listed with sizes %d and %d", digest, seen, size)
+				}
+				return nil
+			}
+			visited[digest] = size
+			if total++; total > bundle.MaxManifests {
+				return refuse("bundle", 0, "more than %d manifests", bundle.MaxManifests)
 			}
 			raw, err := p.b.ReadBlob(digest, bundle.MaxManifestSize)
 			if err != nil {

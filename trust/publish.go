@@ -32,6 +32,25 @@ type Publication struct {
 	TargetFiles map[string][]byte
 }
 
+// CheckTargetName refuses a target name that cannot be a file under
+// targets/: an empty, "." or ".." path component, an absolute path, or a
+// last component too long for "<sha256hex>.<name>" and a temporary suffix.
+func CheckTargetName(name string) error {
+	if name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "\\") {
+		return fmt.Errorf("target name %q cannot be a file under %s/", name, TargetsDir)
+	}
+	parts := strings.Split(name, "/")
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return fmt.Errorf("target name %q cannot be a file under %s/ (path component %q)", name, TargetsDir, p)
+		}
+	}
+	if len(parts[len(parts)-1]) > 170 {
+		return fmt.Errorf("target name %q: its last part is too long for a file name", name)
+	}
+	return nil
+}
+
 // TargetPath is where a target's content lives under consistent snapshots
 // (TUF spec 5.7.3 as go-tuf's updater fetches it): DIR/targets/<dir>/<sha256hex>.<base>.
 func TargetPath(dir, name string, data []byte) string {
@@ -58,10 +77,10 @@ func Publish(ctx context.Context, dir string, p Publication) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		tp := TargetPath(dir, name, data)
-		if !strings.HasPrefix(tp, filepath.Join(dir, TargetsDir)+string(filepath.Separator)) || strings.Contains(name, "..") {
-			return fmt.Errorf("target name %q escapes the targets directory", name)
+		if err := CheckTargetName(name); err != nil {
+			return err
 		}
+		tp := TargetPath(dir, name, data)
 		if _, err := os.Stat(tp); err == nil {
 			continue // content-addressed: the same name and hash is the same bytes
 		}

@@ -78,7 +78,7 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	res := &RefreshResult{}
 	newTSExpires := ExpiresAt(now, o.TimestampExpiry)
 	tsDue := st.Timestamp == nil || o.Force || !st.Timestamp.Signed.Expires.After(now.Add(o.IfExpiringWithin))
-	snapDue := st.Snapshot == nil || st.Snapshot.Signed.Expires.Before(newTSExpires) || st.Snapshot.Signed.Meta[Targets+".json"].Version != st.Targets.Signed.Version
+	snapDue := st.Snapshot == nil || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != st.Targets.Signed.Version
 	switch {
 	case snapDue:
 		res.Reason = "the snapshot expires before a new timestamp would, or is missing"
@@ -226,4 +226,12 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 		res.SnapshotV, res.SnapshotEx = st.Snapshot.Signed.Version, st.Snapshot.Signed.Expires
 	}
 	return res, nil
+}
+
+// snapshotTargets is the targets version a snapshot names (0 if none).
+func snapshotTargets(s *metadata.Metadata[metadata.SnapshotType]) int64 {
+	if m, ok := s.Signed.Meta[Targets+".json"]; ok && m != nil {
+		return m.Version
+	}
+	return 0
 }

@@ -185,12 +185,7 @@ func importRefresh(c *cli.Context, path string, asJSON bool) error {
 	if dir == "" {
 		return usagef("--repo is required")
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	rf, err := bundle.ReadRefresh(f, path)
+	rf, err := bundle.OpenRefresh(path)
 	if err != nil {
 		return err
 	}
