@@ -120,6 +120,10 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if err != nil {
 		return nil, err
 	}
+	// The root chain just verified is the newest trusted root from now on.
+	if err := trust.UpdatePin(o.Repo, st.Root); err != nil {
+		return nil, err
+	}
 	p, err := verify(ctx, st, bundlePath, approvalPath, o.Registry, now)
 	if err != nil {
 		return nil, err

@@ -92,6 +92,9 @@ func Publish(ctx context.Context, dir string, p Publication) error {
 		}
 	}
 	published := publishedSnapshot(dir)
+	if r, err := readRecord(dir); err == nil {
+		published = max(published, r.Snapshot)
+	}
 	type file struct {
 		role      string
 		version   int64
@@ -150,8 +153,13 @@ func Publish(ctx context.Context, dir string, p Publication) error {
 			return err
 		}
 	}
+	if p.Timestamp != nil {
+		if err := raiseRecord(dir, p.Timestamp, p.Snapshot); err != nil {
+			return err
+		}
+	}
 	if n := len(p.Roots); n > 0 {
-		return pinRoot(dir, p.Roots[n-1])
+		return UpdatePin(dir, p.Roots[n-1])
 	}
 	return nil
 }
@@ -234,7 +242,7 @@ func Lock(ctx context.Context, dir string) (unlock func(), err error) {
 // root, leaving anything else in dir alone. Only `ceremony init --force`
 // calls it: it discards a root of trust.
 func Remove(dir string) error {
-	for _, p := range []string{MetadataDir, TargetsDir, TranscriptFile, filepath.Join(StateDir, pinnedRootFile)} {
+	for _, p := range []string{MetadataDir, TargetsDir, TranscriptFile, filepath.Join(StateDir, pinnedRootFile), filepath.Join(StateDir, recordFile)} {
 		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
 			return fmt.Errorf("removing %s: %w", p, err)
 		}

@@ -76,9 +76,17 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		return nil, err
 	}
 	res := &RefreshResult{}
+	// A refresh re-signs what is published; it never publishes a targets
+	// version by itself (one lying in metadata/ may be from an approval
+	// that was never imported). Before the first snapshot, targets v1 from
+	// the ceremony is what there is.
+	targets := st.Targets
+	if st.Published != nil {
+		targets = st.Published
+	}
 	newTSExpires := ExpiresAt(now, o.TimestampExpiry)
 	tsDue := st.Timestamp == nil || o.Force || !st.Timestamp.Signed.Expires.After(now.Add(o.IfExpiringWithin))
-	snapDue := st.Snapshot == nil || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != st.Targets.Signed.Version
+	snapDue := st.Snapshot == nil || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != targets.Signed.Version
 	switch {
 	case snapDue:
 		res.Reason = "the snapshot expires before a new timestamp would, or is missing"
@@ -108,15 +116,13 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		if st.Snapshot != nil {
 			next.Signed.Version = st.Snapshot.Signed.Version + 1
 		}
-		next.Signed.Meta[Targets+".json"] = metadata.MetaFile(st.Targets.Signed.Version)
+		next.Signed.Meta[Targets+".json"] = metadata.MetaFile(targets.Signed.Version)
 		if err := Sign(next, Snapshot, o.Snapshot); err != nil {
 			return nil, err
 		}
 		snap, pub.Snapshot = next, next
-		// Publishing a snapshot that names these targets makes them
-		// published too (on a signer's side they may be newer).
-		if st.Targets.Signed.Version != st.PublishedTargets {
-			pub.Targets = st.Targets
+		if targets.Signed.Version != st.PublishedTargets {
+			pub.Targets = targets
 		}
 	}
 	ts := metadata.Timestamp(newTSExpires)
@@ -134,7 +140,7 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	// a moment both are still valid; everything else — signatures,
 	// thresholds, versions, the new online roles' expiry — is checked.
 	at := now
-	for _, e := range []time.Time{st.Root.Signed.Expires, st.Targets.Signed.Expires} {
+	for _, e := range []time.Time{st.Root.Signed.Expires, targets.Signed.Expires} {
 		if !e.After(at) {
 			at = e.Add(-time.Second)
 		}
@@ -144,6 +150,9 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	}
 	if o.Publish {
 		if err := Publish(ctx, dir, pub); err != nil {
+			return nil, err
+		}
+		if err := UpdatePin(dir, st.Root); err != nil {
 			return nil, err
 		}
 	}
@@ -198,7 +207,18 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 	if st.Timestamp != nil && ts.Signed.Version <= st.Timestamp.Signed.Version {
 		return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("not above the trusted timestamp v%d (a replayed or stale refresh)", st.Timestamp.Signed.Version)}
 	}
+	named := int64(0)
+	if m, ok := ts.Signed.Meta[Snapshot+".json"]; ok && m != nil {
+		named = m.Version
+	}
+	var publishedSnap int64
+	if st.Snapshot != nil {
+		publishedSnap = st.Snapshot.Signed.Version
+	}
 	pub := Publication{Timestamp: ts}
+	if snapshot == nil && named != publishedSnap {
+		return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, but the published one is v%d and the refresh bundle carries none", named, publishedSnap)}
+	}
 	if snapshot != nil {
 		sn, err := metadata.Snapshot().FromBytes(snapshot)
 		if err != nil {
@@ -209,6 +229,12 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 		}
 		if st.Snapshot != nil && sn.Signed.Version <= st.Snapshot.Signed.Version {
 			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("not above the trusted snapshot v%d", st.Snapshot.Signed.Version)}
+		}
+		if named != sn.Signed.Version {
+			return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, not the v%d the refresh bundle carries", named, sn.Signed.Version)}
+		}
+		if t := snapshotTargets(sn); t < st.PublishedTargets {
+			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("names targets v%d, older than the published v%d", t, st.PublishedTargets)}
 		}
 		pub.Snapshot = sn
 	}

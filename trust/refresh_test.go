@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,4 +184,59 @@ func tsVersion(t *testing.T, dir string) int64 {
 	ts, err := metadata.Timestamp().FromBytes(b)
 	must(t, err)
 	return ts.Signed.Version
+}
+
+// The public metadata/ folder rolled back (an old timestamp restored, or
+// timestamp.json deleted) is refused against the private record.
+func TestRollbackAgainstRecord(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, time.Now())
+	old, err := readMeta(r.dir, Timestamp, 0)
+	must(t, err)
+	must(t, r.bump(t, 2, r.snapKey.Signer, r.tsKey.Signer))
+	ts := filepath.Join(r.dir, MetadataDir, "timestamp.json")
+	must(t, os.WriteFile(ts, old, 0o644))
+	if _, err := LoadState(ctx, r.dir); !IsVerification(err) || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("old timestamp restored: %v", err)
+	}
+	must(t, os.Remove(ts))
+	if _, err := LoadState(ctx, r.dir); !IsVerification(err) || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("timestamp deleted: %v", err)
+	}
+}
+
+// A signed targets file dropped into metadata/ (say, from an approval that
+// travelled on untrusted media) is not published by refresh.
+func TestRefreshKeepsPublishedTargets(t *testing.T) {
+	r := newRepo(t, time.Now())
+	stray := NextTargets(r.targets, time.Now(), time.Hour)
+	must(t, Sign(stray, Targets, r.targetsKey.Signer))
+	b, _ := stray.ToBytes(true)
+	must(t, os.WriteFile(filepath.Join(r.dir, MetadataDir, "2.targets.json"), b, 0o644))
+	o := refreshOpts(r)
+	o.Force = true
+	if _, err := Refresh(context.Background(), r.dir, o); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Verify(context.Background(), r.dir, VerifyOptions{})
+	must(t, err)
+	if v.Targets.Signed.Version != 1 {
+		t.Fatalf("refresh published targets v%d", v.Targets.Signed.Version)
+	}
+}
+
+// A refresh bundle's timestamp must name the snapshot it carries, or the
+// published one: never an older snapshot lying on disk.
+func TestApplyRefreshSnapshotConsistency(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, time.Now())
+	must(t, r.bump(t, 2, r.snapKey.Signer, r.tsKey.Signer))
+	ts := metadata.Timestamp(time.Now().Add(time.Hour))
+	ts.Signed.Version = 9
+	ts.Signed.Meta["snapshot.json"] = metadata.MetaFile(1) // the old snapshot
+	must(t, Sign(ts, Timestamp, r.tsKey.Signer))
+	b, _ := ts.ToBytes(true)
+	if _, err := ApplyRefresh(ctx, r.dir, b, nil, time.Time{}); !IsVerification(err) || !strings.Contains(err.Error(), "names snapshot v1") {
+		t.Fatalf("timestamp naming an old snapshot: %v", err)
+	}
 }

@@ -116,6 +116,9 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 	if st.Targets == nil {
 		return nil, &VerificationError{Role: Targets, Reason: "no targets metadata: the repository was not initialised (coldharbor ceremony init)"}
 	}
+	if err := checkRecord(dir, st); err != nil {
+		return nil, err
+	}
 	if st.PublishedTargets == st.Targets.Signed.Version {
 		st.Published = st.Targets
 	} else if st.PublishedTargets > 0 {
