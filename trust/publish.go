@@ -81,6 +81,9 @@ func Publish(ctx context.Context, dir string, p Publication) error {
 			return err
 		}
 		tp := TargetPath(dir, name, data)
+		if err := noLinksBelow(dir, tp); err != nil {
+			return err
+		}
 		if _, err := os.Stat(tp); err == nil {
 			continue // content-addressed: the same name and hash is the same bytes
 		}
@@ -245,6 +248,31 @@ func Remove(dir string) error {
 	for _, p := range []string{MetadataDir, TargetsDir, TranscriptFile, filepath.Join(StateDir, pinnedRootFile), filepath.Join(StateDir, recordFile)} {
 		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
 			return fmt.Errorf("removing %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// noLinksBelow refuses a path under dir that passes through a symbolic
+// link: the repository directory may be shared with a web server, and a
+// link planted in targets/ must not send a write elsewhere.
+func noLinksBelow(dir, path string) error {
+	rel, err := filepath.Rel(dir, path)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("%s is not inside %s", path, dir)
+	}
+	cur := dir
+	for _, part := range strings.Split(filepath.Dir(rel), string(filepath.Separator)) {
+		cur = filepath.Join(cur, part)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // created below by us
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 || !fi.IsDir() {
+			return fmt.Errorf("%s is a symbolic link or not a directory: refusing to write through it", cur)
 		}
 	}
 	return nil

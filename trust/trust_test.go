@@ -245,3 +245,17 @@ func copyRepo(t *testing.T, from, to string) {
 	})
 	must(t, err)
 }
+
+func TestPublishRefusesLinksInTargets(t *testing.T) {
+	r := newRepo(t, time.Now())
+	outside := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(r.dir, TargetsDir), 0o755))
+	must(t, os.Symlink(outside, filepath.Join(r.dir, TargetsDir, "demo")))
+	err := Publish(context.Background(), r.dir, Publication{TargetFiles: map[string][]byte{"demo/app:1": []byte("x")}})
+	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("publish through a link: %v", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("wrote %d files outside the repository", len(entries))
+	}
+}
