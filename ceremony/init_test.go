@@ -430,3 +430,34 @@ func TestVerifyTranscript(t *testing.T) {
 		}
 	}
 }
+
+// A ceremony whose publication fails after the last signature (here: the
+// metadata folder cannot be made) is finished by `ceremony sign` with no
+// key, with the very signatures the holders made.
+func TestPendingPublishInterrupted(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	k := newKeys(t)
+	o := twoOfThree(dir, k, time.Time{})
+	o.TargetsKeys = []*hsm.Key{testkeys.PublicOnly(k.targets)}
+	if _, err := Init(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	blocker := filepath.Join(dir, "metadata")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sign(ctx, SignOptions{Dir: dir, Keys: []*hsm.Key{k.targets}}); err == nil {
+		t.Fatal("publishing into a blocked directory succeeded")
+	}
+	os.Remove(blocker)
+	if _, err := Sign(ctx, SignOptions{Dir: dir}); err != nil {
+		t.Fatalf("finishing the interrupted ceremony: %v", err)
+	}
+	if _, err := trust.Verify(ctx, dir, trust.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, dir); err != nil {
+		t.Fatalf("the transcript after recovery: %v", err)
+	}
+}

@@ -221,6 +221,16 @@ func (p *pendingSet) publish(ctx context.Context, dir string, t *transcript, now
 	sum := sha256.Sum256(rootBytes)
 	res.RootSHA256 = hex.EncodeToString(sum[:])
 	res.Missing = nil
+	// Keep the complete set, and the record so far, until the end: a crash
+	// between here and removePending is finished by 'ceremony sign' with no
+	// key, which publishes these same bytes again (signatures are random, so
+	// they could not be made again).
+	if err := p.save(dir); err != nil {
+		return err
+	}
+	if err := t.write(filepath.Join(dir, trust.TranscriptFile)); err != nil {
+		return err
+	}
 	if err := trust.Publish(ctx, dir, pub); err != nil {
 		return err
 	}
@@ -245,7 +255,8 @@ type SignOptions struct {
 
 // Sign adds the signatures of the keys given to a pending ceremony's root
 // and targets (each key signs the roles it holds), and publishes the
-// repository once both thresholds hold.
+// repository once both thresholds hold. With no key, it finishes a ceremony
+// whose publication was interrupted after the last signature.
 func Sign(ctx context.Context, o SignOptions) (*InitResult, error) {
 	now := o.Now
 	if now.IsZero() {
@@ -308,6 +319,9 @@ func Sign(ctx context.Context, o SignOptions) (*InitResult, error) {
 		if !signedAny {
 			return nil, fmt.Errorf("key %s (%s) has nothing to sign: it is not a root or targets key of the pending root, or it has signed already", id, k.URI)
 		}
+	}
+	if len(o.Keys) == 0 && !p.complete() {
+		return nil, fmt.Errorf("no key given, and the ceremony still needs signatures (see 'ceremony status')")
 	}
 	if err := p.selfCheck(); err != nil {
 		return nil, err

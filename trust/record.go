@@ -111,3 +111,10 @@ func UpdatePin(dir string, root *metadata.Metadata[metadata.RootType]) error {
 	}
 	return pinRoot(dir, root)
 }
+
+// Pinned reports whether dir has a pinned root. Without one, the first
+// verification trusts metadata/1.root.json as found.
+func Pinned(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, StateDir, pinnedRootFile))
+	return err == nil
+}

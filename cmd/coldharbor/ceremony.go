@@ -65,7 +65,8 @@ thresholds need (fewer card readers than holders, say), the ceremony waits in
 DIR's private state. Each holder then runs this with their key: it signs the
 roles the key belongs to (root, targets or both), records the step in the
 transcript, and when both thresholds hold verifies and publishes the
-repository.`,
+repository. Without --key it finishes a ceremony whose publication was
+interrupted after the last signature.`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "repo", Usage: "the repository in `DIR`"},
 					&cli.StringSliceFlag{Name: "key", Usage: "a holder's key `URI` (repeat for several)"},
@@ -78,8 +79,8 @@ repository.`,
 					if err != nil {
 						return err
 					}
-					if c.String("repo") == "" || len(c.StringSlice("key")) == 0 {
-						return usagef("--repo and --key are required")
+					if c.String("repo") == "" {
+						return usagef("--repo is required")
 					}
 					roots, err := attestationRoots(c.String("attestation-ca"))
 					if err != nil {

@@ -78,6 +78,15 @@ func (e env) openKeys(ctx context.Context, uris []string) (keys []*hsm.Key, clos
 	return keys, closeAll, nil
 }
 
+// warnUnpinned says when a repository has no pinned root, so its
+// metadata/1.root.json is trusted as found: the operator should compare its
+// sha256 with the ceremony's paper record.
+func (e env) warnUnpinned(dir string) {
+	if trust.Exists(dir) && !trust.Pinned(dir) {
+		fmt.Fprintf(e.stderr, "coldharbor: warning: %s has no pinned root (.coldharbor/ was not copied?): trusting metadata/1.root.json as found; compare its sha256 with the paper record\n", dir)
+	}
+}
+
 // notify passes a hardware key's request (a touch) to the person at it.
 func (e env) notify(msg string) { fmt.Fprintf(e.stderr, "coldharbor: %s\n", msg) }
 

@@ -332,6 +332,7 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 				defer k.Close()
 				keys[f] = k
 			}
+			e.warnUnpinned(c.String("repo"))
 			start := time.Now()
 			res, err := mirror.Import(c.Context, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
 				Repo: c.String("repo"), Registry: c.String("registry"),

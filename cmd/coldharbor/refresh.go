@@ -86,6 +86,7 @@ func refresh(c *cli.Context, e env) error {
 		defer k.Close()
 		snap = k.Signer
 	}
+	e.warnUnpinned(dir)
 	unlock, err := trust.Lock(c.Context, dir)
 	if err != nil {
 		return err

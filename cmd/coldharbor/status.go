@@ -41,6 +41,7 @@ Default warning windows: root 30d, targets 30d, snapshot 1d, timestamp 6h;
 			if err != nil {
 				return err
 			}
+			e.warnUnpinned(dir)
 			now := time.Now()
 			roles, err := trust.Status(c.Context, dir, now, warn)
 			if err != nil {
