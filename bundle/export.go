@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -64,6 +65,11 @@ type ExportOptions struct {
 	Progress func(done, total int64)
 	Now      time.Time
 	Tool     string
+	// Jobs is how many blobs are fetched at once. Default 4.
+	Jobs int
+	// TempDir holds blobs fetched ahead of the one being written (at most
+	// Jobs of them). Default: os.TempDir(); the CLI uses the bundle's folder.
+	TempDir string
 }
 
 // ExportResult summarises a written bundle.
@@ -222,10 +228,8 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 			return nil, err
 		}
 	}
-	for _, h := range c.blobOrder {
-		if err := c.copyBlob(tw, c.blobs[h]); err != nil {
-			return nil, err
-		}
+	if err := c.writeBlobs(ctx, tw, o.TempDir, o.Jobs); err != nil {
+		return nil, err
 	}
 	if err := tw.close(); err != nil {
 		return nil, fmt.Errorf("finishing the bundle: %w", err)
@@ -377,20 +381,107 @@ func (c *collector) addBlob(repo name.Repository, d v1.Descriptor) {
 	c.blobOrder = append(c.blobOrder, d.Digest)
 }
 
-func (c *collector) copyBlob(tw *tarWriter, b *blobRef) error {
+// writeBlobs fetches blobs Jobs at a time into temporary files while the
+// tar is written in order, so the network stays busy and memory stays flat;
+// no more than Jobs fetched blobs wait on disk at once.
+func (c *collector) writeBlobs(ctx context.Context, tw *tarWriter, tmpDir string, jobs int) error {
+	if jobs <= 0 {
+		jobs = 4
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type fetched struct {
+		path string
+		err  error
+	}
+	done := make([]chan fetched, len(c.blobOrder))
+	for i := range done {
+		done[i] = make(chan fetched, 1)
+	}
+	slots := make(chan struct{}, jobs)
+	go func() {
+		for i, h := range c.blobOrder {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				// Every channel gets exactly one value, launched or not.
+				for j := i; j < len(done); j++ {
+					done[j] <- fetched{err: ctx.Err()}
+				}
+				return
+			}
+			go func() {
+				path, err := c.fetchBlob(ctx, c.blobs[h], tmpDir)
+				done[i] <- fetched{path, err}
+			}()
+		}
+	}()
+	var failed error
+	for i, h := range c.blobOrder {
+		f := <-done[i] // the launcher guarantees one value per blob
+		if f.err == nil && failed == nil {
+			failed = c.writeFetched(tw, c.blobs[h], f.path)
+		} else if failed == nil {
+			failed = f.err
+		}
+		if f.path != "" {
+			os.Remove(f.path)
+		}
+		if failed != nil {
+			cancel()
+			// Drain what is in flight so no temporary file is left behind.
+			for _, ch := range done[i+1:] {
+				if r := <-ch; r.path != "" {
+					os.Remove(r.path)
+				}
+			}
+			return failed
+		}
+		<-slots
+	}
+	return nil
+}
+
+// fetchBlob downloads one blob to a temporary file; ggcr verifies its
+// digest as it reads, so a file that is complete is the right blob.
+func (c *collector) fetchBlob(ctx context.Context, b *blobRef, tmpDir string) (string, error) {
 	if b.size > MaxBlobSize {
-		return fmt.Errorf("blob %s: %d bytes is over the limit of %d", b.digest, b.size, MaxBlobSize)
+		return "", fmt.Errorf("blob %s: %d bytes is over the limit of %d", b.digest, b.size, MaxBlobSize)
 	}
-	l, err := remote.Layer(b.repo.Digest(b.digest.String()), c.opts...)
+	l, err := remote.Layer(b.repo.Digest(b.digest.String()), append(append([]remote.Option{}, c.opts...), remote.WithContext(ctx))...)
 	if err != nil {
-		return fmt.Errorf("fetching blob %s: %w", b.digest, err)
+		return "", fmt.Errorf("fetching blob %s: %w", b.digest, err)
 	}
-	rc, err := l.Compressed() // ggcr verifies the digest as it reads
+	rc, err := l.Compressed()
 	if err != nil {
-		return fmt.Errorf("fetching blob %s: %w", b.digest, err)
+		return "", fmt.Errorf("fetching blob %s: %w", b.digest, err)
 	}
 	defer rc.Close()
-	return tw.stream(BlobName(b.digest.String()), b.size, rc)
+	f, err := os.CreateTemp(tmpDir, ".coldharbor-blob-*")
+	if err != nil {
+		return "", fmt.Errorf("fetching blob %s: %w", b.digest, err)
+	}
+	n, err := io.Copy(f, io.LimitReader(rc, b.size+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n != b.size {
+		err = fmt.Errorf("got %d bytes, the manifest says %d", n, b.size)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("fetching blob %s: %w", b.digest, err)
+	}
+	return f.Name(), nil
+}
+
+func (c *collector) writeFetched(tw *tarWriter, b *blobRef, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return tw.stream(BlobName(b.digest.String()), b.size, f)
 }
 
 // configPlatform reads os/architecture from an image's config blob: a

@@ -40,6 +40,7 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 			&cli.StringFlag{Name: "images-from", Usage: "read more IMAGE arguments from `FILE`, one per line (# comments)"},
 			&cli.StringFlag{Name: "platform", Usage: "keep only `OS/ARCH[/VARIANT]` of multi-arch images"},
 			&cli.StringSliceFlag{Name: "remove", Usage: "propose removing target `REPOSITORY:TAG` (repeat)"},
+			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -87,6 +88,7 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 				res, err = bundle.Export(c.Context, f, bundle.ExportOptions{
 					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
 					Platform: platform, Remote: remoteOptions(c), Progress: progress(e, "export"), Tool: "coldharbor " + version,
+					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out),
 				})
 				return err
 			})
