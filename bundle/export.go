@@ -65,6 +65,9 @@ type ExportOptions struct {
 	Progress func(done, total int64)
 	Now      time.Time
 	Tool     string
+	// Renew allows a bundle with no images and no removals: signed and
+	// imported, it renews the targets' expiry and changes nothing else.
+	Renew bool
 	// Jobs is how many blobs are fetched at once. Default 4.
 	Jobs int
 	// TempDir holds blobs fetched ahead of the one being written (at most
@@ -111,8 +114,8 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 	if now.IsZero() {
 		now = time.Now()
 	}
-	if len(o.Images) == 0 && len(o.Removals) == 0 {
-		return nil, fmt.Errorf("nothing to export: give at least one image (or --remove)")
+	if len(o.Images) == 0 && len(o.Removals) == 0 && !o.Renew {
+		return nil, fmt.Errorf("nothing to export: give at least one image (or --remove, or --renew to only renew the targets' expiry)")
 	}
 	if err := ValidDestination(o.Destination); err != nil {
 		return nil, err

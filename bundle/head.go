@@ -112,8 +112,14 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 	if len(idx.Members) > MaxMembers {
 		return nil, bad("%d members is over the limit of %d", len(idx.Members), MaxMembers)
 	}
+	// No images and no removals is a renewal: signing it only renews the
+	// targets' expiry. It carries no blobs.
 	if len(idx.Images) == 0 && len(idx.Removals) == 0 {
-		return nil, bad("no images and no removals: nothing to sign")
+		for _, m := range idx.Members {
+			if memberKind(m.Name) == "blob" {
+				return nil, bad("no images and no removals, yet blob %s: a renewal bundle carries no blobs", m.Name)
+			}
+		}
 	}
 	if len(idx.Images) > MaxImages {
 		return nil, bad("%d images is over the limit of %d", len(idx.Images), MaxImages)

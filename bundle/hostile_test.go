@@ -270,7 +270,7 @@ var bundleVectors = []bundleVector{
 			withIndex(t, e, func(idx *bundle.Index) { idx.Images = nil })
 			return writeTar(t, e)
 		},
-		want: outcome{head: `no images and no removals: nothing to sign`, open: `nothing to sign`}},
+		want: outcome{head: `no images and no removals, yet blob .*: a renewal bundle carries no blobs`, open: `a renewal bundle carries no blobs`}},
 	{name: "index-bad-name", doc: `an image named "../../etc:1"`,
 		make: func(t testing.TB, g []tarEntry) []byte {
 			e := clone(g)

@@ -95,7 +95,7 @@ func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundleP
 		specs = append(specs, bundle.ImageSpec{Source: s.srcHost + "/" + img})
 	}
 	var buf bytes.Buffer
-	if _, err := bundle.Export(ctx, &buf, bundle.ExportOptions{Repo: s.signer, Destination: s.dest, Images: specs}); err != nil {
+	if _, err := bundle.Export(ctx, &buf, bundle.ExportOptions{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0}); err != nil {
 		t.Fatal(err)
 	}
 	bundlePath = s.path(name + ".tar")
@@ -267,5 +267,40 @@ func TestApprovalsInOrder(t *testing.T) {
 	}
 	if res.TargetsVersion != 3 {
 		t.Fatalf("targets v%d", res.TargetsVersion)
+	}
+}
+
+// A bundle with no images renews the targets' expiry and changes nothing else.
+func TestRenewal(t *testing.T) {
+	s := newSetup(t)
+	if _, err := s.importOnce(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := trust.Verify(context.Background(), s.path("isolated"), trust.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, a := s.makeBundle(t, "renew")
+	res, err := s.importPair(b, a)
+	if err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	after, err := trust.Verify(context.Background(), s.path("isolated"), trust.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TargetsVersion != before.Targets.Signed.Version+1 || len(res.Images) != 0 {
+		t.Fatalf("renewal result %+v", res)
+	}
+	if len(after.Targets.Signed.Targets) != len(before.Targets.Signed.Targets) || !after.Targets.Signed.Expires.After(before.Targets.Signed.Expires.Add(-time.Second)) {
+		t.Fatalf("renewal changed the targets: %d -> %d", len(before.Targets.Signed.Targets), len(after.Targets.Signed.Targets))
+	}
+	for n, tf := range before.Targets.Signed.Targets {
+		if n == bundle.CosignPubTarget {
+			continue
+		}
+		if got := after.Targets.Signed.Targets[n]; got == nil || !got.Hashes.Equal(tf.Hashes) {
+			t.Errorf("target %s changed", n)
+		}
 	}
 }

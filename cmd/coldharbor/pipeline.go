@@ -41,6 +41,7 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 			&cli.StringFlag{Name: "platform", Usage: "keep only `OS/ARCH[/VARIANT]` of multi-arch images"},
 			&cli.StringSliceFlag{Name: "remove", Usage: "propose removing target `REPOSITORY:TAG` (repeat)"},
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
+			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -72,8 +73,8 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 				}
 				specs = append(specs, s)
 			}
-			if len(specs) == 0 && len(c.StringSlice("remove")) == 0 {
-				return usagef("no IMAGE given")
+			if len(specs) == 0 && len(c.StringSlice("remove")) == 0 && !c.Bool("renew") {
+				return usagef("no IMAGE given (--renew makes a bundle that only renews the targets' expiry)")
 			}
 			var platform *v1.Platform
 			if p := c.String("platform"); p != "" {
@@ -88,7 +89,7 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 				res, err = bundle.Export(c.Context, f, bundle.ExportOptions{
 					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
 					Platform: platform, Remote: remoteOptions(c), Progress: progress(e, "export"), Tool: "coldharbor " + version,
-					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out),
+					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
 				})
 				return err
 			})
@@ -171,6 +172,10 @@ func printPlan(c *cli.Context, p *bundle.Plan, withRepo bool) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
+	if len(p.Changes) == 0 {
+		fmt.Fprintln(w, "no change to the images: signing only renews the targets' expiry (90 days from now)")
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE")
 	for _, ch := range p.Changes {
