@@ -19,9 +19,18 @@ import (
 // approval's member list. Nothing in it is trusted until the importer has
 // verified targets.json against its own root.
 type ApprovalFile struct {
+	// Roots are root versions newer than the bundle's base, oldest first:
+	// how a root rotation reaches the isolated side.
+	Roots     []ApprovalRoot
 	Approval  *Approval
 	Targets   []byte // signed targets metadata
 	CosignPub []byte
+}
+
+// ApprovalRoot is one root version an approval carries.
+type ApprovalRoot struct {
+	Version int64
+	Bytes   []byte
 }
 
 // OpenApproval reads an approval file, refusing anything but a regular
@@ -36,18 +45,29 @@ func OpenApproval(path string) (*ApprovalFile, error) {
 }
 
 // writeApproval writes an approval.tar to w.
-func writeApproval(w io.Writer, a *Approval, targets, cosignPub []byte) error {
-	a.Members = []Member{member(ApprovalTargets, targets), member(ApprovalCosign, cosignPub)}
+func writeApproval(w io.Writer, a *Approval, targets, cosignPub []byte, roots []ApprovalRoot) error {
+	type file struct {
+		name string
+		data []byte
+	}
+	files := []file{{ApprovalTargets, targets}, {ApprovalCosign, cosignPub}}
+	for _, r := range roots {
+		files = append(files, file{fmt.Sprintf("%s%d.root.json", approvalRootPfx, r.Version), r.Bytes})
+	}
+	a.Members = nil
+	for _, f := range files {
+		a.Members = append(a.Members, member(f.name, f.data))
+	}
 	raw, err := jsonIndent(a)
 	if err != nil {
 		return err
 	}
 	tw := newTarWriter(w, a.Created)
-	for _, m := range []struct {
-		name string
-		data []byte
-	}{{ApprovalName, raw}, {ApprovalTargets, targets}, {ApprovalCosign, cosignPub}} {
-		if err := tw.bytes(m.name, m.data); err != nil {
+	if err := tw.bytes(ApprovalName, raw); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := tw.bytes(f.name, f.data); err != nil {
 			return err
 		}
 	}
@@ -90,13 +110,26 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 	}
 	af := &ApprovalFile{Approval: &a}
 	want := []string{ApprovalTargets, ApprovalCosign}
-	if len(a.Members) != len(want) {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("lists %d members, an approval has %d (%s)", len(a.Members), len(want), strings.Join(want, ", "))}
+	if len(a.Members) < len(want) || len(a.Members) > len(want)+maxApprovalRoots {
+		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("lists %d members: an approval has %s, then at most %d root versions", len(a.Members), strings.Join(want, ", "), maxApprovalRoots)}
 	}
 	seen := map[string]bool{}
+	var lastRoot int64
 	for i, m := range a.Members {
-		if m.Name != want[i] {
+		if i < len(want) && m.Name != want[i] {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: fmt.Sprintf("member %d must be %s", i+2, want[i])}
+		}
+		if i >= len(want) {
+			// root/N.root.json, N strictly ascending and contiguous.
+			var v int64
+			if !strings.HasPrefix(m.Name, approvalRootPfx) || !rootRE.MatchString(m.Name[len(approvalRootPfx):]) {
+				return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed in an approval (after cosign.pub only root/N.root.json)"}
+			}
+			fmt.Sscanf(m.Name[len(approvalRootPfx):], "%d", &v)
+			if lastRoot != 0 && v != lastRoot+1 {
+				return nil, &FormatError{File: file, Member: m.Name, Reason: "root versions must follow each other"}
+			}
+			lastRoot = v
 		}
 		if seen[m.Name] {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: "listed twice"}
@@ -116,7 +149,7 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 		case ApprovalCosign:
 			af.CosignPub = data
 		default:
-			return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed in an approval"}
+			af.Roots = append(af.Roots, ApprovalRoot{Version: lastRoot, Bytes: data})
 		}
 	}
 	if err := noMoreMembers(tr, file); err != nil {

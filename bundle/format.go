@@ -38,6 +38,9 @@ const (
 	blobPrefix       = "oci/blobs/sha256/"
 	ApprovalTargets  = "targets.json"
 	ApprovalCosign   = "cosign.pub"
+	approvalRootPfx  = "root/"
+	// maxApprovalRoots bounds the root versions one approval carries.
+	maxApprovalRoots = 64
 )
 
 // Hard limits. A reader refuses anything beyond them before allocating.

@@ -250,7 +250,14 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 		}
 	}
 	var buf bytes.Buffer
-	if err := writeApproval(&buf, a, targetsRaw, cosignPub); err != nil {
+	// Root versions the isolated side may not have yet: the signer cannot
+	// know which, so every one after v1 (the importer skips those it has);
+	// a rotation travels with the next approval.
+	var roots []ApprovalRoot
+	for v := max(2, root.Signed.Version-maxApprovalRoots+1); v <= root.Signed.Version; v++ {
+		roots = append(roots, ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
+	}
+	if err := writeApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
 		return nil, err
 	}
 	return &SignResult{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil

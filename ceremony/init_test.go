@@ -461,3 +461,54 @@ func TestPendingPublishInterrupted(t *testing.T) {
 		t.Fatalf("the transcript after recovery: %v", err)
 	}
 }
+
+// A rotation needs the old root's threshold and the new root's; it is
+// published and pinned, the transcript records it, and a TUF client that
+// trusts root v1 updates to it.
+func TestRotate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	k := newKeys(t)
+	o := twoOfThree(dir, k, time.Time{})
+	o.RootKeys = k.root // all three present
+	if _, err := Init(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	id3, _ := trust.KeyID(k.root[2].Public)
+	r4 := testkeys.New(t, "root4.key")
+	rot := RotateOptions{Dir: dir, AddRootKeys: []*hsm.Key{r4}, RemoveRootKeys: []string{id3}, RootThreshold: 2}
+	// One old key is not the old threshold.
+	rot.Keys = []*hsm.Key{k.root[0], r4}
+	if _, err := Rotate(ctx, rot); !trust.IsVerification(err) {
+		t.Fatalf("rotation signed by one old key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "metadata", "2.root.json")); err == nil {
+		t.Fatal("a refused rotation published root v2")
+	}
+	rot.Keys = []*hsm.Key{k.root[0], k.root[1]}
+	res, err := Rotate(ctx, rot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != 2 || res.Threshold != 2 || len(res.RootKeys) != 3 {
+		t.Fatalf("rotation %+v", res)
+	}
+	// A renewal: same keys, new expiry, signed by the new root's keys.
+	if _, err := Rotate(ctx, RotateOptions{Dir: dir, Keys: []*hsm.Key{k.root[1], r4}}); err != nil {
+		t.Fatalf("renewing root v3: %v", err)
+	}
+	if _, err := trust.Verify(ctx, dir, trust.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, dir); err != nil {
+		t.Fatalf("ceremony verify after rotations: %v", err)
+	}
+	rootV1, _ := os.ReadFile(filepath.Join(dir, "metadata", "1.root.json"))
+	if err := refresh(t, serve(t, dir).URL, rootV1); err != nil {
+		t.Fatalf("a client on root v1: %v", err)
+	}
+	// The removed key can no longer sign a rotation.
+	if _, err := Rotate(ctx, RotateOptions{Dir: dir, Keys: []*hsm.Key{k.root[2]}}); err == nil {
+		t.Fatal("a removed root key signed a rotation")
+	}
+}

@@ -47,10 +47,11 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 	}
 	rep := &Report{Entries: len(entries), TranscriptHead: t.head(), Keys: map[string][]string{}}
 	var published *Entry
+	var rotations []*Entry
 	for i := range entries {
 		e := &entries[i]
 		switch e.Step {
-		case "key":
+		case "key", "rotate.add":
 			pemKey, _ := e.Detail["public_key"].(string)
 			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(pemKey))
 			if err != nil || len(e.KeyIDs) != 1 {
@@ -60,9 +61,13 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 			if err != nil || id != e.KeyIDs[0] {
 				return nil, &trust.VerificationError{Role: "transcript", KeyIDs: e.KeyIDs, Reason: fmt.Sprintf("line %d: the recorded public key does not have the recorded key ID", e.Seq)}
 			}
-			rep.Keys[e.Role] = append(rep.Keys[e.Role], id)
+			if e.Step == "key" {
+				rep.Keys[e.Role] = append(rep.Keys[e.Role], id)
+			}
 		case "init.published":
 			published = e
+		case "rotate.published":
+			rotations = append(rotations, e)
 		}
 	}
 	rep.Checked = append(rep.Checked, fmt.Sprintf("hash chain of %d lines", len(entries)), "every recorded public key against its key ID")
@@ -94,6 +99,22 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 			rep.RootSHA256 = published.Files[n]
 		}
 		rep.Checked = append(rep.Checked, n+" unchanged since the ceremony")
+	}
+	for _, r := range rotations {
+		for n, want := range r.Files {
+			if !publishedRE.MatchString(n) {
+				return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("line %d names %q, which is not a metadata file", r.Seq, n)}
+			}
+			b, err := readSmall(filepath.Join(dir, filepath.FromSlash(n)))
+			if err != nil {
+				return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s, recorded as published, cannot be read: %v", n, err)}
+			}
+			sum := sha256.Sum256(b)
+			if hex.EncodeToString(sum[:]) != want {
+				return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s differs from what the rotation at line %d recorded", n, r.Seq)}
+			}
+			rep.Checked = append(rep.Checked, n+" unchanged since its rotation")
+		}
 	}
 	st, err := trust.LoadState(ctx, dir)
 	if err != nil {

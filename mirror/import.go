@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/coldharbor/coldharbor/bundle"
@@ -61,6 +62,7 @@ type ImportResult struct {
 // plan is everything verified before the first byte goes to the registry.
 type plan struct {
 	b         *bundle.Bundle
+	roots     []*metadata.Metadata[metadata.RootType] // new root versions to publish
 	targets   *metadata.Metadata[metadata.TargetsType]
 	cosignPub []byte
 	images    []imagePlan
@@ -222,20 +224,27 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	if strings.TrimSuffix(registry, "/") != strings.TrimSuffix(idx.Destination, "/") {
 		return nil, refuse("bundle", 0, "exported for %s, not %s: the signed cosign payloads name %s (pass --registry %s)", idx.Destination, registry, idx.Destination, idx.Destination)
 	}
-	// The signed targets, against our own root.
+	// Root versions the approval carries (a rotation on the signer's side):
+	// each verified as a client updates to it, by the trusted root's
+	// threshold and its own; from here on the newest is the root.
+	root, newRoots, err := updateRoots(st, af.Roots)
+	if err != nil {
+		return nil, err
+	}
+	// The signed targets, against that root.
 	nt, err := metadata.Targets().FromBytes(af.Targets)
 	if err != nil {
 		return nil, refuse(trust.Targets, 0, "approval's targets.json does not parse: %v", err)
 	}
 	v := nt.Signed.Version
-	if err := st.Root.VerifyDelegate(trust.Targets, nt); err != nil {
-		ids, threshold := trust.RoleKeyIDs(st.Root, trust.Targets)
+	if err := root.VerifyDelegate(trust.Targets, nt); err != nil {
+		ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
 		var signed []string
 		for _, s := range nt.Signatures {
 			signed = append(signed, s.KeyID)
 		}
 		return nil, &trust.VerificationError{Role: trust.Targets, Version: v, KeyIDs: signed,
-			Reason: fmt.Sprintf("not signed by %d of the targets keys of root v%d (%s)", threshold, st.Root.Signed.Version, strings.Join(shortIDs(ids), ", ")), Err: err}
+			Reason: fmt.Sprintf("not signed by %d of the targets keys of root v%d (%s)", threshold, root.Signed.Version, strings.Join(shortIDs(ids), ", ")), Err: err}
 	}
 	if v != af.Approval.TargetsVersion {
 		return nil, refuse(trust.Targets, v, "the approval says version %d", af.Approval.TargetsVersion)
@@ -246,7 +255,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	if nt.Signed.IsExpired(now) {
 		return nil, &trust.VerificationError{Role: trust.Targets, Version: v, Reason: "expired", Expires: nt.Signed.Expires}
 	}
-	cosignPub, err := bundle.CosignPub(st.Root)
+	cosignPub, err := bundle.CosignPub(root)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +267,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	}
 	// Every image against its signed target, and every target bound to
 	// this bundle present in it.
-	p := &plan{b: b, targets: nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}}
+	p := &plan{b: b, targets: nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: newRoots}
 	inBundle := map[string]bool{}
 	for _, img := range idx.Images {
 		inBundle[img.Name] = true
@@ -296,7 +305,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	}
 	// Cosign signatures: each image needs one by a targets key, over the
 	// payload the bundle carries (hash-checked against the index).
-	keys, err := targetsKeys(st.Root)
+	keys, err := targetsKeys(root)
 	if err != nil {
 		return nil, err
 	}
@@ -570,4 +579,32 @@ func eachImage(ctx context.Context, images []imagePlan, jobs int, f func(context
 
 func withCtx(ctx context.Context, opts []remote.Option) []remote.Option {
 	return append(append([]remote.Option{}, opts...), remote.WithContext(ctx))
+}
+
+// updateRoots walks the root versions an approval carries from the trusted
+// root (TUF spec 5.3.4, with go-tuf's trustedmetadata): versions this side
+// has must be byte-identical, newer ones must follow on and verify.
+func updateRoots(st *trust.State, carried []bundle.ApprovalRoot) (*metadata.Metadata[metadata.RootType], []*metadata.Metadata[metadata.RootType], error) {
+	if len(carried) == 0 {
+		return st.Root, nil, nil
+	}
+	tm, err := trustedmetadata.New(st.RootRaw[st.Root.Signed.Version])
+	if err != nil {
+		return nil, nil, err
+	}
+	var added []*metadata.Metadata[metadata.RootType]
+	for _, r := range carried {
+		if mine, ok := st.RootRaw[r.Version]; ok {
+			if string(mine) != string(r.Bytes) {
+				return nil, nil, refuse(trust.Root, r.Version, "the approval's root differs from this repository's: it was signed for another root of trust")
+			}
+			continue
+		}
+		nr, err := tm.UpdateRoot(r.Bytes)
+		if err != nil {
+			return nil, nil, trust.AsRefusal(trust.Root, fmt.Errorf("root v%d carried by the approval: %w", r.Version, err))
+		}
+		added = append(added, nr)
+	}
+	return tm.Root, added, nil
 }

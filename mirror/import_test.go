@@ -48,7 +48,7 @@ func (f *flaky) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type setup struct {
 	srcHost, signer     string
-	targets             *hsm.Key
+	targets, root       *hsm.Key
 	dir                 string
 	bundle, approval    string
 	dest                string
@@ -75,7 +75,7 @@ func newSetup(t *testing.T) *setup {
 		snapshot: testkeys.New(t, "snapshot"), timestamp: testkeys.New(t, "timestamp")}
 	root, targets := testkeys.New(t, "root"), testkeys.New(t, "targets")
 	signer := filepath.Join(s.dir, "signer")
-	s.srcHost, s.signer, s.targets = srcHost, signer, targets
+	s.srcHost, s.signer, s.targets, s.root = srcHost, signer, targets, root
 	if _, err := ceremony.Init(ctx, ceremony.InitOptions{Dir: signer, RootKeys: []*hsm.Key{root}, RootThreshold: 1,
 		TargetsKeys: []*hsm.Key{targets}, TargetsThreshold: 1,
 		SnapshotKey: testkeys.PublicOnly(s.snapshot), TimestampKey: testkeys.PublicOnly(s.timestamp)}); err != nil {
@@ -302,5 +302,41 @@ func TestRenewal(t *testing.T) {
 		if got := after.Targets.Signed.Targets[n]; got == nil || !got.Hashes.Equal(tf.Hashes) {
 			t.Errorf("target %s changed", n)
 		}
+	}
+}
+
+// A root rotated on the signer's side reaches the isolated side with the
+// next approval: verified from the trusted root, published, pinned.
+func TestRotationTravelsWithApproval(t *testing.T) {
+	ctx := context.Background()
+	s := newSetup(t)
+	if _, err := s.importOnce(); err != nil {
+		t.Fatal(err)
+	}
+	root2 := testkeys.New(t, "root2")
+	if _, err := ceremony.Rotate(ctx, ceremony.RotateOptions{Dir: s.signer, AddRootKeys: []*hsm.Key{root2}, RootThreshold: 2,
+		Keys: []*hsm.Key{s.root, root2}}); err != nil {
+		t.Fatal(err)
+	}
+	b, a := s.makeBundle(t, "b2", testimages.AppOne)
+	af, err := bundle.OpenApproval(a)
+	if err != nil || len(af.Roots) != 1 || af.Roots[0].Version != 2 {
+		t.Fatalf("the approval does not carry root v2: %v", err)
+	}
+	if _, err := s.importPair(b, a); err != nil {
+		t.Fatalf("import with a rotated root: %v", err)
+	}
+	v, err := trust.Verify(ctx, s.path("isolated"), trust.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Root.Signed.Version != 2 {
+		t.Fatalf("published root v%d", v.Root.Signed.Version)
+	}
+	// Root v2's file removed again: the pinned root is v2, nothing older.
+	os.Remove(s.path("isolated/metadata/2.root.json"))
+	st, err := trust.LoadState(ctx, s.path("isolated"))
+	if err != nil || st.Root.Signed.Version != 2 {
+		t.Fatalf("after removing 2.root.json: %v", err)
 	}
 }

@@ -52,7 +52,7 @@ func nextPublication(ctx context.Context, o ImportOptions, st *trust.State, p *p
 	if err := trust.Sign(ts, trust.Timestamp, o.TimestampKey.Signer); err != nil {
 		return nil, err
 	}
-	pub := &trust.Publication{Targets: p.targets, Snapshot: snap, Timestamp: ts, TargetFiles: map[string][]byte{bundle.CosignPubTarget: p.cosignPub}}
+	pub := &trust.Publication{Roots: p.roots, Targets: p.targets, Snapshot: snap, Timestamp: ts, TargetFiles: map[string][]byte{bundle.CosignPubTarget: p.cosignPub}}
 	for _, ip := range p.images {
 		pub.TargetFiles[ip.img.Name] = ip.manifests[len(ip.manifests)-1].raw
 	}

@@ -48,12 +48,23 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		return nil, err
 	}
 	st := &State{Root: tm.Root, RootRaw: map[int64][]byte{}}
+	// The files of the chain as far as they are here; the pinned root's
+	// own bytes stand in for its file (the pin is what is trusted).
+	if a, err := metadata.Root().FromBytes(anchor); err == nil {
+		st.RootRaw[a.Signed.Version] = anchor
+	}
 	for v := int64(1); v <= tm.Root.Signed.Version; v++ {
 		b, err := src.ReadMeta(Root, v)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("root chain: %w", err)
 		}
 		st.RootRaw[v] = b
+	}
+	if _, ok := st.RootRaw[tm.Root.Signed.Version]; !ok {
+		return nil, missing(Root, fmt.Errorf("%s: %w", FileName(Root, tm.Root.Signed.Version), fs.ErrNotExist))
 	}
 	if b, err := src.ReadMeta(Timestamp, 0); err == nil {
 		ts, err := metadata.Timestamp().FromBytes(b)

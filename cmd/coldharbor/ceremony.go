@@ -99,6 +99,78 @@ interrupted after the last signature.`,
 				},
 			},
 			{
+				Name:  "rotate",
+				Usage: "make the next root version: add or remove root keys, change the threshold, renew its expiry",
+				Description: `Makes root version N+1 in the signer's repository (--repo): --add-root-key and
+--remove-root-key change the root keys, --root-threshold the threshold, and
+--root-expires the expiry (a rotation that changes no key renews the root).
+
+It must be signed (--key, repeat) by the current root's threshold of keys and
+by the new root's own threshold, as every TUF client checks; a key in both
+counts for both. It is verified as a client would update to it, published and
+pinned here, and recorded in the transcript. The next approval carries it to
+the isolated side, whose import verifies and publishes it. Targets, snapshot
+and timestamp keys are not rotated by this command.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "repo", Usage: "the signer's repository in `DIR`"},
+					&cli.StringSliceFlag{Name: "add-root-key", Usage: "a new root key `URI` (repeat)"},
+					&cli.StringSliceFlag{Name: "remove-root-key", Usage: "remove the root key with this `KEYID` (repeat)"},
+					&cli.IntFlag{Name: "root-threshold", Usage: "the new root threshold `M` (default: unchanged)"},
+					&cli.StringFlag{Name: "root-expires", Usage: "the new root is valid for `DURATION`", Value: "365d"},
+					&cli.StringSliceFlag{Name: "key", Usage: "a key `URI` that signs the new root (repeat)"},
+					&cli.StringFlag{Name: "attestation-ca", Usage: "verify added hardware keys' attestations against this CA `FILE`"},
+					&cli.BoolFlag{Name: "allow-unattested", Usage: "accept an added hardware key whose attestation does not verify"},
+					outputFlag(),
+				},
+				Action: func(c *cli.Context) error {
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					if c.String("repo") == "" || len(c.StringSlice("key")) == 0 {
+						return usagef("--repo and --key are required")
+					}
+					exp, err := trust.ParseDuration(c.String("root-expires"))
+					if err != nil {
+						return usagef("--root-expires: %v", err)
+					}
+					roots, err := attestationRoots(c.String("attestation-ca"))
+					if err != nil {
+						return err
+					}
+					var added []*hsm.Key
+					for _, u := range c.StringSlice("add-root-key") {
+						k, err := hsm.Open(c.Context, u, publicOnly(u, e)...)
+						if err != nil {
+							return err
+						}
+						defer k.Close()
+						added = append(added, k)
+					}
+					keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
+					if err != nil {
+						return err
+					}
+					defer closeKeys()
+					res, err := ceremony.Rotate(c.Context, ceremony.RotateOptions{Dir: c.String("repo"), AddRootKeys: added,
+						RemoveRootKeys: c.StringSlice("remove-root-key"), RootThreshold: c.Int("root-threshold"), Expiry: exp,
+						Keys: keys, AttestationRoots: roots, AllowUnattested: c.Bool("allow-unattested")})
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return writeJSON(c.App.Writer, res)
+					}
+					w := c.App.Writer
+					fmt.Fprintf(w, "Root v%d: threshold %d of %d, expires %s, signed by %d key(s)\n", res.Version, res.Threshold, len(res.RootKeys), res.Expires, len(res.SignedBy))
+					for _, id := range res.RootKeys {
+						fmt.Fprintf(w, "  %s\n", id)
+					}
+					fmt.Fprintf(w, "root v%d sha256: %s\ntranscript sha256: %s\n(the next approval carries this root to the isolated side)\n", res.Version, res.RootSHA256, res.TranscriptHead)
+					return nil
+				},
+			},
+			{
 				Name:  "verify",
 				Usage: "replay the transcript and the root chain; compare with the paper record",
 				Description: `Replays DIR/transcript.jsonl: the hash chain of its lines, every recorded
