@@ -284,14 +284,8 @@ func Sign(ctx context.Context, o SignOptions) (*InitResult, error) {
 			return nil, fmt.Errorf("%s: only a public key is here: the holder's key must sign", k.URI)
 		}
 		detail := map[string]any{"source": k.URI.String()}
-		if k.Attest != nil {
-			a, err := k.Attest(o.AttestationRoots)
-			if err != nil && !o.AllowUnattested {
-				return nil, &trust.VerificationError{Role: trust.Root, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway)", k.URI), Err: err}
-			}
-			if a != nil {
-				detail["attestation"] = a
-			}
+		if err := recordAttestation(k, id, o.AttestationRoots, o.AllowUnattested, detail); err != nil {
+			return nil, err
 		}
 		signedAny := false
 		for _, r := range []struct {

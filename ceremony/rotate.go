@@ -109,14 +109,8 @@ func Rotate(ctx context.Context, o RotateOptions) (*RotateResult, error) {
 		if pemPub, err := cryptoutils.MarshalPublicKeyToPEM(k.Public); err == nil {
 			detail["public_key"] = string(pemPub)
 		}
-		if k.Attest != nil {
-			a, err := k.Attest(o.AttestationRoots)
-			if err != nil && !o.AllowUnattested {
-				return nil, &trust.VerificationError{Role: trust.Root, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway)", k.URI), Err: err}
-			}
-			if a != nil {
-				detail["attestation"] = a
-			}
+		if err := recordAttestation(k, id, o.AttestationRoots, o.AllowUnattested, detail); err != nil {
+			return nil, err
 		}
 		tk, err := metadata.KeyFromPublicKey(k.Public)
 		if err != nil {
@@ -195,4 +189,23 @@ func Rotate(ctx context.Context, o RotateOptions) (*RotateResult, error) {
 	}
 	res.TranscriptHead = t.head()
 	return res, nil
+}
+
+// recordAttestation verifies a hardware key's attestation and puts it into
+// a transcript entry's detail; one that does not verify is refused unless
+// allowed (then recorded as refused). Keys without attestation pass.
+func recordAttestation(k *hsm.Key, id string, roots *x509.CertPool, allow bool, detail map[string]any) error {
+	if k.Attest == nil {
+		return nil
+	}
+	a, err := k.Attest(roots)
+	if err != nil {
+		if !allow {
+			return &trust.VerificationError{Role: trust.Root, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway)", k.URI), Err: err}
+		}
+		detail["attestation_refused"] = err.Error()
+		return nil
+	}
+	detail["attestation"] = a
+	return nil
 }

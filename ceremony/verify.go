@@ -74,48 +74,14 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 	if published == nil {
 		return nil, &trust.VerificationError{Role: "transcript", Reason: "the transcript records no published ceremony (is one pending? see 'ceremony status')"}
 	}
-	names := make([]string, 0, len(published.Files))
-	for n := range published.Files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if filepath.Base(n) == trust.FileName(trust.Timestamp, 0) {
-			continue // the only file that is replaced, by design
-		}
-		// The transcript is public: read only metadata files it may name.
-		if !publishedRE.MatchString(n) {
-			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("line %d names %q, which is not a metadata file", published.Seq, n)}
-		}
-		b, err := readSmall(filepath.Join(dir, filepath.FromSlash(n)))
+	for _, e := range append([]*Entry{published}, rotations...) {
+		checked, err := checkFiles(dir, e)
 		if err != nil {
-			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s, recorded as published, cannot be read: %v", n, err)}
+			return nil, err
 		}
-		sum := sha256.Sum256(b)
-		if got := hex.EncodeToString(sum[:]); got != published.Files[n] {
-			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s has sha256 %s, the transcript recorded %s", n, got, published.Files[n])}
-		}
-		if n == filepath.ToSlash(filepath.Join(trust.MetadataDir, trust.FileName(trust.Root, 1))) {
-			rep.RootSHA256 = published.Files[n]
-		}
-		rep.Checked = append(rep.Checked, n+" unchanged since the ceremony")
+		rep.Checked = append(rep.Checked, checked...)
 	}
-	for _, r := range rotations {
-		for n, want := range r.Files {
-			if !publishedRE.MatchString(n) {
-				return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("line %d names %q, which is not a metadata file", r.Seq, n)}
-			}
-			b, err := readSmall(filepath.Join(dir, filepath.FromSlash(n)))
-			if err != nil {
-				return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s, recorded as published, cannot be read: %v", n, err)}
-			}
-			sum := sha256.Sum256(b)
-			if hex.EncodeToString(sum[:]) != want {
-				return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s differs from what the rotation at line %d recorded", n, r.Seq)}
-			}
-			rep.Checked = append(rep.Checked, n+" unchanged since its rotation")
-		}
-	}
+	rep.RootSHA256 = published.Files[filepath.ToSlash(filepath.Join(trust.MetadataDir, trust.FileName(trust.Root, 1)))]
 	st, err := trust.LoadState(ctx, dir)
 	if err != nil {
 		return nil, err
@@ -176,4 +142,34 @@ func readSmall(path string) ([]byte, error) {
 		err = fmt.Errorf("larger than %d bytes", trust.MaxTargetsSize)
 	}
 	return b, err
+}
+
+// checkFiles compares the files a transcript entry records as published
+// with the files on disk; timestamp.json alone is replaced by design.
+func checkFiles(dir string, e *Entry) ([]string, error) {
+	names := make([]string, 0, len(e.Files))
+	for n := range e.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var checked []string
+	for _, n := range names {
+		if filepath.Base(n) == trust.FileName(trust.Timestamp, 0) {
+			continue
+		}
+		// The transcript is public: read only metadata files it may name.
+		if !publishedRE.MatchString(n) {
+			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("line %d names %q, which is not a metadata file", e.Seq, n)}
+		}
+		b, err := readSmall(filepath.Join(dir, filepath.FromSlash(n)))
+		if err != nil {
+			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s, recorded as published, cannot be read: %v", n, err)}
+		}
+		sum := sha256.Sum256(b)
+		if got := hex.EncodeToString(sum[:]); got != e.Files[n] {
+			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s has sha256 %s, the transcript recorded %s (line %d)", n, got, e.Files[n], e.Seq)}
+		}
+		checked = append(checked, n+" unchanged since it was published")
+	}
+	return checked, nil
 }
