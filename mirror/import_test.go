@@ -1,10 +1,13 @@
 package mirror
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"log"
@@ -20,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/ceremony"
@@ -338,5 +342,79 @@ func TestRotationTravelsWithApproval(t *testing.T) {
 	st, err := trust.LoadState(ctx, s.path("isolated"))
 	if err != nil || st.Root.Signed.Version != 2 {
 		t.Fatalf("after removing 2.root.json: %v", err)
+	}
+}
+
+// A root version carried by an approval that the trusted root did not sign
+// (an attacker's "rotation") is refused, and nothing is published.
+func TestForgedCarriedRootRefused(t *testing.T) {
+	ctx := context.Background()
+	s := newSetup(t)
+	if _, err := s.importOnce(); err != nil {
+		t.Fatal(err)
+	}
+	b, a := s.makeBundle(t, "b2", testimages.AppOne)
+	af, err := bundle.OpenApproval(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Root v2 that trusts only the attacker, signed only by the attacker.
+	st, err := trust.LoadState(ctx, s.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := st.Root.ToBytes(false)
+	forged, _ := metadata.Root().FromBytes(raw)
+	forged.ClearSignatures()
+	forged.Signed.Version = 2
+	attacker := testkeys.New(t, "attacker")
+	ak, _ := metadata.KeyFromPublicKey(attacker.Public)
+	for _, id := range append([]string{}, forged.Signed.Roles[trust.Root].KeyIDs...) {
+		forged.Signed.RevokeKey(id, trust.Root)
+	}
+	forged.Signed.AddKey(ak, trust.Root)
+	if err := trust.Sign(forged, trust.Root, attacker.Signer); err != nil {
+		t.Fatal(err)
+	}
+	fb, _ := forged.ToBytes(true)
+	rewriteApproval(t, a, af, []bundle.ApprovalRoot{{Version: 2, Bytes: fb}})
+	before := tree(t, s.path("isolated"))
+	_, err = s.importPair(b, a)
+	if !trust.IsVerification(err) || !strings.Contains(err.Error(), "root v2") {
+		t.Fatalf("import with a forged root v2: %v", err)
+	}
+	if tree(t, s.path("isolated")) != before {
+		t.Fatal("a refused import changed the repository")
+	}
+}
+
+// rewriteApproval writes af back to path with other root members, as an
+// attacker with the media could (the approval index is not signed).
+func rewriteApproval(t *testing.T, path string, af *bundle.ApprovalFile, roots []bundle.ApprovalRoot) {
+	t.Helper()
+	type file struct {
+		name string
+		data []byte
+	}
+	files := []file{{bundle.ApprovalTargets, af.Targets}, {bundle.ApprovalCosign, af.CosignPub}}
+	for _, r := range roots {
+		files = append(files, file{fmt.Sprintf("root/%d.root.json", r.Version), r.Bytes})
+	}
+	a := *af.Approval
+	a.Members = nil
+	for _, f := range files {
+		sum := sha256.Sum256(f.data)
+		a.Members = append(a.Members, bundle.Member{Name: f.name, Size: int64(len(f.data)), SHA256: hex.EncodeToString(sum[:])})
+	}
+	raw, _ := json.MarshalIndent(a, "", "  ")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range append([]file{{bundle.ApprovalName, raw}}, files...) {
+		tw.WriteHeader(&tar.Header{Name: f.name, Size: int64(len(f.data)), Mode: 0o644, Typeflag: tar.TypeReg})
+		tw.Write(f.data)
+	}
+	tw.Close()
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
