@@ -47,24 +47,10 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	w := &world{src: testregistry.Start(t), dst: testregistry.Start(t), work: t.TempDir()}
 	// One config and one CA file for both registries, as a site would have.
-	cfgDir := filepath.Join(w.work, "docker")
-	os.MkdirAll(cfgDir, 0o700)
-	auths := map[string]any{}
-	for _, r := range []*testregistry.Registry{w.src, w.dst} {
-		auths[r.Host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(r.User + ":" + r.Password))}
+	cfgDir, caFile, err := testregistry.WriteClientConfig(w.work, map[string]*testregistry.Registry{w.src.Host: w.src, w.dst.Host: w.dst})
+	if err != nil {
+		t.Fatal(err)
 	}
-	cfg, _ := json.Marshal(map[string]any{"auths": auths})
-	os.WriteFile(filepath.Join(cfgDir, "config.json"), cfg, 0o600)
-	var cas []byte
-	for _, r := range []*testregistry.Registry{w.src, w.dst} {
-		b, err := os.ReadFile(r.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cas = append(cas, b...)
-	}
-	caFile := filepath.Join(w.work, "ca.pem")
-	os.WriteFile(caFile, cas, 0o644)
 	w.env = []string{"HOME=" + w.work, "DOCKER_CONFIG=" + cfgDir, "SSL_CERT_FILE=" + caFile,
 		"COLDHARBOR_PASSWORD=e2e-password", "XDG_CACHE_HOME=" + filepath.Join(w.work, "cache")}
 	w.ropts = []remote.Option{remote.WithAuthFromKeychain(w.dst.Keychain()), remote.WithTransport(w.dst.Transport())}

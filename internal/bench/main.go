@@ -27,7 +27,6 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -56,7 +55,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/coldharbor/coldharbor/internal/atomicfile"
 	"github.com/coldharbor/coldharbor/internal/testregistry"
 )
 
@@ -192,7 +190,9 @@ func run(ctx context.Context, o options) (err error) {
 		defer m.close()
 		*r.reg, *r.m = reg, m
 	}
-	dockerConfig, caFile, err := shared(dir, []*testregistry.Registry{b.srcReg, b.tgtReg}, []*meter{b.src, b.tgt})
+	// The certificates name 127.0.0.1, so they hold on the relays' ports too.
+	dockerConfig, caFile, err := testregistry.WriteClientConfig(dir, map[string]*testregistry.Registry{
+		b.srcReg.Host: b.srcReg, b.src.host(): b.srcReg, b.tgtReg.Host: b.tgtReg, b.tgt.host(): b.tgtReg})
 	if err != nil {
 		return err
 	}
@@ -246,38 +246,6 @@ next:
 		"COLDHARBOR_PASSWORD=coldharbor-bench",
 		"XDG_CACHE_HOME="+filepath.Join(dir, "cache"),
 	)
-}
-
-// shared writes one Docker config with the credentials of both registries,
-// under their own hosts and under their relays' hosts, and one CA bundle
-// trusting both (as internal/demoenv does). The certificates name
-// 127.0.0.1, so they are valid on the relays' ports too.
-func shared(dir string, regs []*testregistry.Registry, meters []*meter) (dockerConfig, caFile string, err error) {
-	auths := map[string]any{}
-	var cas []byte
-	for i, r := range regs {
-		a := map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(r.User + ":" + r.Password))}
-		auths[r.Host] = a
-		auths[meters[i].host()] = a
-		ca, err := os.ReadFile(r.CAFile)
-		if err != nil {
-			return "", "", fmt.Errorf("read CA: %w", err)
-		}
-		cas = append(cas, ca...)
-	}
-	cfg, err := json.Marshal(map[string]any{"auths": auths})
-	if err != nil {
-		return "", "", err
-	}
-	dockerConfig = filepath.Join(dir, "docker")
-	if err := os.MkdirAll(dockerConfig, 0o700); err != nil {
-		return "", "", fmt.Errorf("docker config: %w", err)
-	}
-	if err := atomicfile.Write(filepath.Join(dockerConfig, "config.json"), cfg, 0o600); err != nil {
-		return "", "", err
-	}
-	caFile = filepath.Join(dir, "ca.pem")
-	return dockerConfig, caFile, atomicfile.Write(caFile, cas, 0o644)
 }
 
 // ---- the workload ----

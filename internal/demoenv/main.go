@@ -14,8 +14,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -93,7 +91,7 @@ func run(ctx context.Context, dir string, stdout io.Writer) (err error) {
 			err = serr
 		}
 	}()
-	dockerConfig, caFile, err := shared(dir, reg, tgt)
+	dockerConfig, caFile, err := testregistry.WriteClientConfig(dir, map[string]*testregistry.Registry{reg.Host: reg, tgt.Host: tgt})
 	if err != nil {
 		return err
 	}
@@ -145,32 +143,4 @@ func run(ctx context.Context, dir string, stdout io.Writer) (err error) {
 // shellQuote makes s one word for sh, whatever it holds.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// shared writes one Docker config with both registries' credentials and one
-// CA bundle trusting both, as a site's machines would have.
-func shared(dir string, regs ...*testregistry.Registry) (dockerConfig, caFile string, err error) {
-	auths := map[string]any{}
-	var cas []byte
-	for _, r := range regs {
-		auths[r.Host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(r.User + ":" + r.Password))}
-		b, err := os.ReadFile(r.CAFile)
-		if err != nil {
-			return "", "", fmt.Errorf("read CA: %w", err)
-		}
-		cas = append(cas, b...)
-	}
-	cfg, err := json.Marshal(map[string]any{"auths": auths})
-	if err != nil {
-		return "", "", err
-	}
-	dockerConfig = filepath.Join(dir, "docker")
-	if err := os.MkdirAll(dockerConfig, 0o700); err != nil {
-		return "", "", fmt.Errorf("docker config: %w", err)
-	}
-	if err := atomicfile.Write(filepath.Join(dockerConfig, "config.json"), cfg, 0o600); err != nil {
-		return "", "", err
-	}
-	caFile = filepath.Join(dir, "ca.pem")
-	return dockerConfig, caFile, atomicfile.Write(caFile, cas, 0o644)
 }
