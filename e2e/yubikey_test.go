@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/coldharbor/coldharbor/hsm/pivsim"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 )
 
@@ -99,8 +100,8 @@ func TestPipelineWithYubiKeys(t *testing.T) {
 			t.Errorf("the transcript does not record %s", want)
 		}
 	}
-	copyDir(t, w.path("signer"), w.path("isolated"))
-	copyDir(t, w.path("signer"), w.path("exporter"))
+	testfs.CopyDir(t, w.path("signer"), w.path("isolated"))
+	testfs.CopyDir(t, w.path("signer"), w.path("exporter"))
 
 	// The pipeline, signed on the targets YubiKey.
 	dest := w.dst.Host + "/mirror"
