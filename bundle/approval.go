@@ -28,10 +28,7 @@ type ApprovalFile struct {
 }
 
 // ApprovalRoot is one root version an approval carries.
-type ApprovalRoot struct {
-	Version int64
-	Bytes   []byte
-}
+type ApprovalRoot = trust.RootFile
 
 // OpenApproval reads an approval file, refusing anything but a regular
 // file (a FIFO or device on removable media would hang or lie).

@@ -16,6 +16,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -296,7 +297,7 @@ func TestExportRemovals(t *testing.T) {
 	if err := p.Record(w.ctx, w.signer, sr); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
+	testfs.CopyDir(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
 
 	o := w.exportOptions()
 	o.Images = []bundle.ImageSpec{{Source: w.src(testimages.AppTwo), Name: "apps/two:1.0"}}

@@ -18,6 +18,8 @@ import (
 	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/coldharbor/coldharbor/trust"
 )
 
 // Format identifiers, checked exactly by readers.
@@ -170,8 +172,8 @@ func ValidTargetName(name string) error {
 	// snapshots: "<64 hex>.<component>", plus a temporary suffix while it is
 	// written; keep the whole under the usual 255-byte limit.
 	last := name[strings.LastIndexByte(name, '/')+1:]
-	if len(last) > maxTargetBase {
-		return fmt.Errorf("invalid image name %q: its last part is %d bytes, at most %d fit in a target file name", name, len(last), maxTargetBase)
+	if len(last) > trust.MaxTargetBase {
+		return fmt.Errorf("invalid image name %q: its last part is %d bytes, at most %d fit in a target file name", name, len(last), trust.MaxTargetBase)
 	}
 	// cosign keeps signatures, attestations and SBOMs under these tags: an
 	// image tagged so would overwrite, or be overwritten by, one of them.
@@ -180,10 +182,6 @@ func ValidTargetName(name string) error {
 	}
 	return nil
 }
-
-// maxTargetBase bounds the last component of a target name (see
-// ValidTargetName): 255 - 65 (hash and dot) - 20 (temporary suffix).
-const maxTargetBase = 170
 
 var cosignTagRE = regexp.MustCompile(`^sha256-[0-9a-f]{64}\.(sig|att|sbom)$`)
 

@@ -21,7 +21,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/coldharbor/coldharbor/bundle"
@@ -227,7 +226,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	// Root versions the approval carries (a rotation on the signer's side):
 	// each verified as a client updates to it, by the trusted root's
 	// threshold and its own; from here on the newest is the root.
-	root, newRoots, err := updateRoots(st, af.Roots)
+	root, newRoots, err := st.AcceptRoots(af.Roots)
 	if err != nil {
 		return nil, err
 	}
@@ -579,32 +578,4 @@ func eachImage(ctx context.Context, images []imagePlan, jobs int, f func(context
 
 func withCtx(ctx context.Context, opts []remote.Option) []remote.Option {
 	return append(append([]remote.Option{}, opts...), remote.WithContext(ctx))
-}
-
-// updateRoots walks the root versions an approval carries from the trusted
-// root (TUF spec 5.3.4, with go-tuf's trustedmetadata): versions this side
-// has must be byte-identical, newer ones must follow on and verify.
-func updateRoots(st *trust.State, carried []bundle.ApprovalRoot) (*metadata.Metadata[metadata.RootType], []*metadata.Metadata[metadata.RootType], error) {
-	if len(carried) == 0 {
-		return st.Root, nil, nil
-	}
-	tm, err := trustedmetadata.New(st.RootRaw[st.Root.Signed.Version])
-	if err != nil {
-		return nil, nil, err
-	}
-	var added []*metadata.Metadata[metadata.RootType]
-	for _, r := range carried {
-		if mine, ok := st.RootRaw[r.Version]; ok {
-			if string(mine) != string(r.Bytes) {
-				return nil, nil, refuse(trust.Root, r.Version, "the approval's root differs from this repository's: it was signed for another root of trust")
-			}
-			continue
-		}
-		nr, err := tm.UpdateRoot(r.Bytes)
-		if err != nil {
-			return nil, nil, trust.AsRefusal(trust.Root, fmt.Errorf("root v%d carried by the approval: %w", r.Version, err))
-		}
-		added = append(added, nr)
-	}
-	return tm.Root, added, nil
 }
