@@ -21,6 +21,9 @@ func addTarSeeds(f *testing.F, globs ...string) {
 		if err != nil {
 			f.Fatal(err)
 		}
+		if len(files) == 0 {
+			f.Fatalf("no seed matches %s", g)
+		}
 		for _, p := range files {
 			data, err := os.ReadFile(p)
 			if err != nil {
@@ -33,7 +36,7 @@ func addTarSeeds(f *testing.F, globs ...string) {
 
 // FuzzOpenBundle: the bundle reader (head, member scan, blob reads).
 func FuzzOpenBundle(f *testing.F) {
-	addTarSeeds(f, "testdata/golden/bundle.tar", "testdata/hostile/*.tar")
+	addTarSeeds(f, "../testdata/golden/bundle.tar", "../testdata/hostile/bundle/*.tar")
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(dir, "bundle.tar")
@@ -58,7 +61,7 @@ func FuzzOpenBundle(f *testing.F) {
 
 // FuzzReadHead: the small head sign and inspect read.
 func FuzzReadHead(f *testing.F) {
-	addTarSeeds(f, "testdata/golden/bundle.tar", "testdata/hostile/*.tar")
+	addTarSeeds(f, "../testdata/golden/bundle.tar", "../testdata/hostile/bundle/*.tar")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := bundle.ReadHead(bytes.NewReader(data), "fuzz.tar"); err != nil && !bundle.IsFormatError(err) {
 			t.Fatalf("ReadHead: an error that is not a refusal: %v", err)
@@ -68,7 +71,7 @@ func FuzzReadHead(f *testing.F) {
 
 // FuzzReadApproval: the approval reader.
 func FuzzReadApproval(f *testing.F) {
-	addTarSeeds(f, "testdata/golden/approval.tar", "testdata/hostile/not-a-tar.tar")
+	addTarSeeds(f, "../testdata/golden/approval.tar", "../testdata/hostile/bundle/not-a-tar.tar")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := bundle.ReadApproval(bytes.NewReader(data), "fuzz.tar"); err != nil && !bundle.IsFormatError(err) {
 			t.Fatalf("ReadApproval: an error that is not a refusal: %v", err)
