@@ -17,6 +17,7 @@ import (
 
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/bundle/export"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -297,7 +298,7 @@ func TestExportRemovals(t *testing.T) {
 	if err := p.Record(w.ctx, w.signer, sr); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
+	testfs.CopyDir(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
 
 	o := w.exportOptions()
 	o.Images = []export.ImageSpec{{Source: w.src(testimages.AppTwo), Name: "apps/two:1.0"}}

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log"
 	"net/http/httptest"
 	"os"
@@ -30,14 +29,15 @@ import (
 	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/internal/testkeys"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
-// update rewrites the committed vectors (testdata/golden, testdata/hostile)
+// update rewrites the committed vectors (goldenDir, hostileDir)
 // from the code: go test ./bundle -run 'Golden|HostileFiles' -update
-var update = flag.Bool("update", false, "rewrite testdata/golden and testdata/hostile")
+var update = flag.Bool("update", false, "rewrite ../testdata/golden and ../testdata/hostile/bundle")
 
 // Fixed clocks, so the bundles and approvals the tests make carry the same
 // times on every run. The ceremony happens before the export, which happens
@@ -83,7 +83,7 @@ func newWorld(t testing.TB) *world {
 	w.signer = filepath.Join(t.TempDir(), "signer")
 	w.targets = ceremonyRepo(t, w.signer)
 	w.exporter = filepath.Join(t.TempDir(), "exporter")
-	copyTree(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
+	testfs.CopyDir(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
 	return w
 }
 
@@ -500,28 +500,5 @@ func wantDigestError(t testing.TB, what string, err error, frag string) {
 	}
 	if !strings.Contains(err.Error(), frag) {
 		t.Errorf("%s: %v\nwant a message containing %q", what, err, frag)
-	}
-}
-
-// copyTree copies the regular files under src to dst.
-func copyTree(t testing.TB, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

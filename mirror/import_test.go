@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +29,7 @@ import (
 	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/internal/testkeys"
 	"github.com/coldharbor/coldharbor/trust"
@@ -87,7 +87,7 @@ func newSetup(t *testing.T) *setup {
 		SnapshotKey: testkeys.PublicOnly(s.snapshot), TimestampKey: testkeys.PublicOnly(s.timestamp)}); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, signer, s.path("isolated"))
+	testfs.CopyDir(t, signer, s.path("isolated"))
 	s.bundle, s.approval = s.makeBundle(t, "b1", testimages.MultiArch, testimages.AppOne, testimages.AppTwo)
 	return s
 }
@@ -154,7 +154,7 @@ func TestOutageThenRerun(t *testing.T) {
 	for _, st := range stages {
 		t.Run(st.name, func(t *testing.T) {
 			s := newSetup(t)
-			before := tree(t, s.path("isolated"))
+			before := testfs.TreeHash(t, s.path("isolated"), "lock")
 			s.dst.failOn = st.failOn
 			s.dst.fail.Store(true)
 			if _, err := s.importOnce(); err == nil {
@@ -162,7 +162,7 @@ func TestOutageThenRerun(t *testing.T) {
 			} else if trust.IsVerification(err) {
 				t.Fatalf("an outage was reported as a refusal: %v", err)
 			}
-			if after := tree(t, s.path("isolated")); after != before {
+			if after := testfs.TreeHash(t, s.path("isolated"), "lock"); after != before {
 				t.Fatal("a failed import changed the published repository")
 			}
 			s.dst.fail.Store(false)
@@ -217,41 +217,6 @@ func TestPublishCrashThenRerun(t *testing.T) {
 	if v.Targets.Signed.Version != 2 || v.Timestamp.Signed.Version != 1 {
 		t.Fatalf("targets v%d timestamp v%d", v.Targets.Signed.Version, v.Timestamp.Signed.Version)
 	}
-}
-
-func copyTree(t *testing.T, from, to string) {
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func tree(t *testing.T, dir string) string {
-	h := sha256.New()
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() == "lock" {
-			return err
-		}
-		b, _ := os.ReadFile(p)
-		rel, _ := filepath.Rel(dir, p)
-		h.Write([]byte(rel + "\x00"))
-		h.Write(b)
-		return nil
-	})
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // An approval whose targets carry images from an earlier approval that was
@@ -380,12 +345,12 @@ func TestForgedCarriedRootRefused(t *testing.T) {
 	}
 	fb, _ := forged.ToBytes(true)
 	rewriteApproval(t, a, af, []bundle.ApprovalRoot{{Version: 2, Bytes: fb}})
-	before := tree(t, s.path("isolated"))
+	before := testfs.TreeHash(t, s.path("isolated"), "lock")
 	_, err = s.importPair(b, a)
 	if !trust.IsVerification(err) || !strings.Contains(err.Error(), "root v2") {
 		t.Fatalf("import with a forged root v2: %v", err)
 	}
-	if tree(t, s.path("isolated")) != before {
+	if testfs.TreeHash(t, s.path("isolated"), "lock") != before {
 		t.Fatal("a refused import changed the repository")
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/coldharbor/coldharbor/internal/testfs"
 )
 
 // clientRefresh runs go-tuf's updater against dir served on loopback, with
@@ -143,7 +145,7 @@ func TestApplyRefresh(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t, time.Now())
 	site := filepath.Join(t.TempDir(), "site")
-	copyRepo(t, r.dir, site)
+	testfs.CopyDir(t, r.dir, site)
 	o := refreshOpts(r)
 	o.Force, o.Publish = true, false
 	res, err := Refresh(ctx, r.dir, o)
