@@ -15,6 +15,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
+	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
 	"github.com/coldharbor/coldharbor/mirror"
@@ -67,9 +69,9 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 				}
 				args = append(args, more...)
 			}
-			var specs []bundle.ImageSpec
+			var specs []export.ImageSpec
 			for _, a := range args {
-				s, err := bundle.ParseImageArg(a)
+				s, err := export.ParseImageArg(a)
 				if err != nil {
 					return usagef("%v", err)
 				}
@@ -91,10 +93,10 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 			ctx, cancel := withDeadline(c)
 			defer cancel()
 			out := c.String("output-file")
-			var res *bundle.ExportResult
+			var res *export.Result
 			err = writeFileAtomic(out, func(f *os.File) error {
 				var err error
-				res, err = bundle.Export(ctx, f, bundle.ExportOptions{
+				res, err = export.Write(ctx, f, export.Options{
 					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
 					Platform: platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
@@ -160,16 +162,16 @@ changed, unchanged and removed names.`,
 	}
 }
 
-func planFor(c *cli.Context, path, repo string) (*bundle.Plan, error) {
+func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return bundle.MakePlan(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo)
+	return approve.MakePlan(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo)
 }
 
-func printPlan(c *cli.Context, p *bundle.Plan, withRepo bool) {
+func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 	w := c.App.Writer
 	fmt.Fprintf(w, "bundle %s\n  created %s, for %s\n", p.IndexSHA256, p.Created, p.Destination)
 	if withRepo {
@@ -253,7 +255,7 @@ targets version in --repo, and writes a small approval bound to this bundle.`,
 				return err
 			}
 			defer closeKeys()
-			res, err := p.Sign(c.Context, bundle.SignOptions{Keys: keys, Tool: "coldharbor " + version})
+			res, err := p.Sign(c.Context, approve.Options{Keys: keys, Tool: "coldharbor " + version})
 			if err != nil {
 				return err
 			}
