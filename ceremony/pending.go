@@ -283,7 +283,7 @@ func Sign(ctx context.Context, o SignOptions) (*InitResult, error) {
 			return nil, fmt.Errorf("%s: only a public key is here: the holder's key must sign", k.URI)
 		}
 		detail := map[string]any{"source": k.URI.String()}
-		if err := recordAttestation(k, id, o.AttestationRoots, o.AllowUnattested, detail); err != nil {
+		if err := recordAttestation(k, trust.Root, id, o.AttestationRoots, o.AllowUnattested, detail); err != nil {
 			return nil, err
 		}
 		signedAny := false

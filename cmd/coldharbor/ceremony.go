@@ -100,75 +100,44 @@ interrupted after the last signature.`,
 			},
 			{
 				Name:  "rotate",
-				Usage: "make the next root version: add or remove root keys, change the threshold, renew its expiry",
-				Description: `Makes root version N+1 in the signer's repository (--repo): --add-root-key and
---remove-root-key change the root keys, --root-threshold the threshold, and
---root-expires the expiry (a rotation that changes no key renews the root).
+				Usage: "make the next root version: change the keys and thresholds of any role, renew its expiry",
+				Description: `Makes root version N+1 in the signer's repository (--repo). Root keys:
+--add-root-key, --remove-root-key, --root-threshold. Targets keys:
+--targets-key (add), --targets-threshold. Online keys: --snapshot-key and
+--timestamp-key replace that role's key (a public-key PEM when the private
+key lives on the isolated side). --remove-key KEYID removes a key from every
+role that names it. --root-expires sets the expiry (a rotation that changes
+no key renews the root).
 
 It must be signed (--key, repeat) by the current root's threshold of keys and
 by the new root's own threshold, as every TUF client checks; a key in both
-counts for both. It is verified as a client would update to it, published and
-pinned here, and recorded in the transcript. The next approval carries it to
-the isolated side, whose import verifies and publishes it. Targets, snapshot
-and timestamp keys are not rotated by this command.`,
+counts for both. When the targets keys or threshold change, the current
+targets are re-signed in the same sitting by the new targets keys: give their
+threshold with --key too. Everything is verified as a client would update to
+it, published and pinned here, and recorded in the transcript.
+
+The next approval (or an 'export --renew' bundle signed now) carries the new
+root to the isolated side; its import verifies and publishes it and from then
+on needs the new --snapshot-key and --timestamp-key there (the old ones are
+refused, naming the rotation).`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "repo", Usage: "the signer's repository in `DIR`"},
 					&cli.StringSliceFlag{Name: "add-root-key", Usage: "a new root key `URI` (repeat)"},
 					&cli.StringSliceFlag{Name: "remove-root-key", Usage: "remove the root key with this `KEYID` (repeat)"},
 					&cli.IntFlag{Name: "root-threshold", Usage: "the new root threshold `M` (default: unchanged)"},
+					&cli.StringSliceFlag{Name: "targets-key", Usage: "a new targets key `URI` (repeat)"},
+					&cli.IntFlag{Name: "targets-threshold", Usage: "the new targets threshold `M` (default: unchanged)"},
+					&cli.StringFlag{Name: "snapshot-key", Usage: "replace the snapshot key with this `URI` or public-key PEM"},
+					&cli.StringFlag{Name: "timestamp-key", Usage: "replace the timestamp key with this `URI` or public-key PEM"},
+					&cli.StringSliceFlag{Name: "remove-key", Usage: "remove the key with this `KEYID` from every role (repeat)"},
 					&cli.StringFlag{Name: "root-expires", Usage: "the new root is valid for `DURATION`", Value: "365d"},
-					&cli.StringSliceFlag{Name: "key", Usage: "a key `URI` that signs the new root (repeat)"},
+					&cli.StringFlag{Name: "targets-expires", Usage: "re-signed targets are valid for `DURATION`", Value: "90d"},
+					&cli.StringSliceFlag{Name: "key", Usage: "a key `URI` that signs the new root or the re-signed targets (repeat)"},
 					&cli.StringFlag{Name: "attestation-ca", Usage: "verify added hardware keys' attestations against this CA `FILE`"},
 					&cli.BoolFlag{Name: "allow-unattested", Usage: "accept an added hardware key whose attestation does not verify"},
 					outputFlag(),
 				},
-				Action: func(c *cli.Context) error {
-					asJSON, err := jsonOutput(c)
-					if err != nil {
-						return err
-					}
-					if c.String("repo") == "" || len(c.StringSlice("key")) == 0 {
-						return usagef("--repo and --key are required")
-					}
-					exp, err := trust.ParseDuration(c.String("root-expires"))
-					if err != nil {
-						return usagef("--root-expires: %v", err)
-					}
-					roots, err := attestationRoots(c.String("attestation-ca"))
-					if err != nil {
-						return err
-					}
-					var added []*hsm.Key
-					for _, u := range c.StringSlice("add-root-key") {
-						k, err := hsm.Open(c.Context, u, publicOnly(u, e)...)
-						if err != nil {
-							return err
-						}
-						defer k.Close()
-						added = append(added, k)
-					}
-					keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
-					if err != nil {
-						return err
-					}
-					defer closeKeys()
-					res, err := ceremony.Rotate(c.Context, ceremony.RotateOptions{Dir: c.String("repo"), AddRootKeys: added,
-						RemoveRootKeys: c.StringSlice("remove-root-key"), RootThreshold: c.Int("root-threshold"), Expiry: exp,
-						Keys: keys, AttestationRoots: roots, AllowUnattested: c.Bool("allow-unattested")})
-					if err != nil {
-						return err
-					}
-					if asJSON {
-						return writeJSON(c.App.Writer, res)
-					}
-					w := c.App.Writer
-					fmt.Fprintf(w, "Root v%d: threshold %d of %d, expires %s, signed by %d key(s)\n", res.Version, res.Threshold, len(res.RootKeys), res.Expires, len(res.SignedBy))
-					for _, id := range res.RootKeys {
-						fmt.Fprintf(w, "  %s\n", id)
-					}
-					fmt.Fprintf(w, "root v%d sha256: %s\ntranscript sha256: %s\n(the next approval carries this root to the isolated side)\n", res.Version, res.RootSHA256, res.TranscriptHead)
-					return nil
-				},
+				Action: func(c *cli.Context) error { return ceremonyRotate(c, e) },
 			},
 			{
 				Name:  "verify",
@@ -389,4 +358,90 @@ func sourceOf(res *ceremony.InitResult, role, id string) string {
 		}
 	}
 	return ""
+}
+
+func ceremonyRotate(c *cli.Context, e env) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	if c.String("repo") == "" || len(c.StringSlice("key")) == 0 {
+		return usagef("--repo and --key are required")
+	}
+	o := ceremony.RotateOptions{Dir: c.String("repo"), RemoveRootKeys: c.StringSlice("remove-root-key"), RemoveKeys: c.StringSlice("remove-key"),
+		RootThreshold: c.Int("root-threshold"), TargetsThreshold: c.Int("targets-threshold"), AllowUnattested: c.Bool("allow-unattested")}
+	if o.Expiry, err = trust.ParseDuration(c.String("root-expires")); err != nil {
+		return usagef("--root-expires: %v", err)
+	}
+	if o.TargetsExpiry, err = trust.ParseDuration(c.String("targets-expires")); err != nil {
+		return usagef("--targets-expires: %v", err)
+	}
+	if o.AttestationRoots, err = attestationRoots(c.String("attestation-ca")); err != nil {
+		return err
+	}
+	var opened []*hsm.Key
+	defer func() {
+		for _, k := range opened {
+			k.Close()
+		}
+	}()
+	open := func(uris ...string) ([]*hsm.Key, error) {
+		var keys []*hsm.Key
+		for _, u := range uris {
+			if u == "" {
+				keys = append(keys, nil)
+				continue
+			}
+			k, err := hsm.Open(c.Context, u, publicOnly(u, e)...)
+			if err != nil {
+				return nil, err
+			}
+			opened = append(opened, k)
+			keys = append(keys, k)
+		}
+		return keys, nil
+	}
+	if o.AddRootKeys, err = open(c.StringSlice("add-root-key")...); err != nil {
+		return err
+	}
+	if o.AddTargetsKeys, err = open(c.StringSlice("targets-key")...); err != nil {
+		return err
+	}
+	online, err := open(c.String("snapshot-key"), c.String("timestamp-key"))
+	if err != nil {
+		return err
+	}
+	o.SnapshotKey, o.TimestampKey = online[0], online[1]
+	keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	o.Keys = keys
+	res, err := ceremony.Rotate(c.Context, o)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	printRotation(c, res)
+	return nil
+}
+
+func printRotation(c *cli.Context, res *ceremony.RotateResult) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "Root v%d: expires %s, signed by %d root key(s); changed: %s\n", res.Version, res.Expires, len(res.SignedBy), strings.Join(res.Changed, ", "))
+	for _, r := range []string{trust.Root, trust.Targets, trust.Snapshot, trust.Timestamp} {
+		rk := res.Roles[r]
+		fmt.Fprintf(w, "%s (threshold %d of %d):\n", r, rk.Threshold, len(rk.KeyIDs))
+		for _, id := range rk.KeyIDs {
+			fmt.Fprintf(w, "  %s\n", id)
+		}
+	}
+	fmt.Fprintf(w, "root v%d sha256: %s\n", res.Version, res.RootSHA256)
+	if res.TargetsVersion > 0 {
+		fmt.Fprintf(w, "targets v%d re-signed by %d new targets key(s), sha256: %s\n", res.TargetsVersion, len(res.TargetsSignedBy), res.TargetsSHA256)
+	}
+	fmt.Fprintf(w, "transcript sha256: %s\n(the next approval carries this root to the isolated side)\n", res.TranscriptHead)
 }
