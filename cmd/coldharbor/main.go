@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -164,6 +165,26 @@ func hintFor(err error) string {
 		return "check COLDHARBOR_PASSWORD (or COSIGN_PASSWORD): it must be the password the key was generated with"
 	case errors.Is(err, hsm.ErrNoSecret):
 		return "export COLDHARBOR_PASSWORD (file keys) or COLDHARBOR_PIN (YubiKeys), or run in a terminal to be asked"
+	case errors.As(err, new(*hsm.PINError)):
+		return "check COLDHARBOR_PIN (or what you typed): every wrong PIN uses up a try"
+	case errors.Is(err, hsm.ErrPINBlocked):
+		return "unblock the PIN first: a YubiKey's with its PUK (ykman piv access unblock-pin), a PKCS#11 token's by its security officer"
+	case errors.Is(err, hsm.ErrNoCard):
+		return "plug the YubiKey in and check that pcscd runs; 'coldharbor keys list' shows what this machine sees"
+	case errors.Is(err, hsm.ErrKeyExists):
+		return "pass --force to replace it (the old key is lost for good)"
+	case errors.Is(err, hsm.ErrNoKey):
+		return "generate one first: coldharbor keys generate URI"
+	case errors.Is(err, hsm.ErrObjectNotFound), errors.Is(err, hsm.ErrObjectAmbiguous):
+		return "'coldharbor keys list --pkcs11-module PATH' shows the keys of the module's tokens and the URI of each"
+	case errors.Is(err, hsm.ErrNotSupported):
+		return "use a file: key (coldharbor keys generate file:PATH), or a coldharbor built with cgo (make build)"
+	case errors.Is(err, hsm.ErrAttestation):
+		return "was the key generated on this device? with simulated keys pass --attestation-ca; to accept the key anyway pass --allow-unattested (recorded in the transcript)"
+	case errors.Is(err, ceremony.ErrRepositoryExists):
+		return "rotate its root with 'coldharbor ceremony rotate', or pass --force to start over (discarding this root of trust)"
+	case errors.Is(err, ceremony.ErrPending):
+		return "each missing holder runs 'coldharbor ceremony sign --repo DIR --key URI' ('coldharbor ceremony status' shows who is missing); 'ceremony init --force' starts over"
 	case errors.Is(err, os.ErrNotExist):
 		return "check the path; keys are named by URI, e.g. file:root1.key"
 	case trust.IsVerification(err), errors.As(err, new(*bundle.DigestError)):
