@@ -207,6 +207,18 @@ type FormatError struct {
 	Reason string
 }
 
+// As makes a format error a refusal: errors.As finds a
+// *trust.VerificationError (What: bundle) in it, so callers check one type.
+func (e *FormatError) As(target any) bool { return asRefusal(e, target) }
+
+func asRefusal(err error, target any) bool {
+	v, ok := target.(**trust.VerificationError)
+	if ok {
+		*v = &trust.VerificationError{What: trust.WhatBundle, Err: err}
+	}
+	return ok
+}
+
 func (e *FormatError) Error() string {
 	if e.Member != "" {
 		return fmt.Sprintf("%s: member %q: %s", e.File, e.Member, e.Reason)

@@ -184,6 +184,9 @@ type DigestError struct {
 	Want, Got string
 }
 
+// As makes a digest mismatch a refusal, as FormatError.As does.
+func (e *DigestError) As(target any) bool { return asRefusal(e, target) }
+
 func (e *DigestError) Error() string {
 	return fmt.Sprintf("%s: content has digest %s, expected %s (tampered or corrupt)", e.Member, e.Got, e.Want)
 }

@@ -28,6 +28,14 @@ import (
 	"github.com/coldharbor/coldharbor/trust"
 )
 
+// ErrOnlineKeys: an import signs a new snapshot and timestamp, so it needs
+// both private keys.
+var ErrOnlineKeys = errors.New("import signs a new snapshot and timestamp: it needs the snapshot and timestamp private keys")
+
+// ErrOtherDestination: the bundle names another registry in the cosign
+// payloads its approval signs.
+var ErrOtherDestination = errors.New("the bundle was exported for another registry")
+
 // ImportOptions configure Import.
 type ImportOptions struct {
 	Repo     string // the isolated side's TUF repository
@@ -110,7 +118,7 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 		o.Jobs = 4
 	}
 	if o.SnapshotKey == nil || !o.SnapshotKey.Private() || o.TimestampKey == nil || !o.TimestampKey.Private() {
-		return nil, fmt.Errorf("import signs a new snapshot and timestamp: give --snapshot-key and --timestamp-key with their private keys")
+		return nil, ErrOnlineKeys
 	}
 	unlock, err := trust.Lock(ctx, o.Repo)
 	if err != nil {
@@ -197,7 +205,7 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 }
 
 func refuse(role string, version int64, format string, a ...any) error {
-	return &trust.VerificationError{Role: role, Version: version, Reason: fmt.Sprintf(format, a...)}
+	return &trust.VerificationError{What: role, Version: version, Reason: fmt.Sprintf(format, a...)}
 }
 
 // verify does every check that needs no blob, then reads the manifests.
@@ -217,11 +225,11 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		}
 	}()
 	if af.Approval.Bundle != b.Ref() {
-		return nil, refuse("approval", 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Ref().IndexSHA256)
+		return nil, refuse(trust.WhatApproval, 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Ref().IndexSHA256)
 	}
 	dest := b.Destination()
 	if strings.TrimSuffix(registry, "/") != strings.TrimSuffix(dest, "/") {
-		return nil, refuse("bundle", 0, "exported for %s, not %s: the signed cosign payloads name %s (pass --registry %s)", dest, registry, dest, dest)
+		return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("exported for %s, not %s: the signed cosign payloads name %s", dest, registry, dest), Err: ErrOtherDestination}
 	}
 	// Root versions the approval carries (a rotation on the signer's side):
 	// each verified as a client updates to it, by the trusted root's
@@ -242,7 +250,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		for _, s := range nt.Signatures {
 			signed = append(signed, s.KeyID)
 		}
-		return nil, &trust.VerificationError{Role: trust.Targets, Version: v, KeyIDs: signed,
+		return nil, &trust.VerificationError{What: trust.Targets, Version: v, KeyIDs: signed,
 			Reason: fmt.Sprintf("not signed by %d of the targets keys of root v%d (%s)", threshold, root.Signed.Version, strings.Join(shortIDs(ids), ", ")), Err: err}
 	}
 	if v != af.Approval.TargetsVersion {
@@ -252,7 +260,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		return nil, refuse(trust.Targets, v, "not newer than the published targets v%d (rollback or a bundle already imported)", st.PublishedTargets)
 	}
 	if nt.Signed.IsExpired(now) {
-		return nil, &trust.VerificationError{Role: trust.Targets, Version: v, Reason: "expired", Expires: nt.Signed.Expires}
+		return nil, &trust.VerificationError{What: trust.Targets, Version: v, Reason: "expired", Expires: nt.Signed.Expires}
 	}
 	cosignPub, err := bundle.CosignPub(root)
 	if err != nil {
@@ -271,7 +279,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	for _, img := range b.Images() {
 		inBundle[img.Name] = true
 		if err := trust.CheckTargetName(img.Name); err != nil {
-			return nil, refuse("bundle", 0, "%v", err)
+			return nil, refuse(trust.WhatBundle, 0, "%v", err)
 		}
 		t, ok := nt.Signed.Targets[img.Name]
 		if !ok {
@@ -316,7 +324,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		ip := imagePlan{img: img, repo: repo, payload: b.PayloadOf(img)}
 		want, err := bundle.Payload(dest, img)
 		if err != nil || string(want) != string(ip.payload) {
-			return nil, refuse("cosign", 0, "the payload for %s does not name %s", img.Name, img.Digest)
+			return nil, refuse(trust.WhatCosign, 0, "the payload for %s does not name %s", img.Name, img.Digest)
 		}
 		signedBy := map[string]bool{}
 		for _, s := range af.Approval.Signatures {
@@ -326,21 +334,21 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 			// One signature per key and image (the format says so): copies
 			// would only grow the signature manifest past what registries take.
 			if signedBy[s.KeyID] {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("the approval holds two signatures on %s by the same key", img.Name)}
+				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("the approval holds two signatures on %s by the same key", img.Name)}
 			}
 			signedBy[s.KeyID] = true
 			pub, ok := keys[s.KeyID]
 			if !ok {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s is by a key that is not a targets key", img.Name)}
+				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s is by a key that is not a targets key", img.Name)}
 			}
 			raw, err := base64.StdEncoding.DecodeString(s.Signature)
 			if err != nil || hsm.VerifySignature(pub, ip.payload, raw) != nil {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s does not verify", img.Name)}
+				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s does not verify", img.Name)}
 			}
 			ip.sigs = append(ip.sigs, s.Signature)
 		}
 		if len(ip.sigs) == 0 {
-			return nil, refuse("cosign", 0, "no signature by a targets key for %s", img.Name)
+			return nil, refuse(trust.WhatCosign, 0, "no signature by a targets key for %s", img.Name)
 		}
 		// Built now so that nothing about it can fail after tags are pushed.
 		if ip.sigImage, err = signatureImage(ip.payload, ip.sigs); err != nil {
@@ -370,38 +378,38 @@ func (p *plan) readManifests(ctx context.Context) error {
 		var walk func(digest string, mt types.MediaType, size int64, depth int) error
 		walk = func(digest string, mt types.MediaType, size int64, depth int) error {
 			if depth > 4 {
-				return refuse("bundle", 0, "%s: indexes nested more than 4 deep", ip.img.Name)
+				return refuse(trust.WhatBundle, 0, "%s: indexes nested more than 4 deep", ip.img.Name)
 			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			if seen, ok := visited[digest]; ok {
 				if seen != size {
-					return refuse("bundle", 0, "manifest %s is listed with sizes %d and %d", digest, seen, size)
+					return refuse(trust.WhatBundle, 0, "manifest %s is listed with sizes %d and %d", digest, seen, size)
 				}
 				return nil
 			}
 			visited[digest] = size
 			if total++; total > bundle.MaxManifests {
-				return refuse("bundle", 0, "more than %d manifests", bundle.MaxManifests)
+				return refuse(trust.WhatBundle, 0, "more than %d manifests", bundle.MaxManifests)
 			}
 			raw, err := p.b.ReadBlob(digest, bundle.MaxManifestSize)
 			if err != nil {
 				return err
 			}
 			if int64(len(raw)) != size {
-				return refuse("bundle", 0, "manifest %s is %d bytes, its parent says %d", digest, len(raw), size)
+				return refuse(trust.WhatBundle, 0, "manifest %s is %d bytes, its parent says %d", digest, len(raw), size)
 			}
 			reached[digest] = true
 			switch {
 			case mt.IsIndex():
 				im, err := v1.ParseIndexManifest(strings.NewReader(string(raw)))
 				if err != nil {
-					return refuse("bundle", 0, "index %s: %v", digest, err)
+					return refuse(trust.WhatBundle, 0, "index %s: %v", digest, err)
 				}
 				for _, c := range im.Manifests {
 					if !c.MediaType.IsIndex() && !c.MediaType.IsImage() {
-						return refuse("bundle", 0, "index %s lists %s of media type %q: only image manifests and indexes are carried", digest, c.Digest, c.MediaType)
+						return refuse(trust.WhatBundle, 0, "index %s lists %s of media type %q: only image manifests and indexes are carried", digest, c.Digest, c.MediaType)
 					}
 					if err := walk(c.Digest.String(), c.MediaType, c.Size, depth+1); err != nil {
 						return err
@@ -410,7 +418,7 @@ func (p *plan) readManifests(ctx context.Context) error {
 			case mt.IsImage():
 				m, err := v1.ParseManifest(strings.NewReader(string(raw)))
 				if err != nil {
-					return refuse("bundle", 0, "manifest %s: %v", digest, err)
+					return refuse(trust.WhatBundle, 0, "manifest %s: %v", digest, err)
 				}
 				for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
 					if err := p.addBlob(ip, d); err != nil {
@@ -418,7 +426,7 @@ func (p *plan) readManifests(ctx context.Context) error {
 					}
 				}
 			default:
-				return refuse("bundle", 0, "%s: media type %s is neither an image nor an index", digest, mt)
+				return refuse(trust.WhatBundle, 0, "%s: media type %s is neither an image nor an index", digest, mt)
 			}
 			ip.manifests = append(ip.manifests, manifestPush{digest: digest, mediaType: mt, raw: raw})
 			return nil
@@ -432,7 +440,7 @@ func (p *plan) readManifests(ctx context.Context) error {
 	}
 	for _, d := range p.b.Blobs() {
 		if !reached[d] {
-			return refuse("bundle", 0, "blob %s is not referenced by any signed image", d)
+			return refuse(trust.WhatBundle, 0, "blob %s is not referenced by any signed image", d)
 		}
 	}
 	return nil
@@ -441,10 +449,10 @@ func (p *plan) readManifests(ctx context.Context) error {
 func (p *plan) addBlob(ip *imagePlan, d v1.Descriptor) error {
 	size, ok := p.b.HasBlob(d.Digest.String())
 	if !ok {
-		return refuse("bundle", 0, "%s needs blob %s, which the bundle lacks", ip.img.Name, d.Digest)
+		return refuse(trust.WhatBundle, 0, "%s needs blob %s, which the bundle lacks", ip.img.Name, d.Digest)
 	}
 	if size != d.Size {
-		return refuse("bundle", 0, "blob %s is %d bytes, its manifest says %d", d.Digest, size, d.Size)
+		return refuse(trust.WhatBundle, 0, "blob %s is %d bytes, its manifest says %d", d.Digest, size, d.Size)
 	}
 	bp, ok := p.blobs[d.Digest.String()]
 	if !ok {
@@ -487,7 +495,7 @@ func pushBlobs(ctx context.Context, p *plan, ropts []remote.Option, o ImportOpti
 				if err := remote.WriteLayer(repo, layer, withCtx(gctx, ropts)...); err != nil {
 					var de *bundle.DigestError
 					if errors.As(err, &de) {
-						return &trust.VerificationError{Role: "bundle", Reason: "blob does not match its digest (nothing was tagged)", Err: de}
+						return &trust.VerificationError{What: trust.WhatBundle, Reason: "blob does not match its digest (nothing was tagged)", Err: de}
 					}
 					return fmt.Errorf("uploading blob %s to %s: %w", bp.digest, repo, err)
 				}

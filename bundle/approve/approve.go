@@ -62,7 +62,7 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 			return nil, &bundle.FormatError{File: file, Reason: err.Error()}
 		}
 		if !bytes.Equal(want, head.Payloads[img.Payload]) {
-			return nil, &trust.VerificationError{Role: "bundle", Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, img.Digest, head.Index.Destination)}
+			return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, img.Digest, head.Index.Destination)}
 		}
 	}
 	p := &Plan{Head: head, IndexSHA256: head.IndexSHA256, Destination: head.Index.Destination,
@@ -86,16 +86,16 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	for v, b := range head.Roots {
 		mine, ok := st.RootRaw[v]
 		if !ok {
-			return nil, &trust.VerificationError{Role: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
+			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
 		}
 		if !bytes.Equal(mine, b) {
-			return nil, &trust.VerificationError{Role: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
+			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
 		}
 	}
 	p.Current = st.Targets.Signed.Version
 	p.NewVersion = p.Current + 1
 	if p.BundleBase > p.Current {
-		return nil, &trust.VerificationError{Role: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
+		return nil, &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
 	}
 	p.Rebased = p.BundleBase != p.Current
 	cur := st.Targets.Signed.Targets
@@ -128,7 +128,7 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 			return nil, &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
 		}
 		if err := sameTargets(want, got); err != nil {
-			return nil, &trust.VerificationError{Role: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+			return nil, &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
 		}
 	}
 	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
@@ -204,7 +204,7 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 		}
 		seen[id] = true
 		if !allowed[id] {
-			return nil, &trust.VerificationError{Role: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
+			return nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
 		}
 		if !k.Private() {
 			return nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -51,6 +52,9 @@ func parseRef(s string) (name.Reference, error) {
 	// Strict: no silent "latest", no guessing at what was meant.
 	return name.ParseReference(s, name.StrictValidation)
 }
+
+// ErrNothing: no image, no removal and no renewal asked for.
+var ErrNothing = errors.New("nothing to export: no image, no removal, and no renewal")
 
 // Options configure Write.
 type Options struct {
@@ -118,7 +122,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		now = time.Now()
 	}
 	if len(o.Images) == 0 && len(o.Removals) == 0 && !o.Renew {
-		return nil, fmt.Errorf("nothing to export: give at least one image (or --remove, or --renew to only renew the targets' expiry)")
+		return nil, ErrNothing
 	}
 	if err := bundle.ValidDestination(o.Destination); err != nil {
 		return nil, err
@@ -187,7 +191,7 @@ func checkRemovals(st *trust.State, idx *bundle.Index) error {
 			return err
 		}
 		if _, ok := st.Targets.Signed.Targets[r]; !ok {
-			return fmt.Errorf("--remove %s: no such target in targets v%d", r, st.Targets.Signed.Version)
+			return fmt.Errorf("cannot remove %s: no such target in targets v%d", r, st.Targets.Signed.Version)
 		}
 		for _, img := range idx.Images {
 			if img.Name == r {
