@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -133,6 +134,9 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 		Removals: append([]string{}, o.Removals...)}
 	seen := map[string]string{}
 	var tops []v1.Descriptor
+	var indexes []v1.Hash        // the indexes whose copies go in the head
+	nextPayload := len(o.Images) // children's payloads are numbered after the images'
+
 	for i, spec := range o.Images {
 		img, desc, err := c.resolve(spec, o.Platform)
 		if err != nil {
@@ -143,6 +147,9 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 		}
 		seen[img.Name] = spec.Source
 		img.Payload = fmt.Sprintf("%s%d.json", headPayloadPrefx, i)
+		if indexes, err = c.children(&img, indexes, &nextPayload); err != nil {
+			return nil, err
+		}
 		idx.Images = append(idx.Images, img)
 		desc.Annotations = map[string]string{"org.opencontainers.image.ref.name": img.Name}
 		tops = append(tops, desc)
@@ -178,12 +185,22 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 	for _, v := range versions {
 		head = append(head, file{fmt.Sprintf("%s%d.root.json", headRootPrefix, v), st.RootRaw[v]})
 	}
-	for _, img := range idx.Images {
-		p, err := Payload(o.Destination, img)
-		if err != nil {
-			return nil, err
+	for _, children := range []bool{false, true} {
+		for _, img := range idx.Images {
+			for _, sd := range img.SignedDigests() {
+				if (sd.Digest != img.Digest) != children {
+					continue
+				}
+				p, err := DigestPayload(o.Destination, img.Name, sd.Digest)
+				if err != nil {
+					return nil, err
+				}
+				head = append(head, file{sd.Payload, p})
+			}
 		}
-		head = append(head, file{img.Payload, p})
+	}
+	for _, h := range indexes {
+		head = append(head, file{IndexCopyName(h.String()), c.manifests[h]})
 	}
 	layoutIdx, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: tops})
 	if err != nil {
@@ -239,6 +256,44 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 	}
 	sum := member(IndexName, raw)
 	return &ExportResult{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared}, nil
+}
+
+// children lists the manifests img's index reaches, each with the payload
+// member it will be signed through, and adds the indexes among them (and
+// img's own) to indexes, once each.
+func (c *collector) children(img *Image, indexes []v1.Hash, next *int) ([]v1.Hash, error) {
+	get := func(d string) ([]byte, bool) {
+		h, err := v1.NewHash(d)
+		if err != nil {
+			return nil, false
+		}
+		b, ok := c.manifests[h]
+		return b, ok
+	}
+	kids, err := Descendants(img.Digest, img.MediaType, get)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", img.Name, err)
+	}
+	addIndex := func(h v1.Hash) {
+		if !slices.Contains(indexes, h) {
+			indexes = append(indexes, h)
+		}
+	}
+	if types.MediaType(img.MediaType).IsIndex() {
+		h, err := v1.NewHash(img.Digest)
+		if err != nil {
+			return nil, err
+		}
+		addIndex(h)
+	}
+	for _, k := range kids {
+		img.Children = append(img.Children, Child{Digest: k.Digest.String(), Payload: fmt.Sprintf("%s%d.json", headPayloadPrefx, *next)})
+		*next++
+		if k.MediaType.IsIndex() {
+			addIndex(k.Digest)
+		}
+	}
+	return indexes, nil
 }
 
 // resolve fetches an image's top manifest and walks everything it references.
@@ -552,10 +607,16 @@ func ApplyIndex(base *metadata.Metadata[metadata.TargetsType], idx *Index, now t
 // Payload is the cosign simple-signing payload for img pushed under dest:
 // {"critical":{"identity":{"docker-reference":DEST/REPO},"image":{"docker-manifest-digest":…},…}}.
 func Payload(dest string, img Image) ([]byte, error) {
-	repoName, _, _ := strings.Cut(img.Name, ":")
-	d, err := name.NewDigest(strings.TrimSuffix(dest, "/")+"/"+repoName+"@"+img.Digest, name.StrictValidation)
+	return DigestPayload(dest, img.Name, img.Digest)
+}
+
+// DigestPayload is the cosign payload for the manifest digest in the
+// repository of target name under dest: an image's or one of its children's.
+func DigestPayload(dest, target, digest string) ([]byte, error) {
+	repoName, _, _ := strings.Cut(target, ":")
+	d, err := name.NewDigest(strings.TrimSuffix(dest, "/")+"/"+repoName+"@"+digest, name.StrictValidation)
 	if err != nil {
-		return nil, fmt.Errorf("image %s under %s: %w", img.Name, dest, err)
+		return nil, fmt.Errorf("image %s under %s: %w", target, dest, err)
 	}
 	return payload.Cosign{Image: d}.MarshalJSON()
 }
