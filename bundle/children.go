@@ -84,9 +84,9 @@ func Descendants(top string, mediaType string, get func(digest string) ([]byte, 
 	return out, nil
 }
 
-// checkChildren compares the children an index lists for img with those
+// CheckChildren compares the children an index lists for img with those
 // its index bytes reach: a signer signs nothing the image does not hold.
-func checkChildren(img Image, get func(string) ([]byte, bool)) error {
+func CheckChildren(img Image, get func(string) ([]byte, bool)) error {
 	want, err := Descendants(img.Digest, img.MediaType, get)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", img.Name, err)

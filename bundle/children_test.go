@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
 )
 
 // The signer signs a child manifest only when the image's index, carried in
@@ -76,7 +77,7 @@ func TestSignerSignsOnlyTheIndexChildren(t *testing.T) {
 			if c.name != "index copy missing" {
 				syncIndex(t, e)
 			}
-			_, err := bundle.MakePlan(t.Context(), bytes.NewReader(writeTar(t, e)), "bundle.tar", "")
+			_, err := approve.MakePlan(t.Context(), bytes.NewReader(writeTar(t, e)), "bundle.tar", "")
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("MakePlan: %v, want an error with %q", err, c.want)
 			}

@@ -1,9 +1,11 @@
-// Package bundle owns the transfer formats of DESIGN.md: the bundle (one tar
-// holding the images, their digests and the pending TUF targets) and the
-// approval (the signed targets and cosign signatures, bound to one bundle).
-// It exports on the connected side and signs on the air-gapped side; the
-// importer reads both through this package. docs/bundle-format.md is the
-// specification; the limits below are part of it.
+// Package bundle owns the transfer formats of docs/bundle-format.md: the
+// bundle (one tar holding the images, their digests and the pending TUF
+// targets), the approval (the signed targets and cosign signatures, bound to
+// one bundle) and the refresh bundle — their readers, their writers and
+// what they mean for TUF targets. It moves nothing itself: bundle/export
+// writes bundles on the connected side, bundle/approve signs on the
+// air-gapped side, and mirror imports through this package. The limits
+// below are part of the specification.
 package bundle
 
 import (
@@ -42,8 +44,8 @@ const (
 	ApprovalTargets  = "targets.json"
 	ApprovalCosign   = "cosign.pub"
 	approvalRootPfx  = "root/"
-	// maxApprovalRoots bounds the root versions one approval carries.
-	maxApprovalRoots = 64
+	// MaxApprovalRoots bounds the root versions one approval carries.
+	MaxApprovalRoots = 64
 )
 
 // Hard limits. A reader refuses anything beyond them before allocating.

@@ -17,6 +17,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
@@ -186,7 +187,7 @@ func TestGolden(t *testing.T) {
 	// MakePlan against (a copy of) the golden repo still says plan.json.
 	repo := filepath.Join(t.TempDir(), "repo")
 	testfs.CopyDir(t, filepath.Join(goldenDir, "repo"), repo)
-	p, err := bundle.MakePlan(context.Background(), bytes.NewReader(bundleTar), "bundle.tar", repo)
+	p, err := approve.MakePlan(context.Background(), bytes.NewReader(bundleTar), "bundle.tar", repo)
 	if err != nil {
 		t.Fatalf("MakePlan: %v", err)
 	}

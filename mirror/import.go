@@ -208,12 +208,12 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 			b.Close()
 		}
 	}()
-	idx := b.Head.Index
-	if af.Approval.Bundle.IndexSHA256 != b.Head.IndexSHA256 || af.Approval.Bundle.IndexSize != int64(len(b.Head.IndexRaw)) {
-		return nil, refuse("approval", 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Head.IndexSHA256)
+	if af.Approval.Bundle != b.Ref() {
+		return nil, refuse("approval", 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Ref().IndexSHA256)
 	}
-	if strings.TrimSuffix(registry, "/") != strings.TrimSuffix(idx.Destination, "/") {
-		return nil, refuse("bundle", 0, "exported for %s, not %s: the signed cosign payloads name %s (pass --registry %s)", idx.Destination, registry, idx.Destination, idx.Destination)
+	dest := b.Destination()
+	if strings.TrimSuffix(registry, "/") != strings.TrimSuffix(dest, "/") {
+		return nil, refuse("bundle", 0, "exported for %s, not %s: the signed cosign payloads name %s (pass --registry %s)", dest, registry, dest, dest)
 	}
 	// Root versions the approval carries (a rotation on the signer's side):
 	// each verified as a client updates to it, by the trusted root's
@@ -260,7 +260,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	// this bundle present in it.
 	p := &plan{b: b, targets: nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: newRoots}
 	inBundle := map[string]bool{}
-	for _, img := range idx.Images {
+	for _, img := range b.Images() {
 		inBundle[img.Name] = true
 		if err := trust.CheckTargetName(img.Name); err != nil {
 			return nil, refuse("bundle", 0, "%v", err)
@@ -272,7 +272,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		if t.Length != img.Size || "sha256:"+t.Hashes["sha256"].String() != img.Digest {
 			return nil, refuse(trust.Targets, v, "image %s: the bundle has %s (%d bytes), the signed target is sha256:%s (%d bytes)", img.Name, img.Digest, img.Size, t.Hashes["sha256"], t.Length)
 		}
-		if custom(t).Bundle != b.Head.IndexSHA256 {
+		if custom(t).Bundle != b.Ref().IndexSHA256 {
 			return nil, refuse(trust.Targets, v, "target %s was signed for bundle %q, not this one", img.Name, custom(t).Bundle)
 		}
 	}
@@ -283,7 +283,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		if inBundle[n] || n == bundle.CosignPubTarget {
 			continue
 		}
-		if custom(t).Bundle == b.Head.IndexSHA256 {
+		if custom(t).Bundle == b.Ref().IndexSHA256 {
 			return nil, refuse(trust.Targets, v, "target %s is bound to this bundle but not in it", n)
 		}
 		var old *metadata.TargetFiles
@@ -300,13 +300,13 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	if err != nil {
 		return nil, err
 	}
-	for _, img := range idx.Images {
+	for _, img := range b.Images() {
 		repo, err := name.NewRepository(strings.TrimSuffix(registry, "/")+"/"+strings.SplitN(img.Name, ":", 2)[0], name.StrictValidation)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", img.Name, err)
 		}
 		ip := imagePlan{img: img, repo: repo}
-		if ip.sigs, err = imageSignatures(idx.Destination, b.Head, af.Approval.Signatures, img, repo, keys); err != nil {
+		if ip.sigs, err = imageSignatures(dest, b.PayloadBytes, af.Approval.Signatures, img, repo, keys); err != nil {
 			return nil, err
 		}
 		p.images = append(p.images, ip)

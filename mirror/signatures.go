@@ -36,10 +36,10 @@ type sigPush struct {
 // each child's: every payload exactly the one for its digest, every
 // signature by a targets key and verifying, at least one for each digest,
 // one per key. It returns one signature manifest per digest.
-func imageSignatures(dest string, head *bundle.Head, all []bundle.Signature, img bundle.Image, repo name.Repository, keys map[string]crypto.PublicKey) ([]*sigPush, error) {
+func imageSignatures(dest string, payloads func(member string) []byte, all []bundle.Signature, img bundle.Image, repo name.Repository, keys map[string]crypto.PublicKey) ([]*sigPush, error) {
 	var out []*sigPush
 	for _, sd := range img.SignedDigests() {
-		sp := &sigPush{image: img.Name, repo: repo, digest: sd.Digest, payload: head.Payloads[sd.Payload], keys: map[string]crypto.PublicKey{}}
+		sp := &sigPush{image: img.Name, repo: repo, digest: sd.Digest, payload: payloads(sd.Payload), keys: map[string]crypto.PublicKey{}}
 		want, err := bundle.DigestPayload(dest, img.Name, sd.Digest)
 		if err != nil || string(want) != string(sp.payload) {
 			return nil, refuse("cosign", 0, "the payload for %s does not name %s", img.Name, sd.Digest)
