@@ -6,7 +6,6 @@ package mirror
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,7 +62,11 @@ type ImportResult struct {
 	BlobsMounted int   `json:"blobs_mounted"`
 	BytesPushed  int64 `json:"bytes_pushed"`
 	Manifests    int   `json:"manifests"`
-	Signatures   int   `json:"signature_manifests"`
+	// Signatures counts the signature manifests in place, one per
+	// repository and signed digest (images and their platform manifests);
+	// SignaturesPresent of them were already there with our signatures.
+	Signatures        int `json:"signature_manifests"`
+	SignaturesPresent int `json:"signature_manifests_present"`
 }
 
 // plan is everything verified before the first byte goes to the registry.
@@ -81,9 +84,7 @@ type imagePlan struct {
 	img       bundle.Image
 	repo      name.Repository
 	manifests []manifestPush // children first, the image's own manifest last
-	sigs      []string       // base64 signatures over payload
-	sigImage  v1.Image       // the cosign signature manifest, built before any push
-	payload   []byte
+	sigs      []*sigPush     // the image's manifest's, then each child's
 }
 
 type manifestPush struct {
@@ -180,23 +181,14 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	}); err != nil {
 		return nil, err
 	}
-	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
-		sigImg := ip.sigImage
-		tag, err := SignatureTag(ip.img.Digest)
-		if err != nil {
-			return err
-		}
-		if err := remote.Write(ip.repo.Tag(tag), sigImg, withCtx(ctx, ropts)...); err != nil {
-			return fmt.Errorf("pushing the cosign signature of %s: %w", ip.img.Name, err)
-		}
-		return nil
-	}); err != nil {
+	// Signatures by tag (Harbor records a signature only when it is PUT by
+	// tag), each repository and digest once, after the manifests they sign.
+	if err := pushSignatures(ctx, uniqueSignatures(p.images), ropts, o, log, res); err != nil {
 		return nil, err
 	}
 	for _, ip := range p.images {
 		res.Images = append(res.Images, ip.img.Name)
 	}
-	res.Signatures = len(p.images)
 	if err := trust.Publish(ctx, o.Repo, *pub); err != nil {
 		return nil, fmt.Errorf("publishing TUF metadata (images are pushed; run the same import again to finish): %w", err)
 	}
@@ -321,37 +313,8 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", img.Name, err)
 		}
-		ip := imagePlan{img: img, repo: repo, payload: b.PayloadOf(img)}
-		want, err := bundle.Payload(dest, img)
-		if err != nil || string(want) != string(ip.payload) {
-			return nil, refuse(trust.WhatCosign, 0, "the payload for %s does not name %s", img.Name, img.Digest)
-		}
-		signedBy := map[string]bool{}
-		for _, s := range af.Approval.Signatures {
-			if s.Image != img.Name || s.Digest != img.Digest || s.Payload != img.Payload {
-				continue
-			}
-			// One signature per key and image (the format says so): copies
-			// would only grow the signature manifest past what registries take.
-			if signedBy[s.KeyID] {
-				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("the approval holds two signatures on %s by the same key", img.Name)}
-			}
-			signedBy[s.KeyID] = true
-			pub, ok := keys[s.KeyID]
-			if !ok {
-				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s is by a key that is not a targets key", img.Name)}
-			}
-			raw, err := base64.StdEncoding.DecodeString(s.Signature)
-			if err != nil || hsm.VerifySignature(pub, ip.payload, raw) != nil {
-				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s does not verify", img.Name)}
-			}
-			ip.sigs = append(ip.sigs, s.Signature)
-		}
-		if len(ip.sigs) == 0 {
-			return nil, refuse(trust.WhatCosign, 0, "no signature by a targets key for %s", img.Name)
-		}
-		// Built now so that nothing about it can fail after tags are pushed.
-		if ip.sigImage, err = signatureImage(ip.payload, ip.sigs); err != nil {
+		ip := imagePlan{img: img, repo: repo}
+		if ip.sigs, err = imageSignatures(dest, b.PayloadBytes, af.Approval.Signatures, img, repo, keys); err != nil {
 			return nil, err
 		}
 		p.images = append(p.images, ip)
@@ -432,6 +395,9 @@ func (p *plan) readManifests(ctx context.Context) error {
 			return nil
 		}
 		if err := walk(ip.img.Digest, types.MediaType(ip.img.MediaType), ip.img.Size, 0); err != nil {
+			return err
+		}
+		if err := checkChildren(ip); err != nil {
 			return err
 		}
 	}
@@ -586,4 +552,23 @@ func eachImage(ctx context.Context, images []imagePlan, jobs int, f func(context
 
 func withCtx(ctx context.Context, opts []remote.Option) []remote.Option {
 	return append(append([]remote.Option{}, opts...), remote.WithContext(ctx))
+}
+
+// pushSignatures writes the signature manifests, Jobs at a time.
+func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option, o ImportOptions, log *slog.Logger, res *ImportResult) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Jobs)
+	var present atomic.Int64
+	for _, sp := range sigs {
+		g.Go(func() error {
+			wrote, err := pushSignature(gctx, sp, ropts, log)
+			if err == nil && !wrote {
+				present.Add(1)
+			}
+			return err
+		})
+	}
+	err := g.Wait()
+	res.Signatures, res.SignaturesPresent = len(sigs), int(present.Load())
+	return err
 }
