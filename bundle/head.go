@@ -1,12 +1,13 @@
 package bundle
 
 import (
-	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Head is what the signer reads: the index and the head members, each
@@ -18,49 +19,38 @@ type Head struct {
 	Pending     []byte // head/targets.json (unsigned)
 	Roots       map[int64][]byte
 	Payloads    map[string][]byte // member name → payload bytes
+	Indexes     map[string][]byte // digest → index manifest (head/indexes/<hex>, hash-checked)
+}
+
+// IndexBytes returns the bytes of an index the head carries, for Descendants.
+func (h *Head) IndexBytes(digest string) ([]byte, bool) {
+	b, ok := h.Indexes[digest]
+	return b, ok
 }
 
 // ReadHead reads a bundle's index and head from r and stops at the first
 // member after the head: signing time does not grow with image size, and a
 // bundle whose blob part is garbage still yields its head.
 func ReadHead(r io.Reader, file string) (*Head, error) {
-	tr := tar.NewReader(r)
-	h, err := nextMember(tr, file)
-	if err == io.EOF {
-		return nil, &FormatError{File: file, Reason: "empty tar: not a coldharbor bundle"}
-	}
+	l, raw, err := openListed(r, file, headKind, MaxIndexSize)
 	if err != nil {
 		return nil, err
-	}
-	if h.Name != IndexName {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: "first member must be " + IndexName + " (is this a coldharbor bundle?)"}
-	}
-	if h.Size > MaxIndexSize {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("%d bytes is over the limit of %d", h.Size, MaxIndexSize)}
-	}
-	raw := make([]byte, h.Size)
-	if _, err := io.ReadFull(tr, raw); err != nil {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("truncated: %v", err)}
 	}
 	idx, err := parseIndex(raw, file)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(raw)
-	head := &Head{Index: idx, IndexRaw: raw, IndexSHA256: hex.EncodeToString(sum[:]), Roots: map[int64][]byte{}, Payloads: map[string][]byte{}}
+	head := &Head{Index: idx, IndexRaw: raw, IndexSHA256: hex.EncodeToString(sum[:]), Roots: map[int64][]byte{}, Payloads: map[string][]byte{}, Indexes: map[string][]byte{}}
 	var total int64
 	for _, m := range idx.Members {
 		if memberKind(m.Name) != "head" {
 			break
 		}
-		h, err := nextListed(tr, m.Name, file, "bundle", "index")
-		if err != nil {
-			return nil, err
-		}
 		if total += m.Size; total > MaxHeadTotal {
-			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("the head is over its limit of %d bytes", MaxHeadTotal)}
+			return nil, &FormatError{File: file, Member: m.Name, Reason: fmt.Sprintf("the head is over its limit of %d bytes", MaxHeadTotal)}
 		}
-		data, err := readMember(tr, h, m, MaxHeadMember, file)
+		data, err := l.next(m, MaxHeadMember)
 		if err != nil {
 			return nil, err
 		}
@@ -71,6 +61,8 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 			var v int64
 			fmt.Sscanf(m.Name[len(headRootPrefix):], "%d", &v)
 			head.Roots[v] = data
+		case strings.HasPrefix(m.Name, headIndexPrefix):
+			head.Indexes["sha256:"+m.Name[len(headIndexPrefix):]] = data
 		default:
 			head.Payloads[m.Name] = data
 		}
@@ -88,8 +80,10 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 		}
 	}
 	for _, img := range idx.Images {
-		if _, ok := head.Payloads[img.Payload]; !ok {
-			return nil, &FormatError{File: file, Reason: fmt.Sprintf("image %s: payload %s is not in the head", img.Name, img.Payload)}
+		for _, sd := range img.SignedDigests() {
+			if _, ok := head.Payloads[sd.Payload]; !ok {
+				return nil, &FormatError{File: file, Reason: fmt.Sprintf("image %s: payload %s is not in the head", img.Name, sd.Payload)}
+			}
 		}
 	}
 	return head, nil
@@ -150,6 +144,9 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 		if kind == "blob" && m.SHA256 != strings.TrimPrefix(m.Name, blobPrefix) {
 			return nil, bad("blob %q: sha256 %s is not its name", m.Name, m.SHA256)
 		}
+		if strings.HasPrefix(m.Name, headIndexPrefix) && (m.SHA256 != m.Name[len(headIndexPrefix):] || m.Size > MaxManifestSize) {
+			return nil, bad("index copy %q: sha256 %s is not its name, or it is over %d bytes", m.Name, m.SHA256, MaxManifestSize)
+		}
 	}
 	for _, f := range []string{PendingTargets, LayoutFile, LayoutIndex} {
 		if !seen[f] {
@@ -192,8 +189,8 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 		if !seen[BlobName(img.Digest)] {
 			return nil, bad("image %s: its manifest %s is not in the bundle", img.Name, img.Digest)
 		}
-		if memberKind(img.Payload) != "head" || !strings.HasPrefix(img.Payload, headPayloadPrefx) || !seen[img.Payload] {
-			return nil, bad("image %s: payload %q is not a head member", img.Name, img.Payload)
+		if err := checkSignedList(img, seen); err != nil {
+			return nil, bad("%v", err)
 		}
 	}
 	for _, r := range idx.Removals {
@@ -206,4 +203,35 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 		names[r] = true
 	}
 	return &idx, nil
+}
+
+// checkSignedList checks what an image asks to be signed: its payload and
+// each child's are listed head payload members; children have valid,
+// distinct digests; an index's copy is in the head (the signer derives the
+// children from it); a single manifest has no children.
+func checkSignedList(img Image, listed map[string]bool) error {
+	if len(img.Children) > maxChildren {
+		return fmt.Errorf("image %s: %d children is over the limit of %d", img.Name, len(img.Children), maxChildren)
+	}
+	if types.MediaType(img.MediaType).IsIndex() {
+		if !listed[IndexCopyName(img.Digest)] {
+			return fmt.Errorf("image %s: the head lacks a copy of its index (%s)", img.Name, IndexCopyName(img.Digest))
+		}
+	} else if len(img.Children) > 0 {
+		return fmt.Errorf("image %s: a %s has no child manifests to sign", img.Name, img.MediaType)
+	}
+	seen := map[string]bool{}
+	for _, sd := range img.SignedDigests() {
+		if !digestRE.MatchString(sd.Digest) {
+			return fmt.Errorf("image %s: digest %q is not sha256:<64 hex>", img.Name, sd.Digest)
+		}
+		if seen[sd.Digest] {
+			return fmt.Errorf("image %s: manifest %s is listed twice for signing", img.Name, sd.Digest)
+		}
+		seen[sd.Digest] = true
+		if !strings.HasPrefix(sd.Payload, headPayloadPrefx) || memberKind(sd.Payload) != "head" || !listed[sd.Payload] {
+			return fmt.Errorf("image %s: payload %q is not a head member", img.Name, sd.Payload)
+		}
+	}
+	return nil
 }

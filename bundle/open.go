@@ -41,6 +41,21 @@ func Open(path string) (*Bundle, error) {
 	return b, nil
 }
 
+// Ref is what an approval of this bundle binds to: its index's sha256 and size.
+func (b *Bundle) Ref() BundleRef {
+	return BundleRef{IndexSHA256: b.Head.IndexSHA256, IndexSize: int64(len(b.Head.IndexRaw))}
+}
+
+// Destination is HOST[/PREFIX] the bundle was exported for.
+func (b *Bundle) Destination() string { return b.Head.Index.Destination }
+
+// Images are the images the bundle carries, in index order.
+func (b *Bundle) Images() []Image { return b.Head.Index.Images }
+
+// PayloadBytes returns the payload member with the given name (an image's
+// or a child's; see Image.SignedDigests), nil if the head has none.
+func (b *Bundle) PayloadBytes(member string) []byte { return b.Head.Payloads[member] }
+
 // Close closes the bundle file.
 func (b *Bundle) Close() error { return b.f.Close() }
 
@@ -169,6 +184,9 @@ type DigestError struct {
 	Member    string
 	Want, Got string
 }
+
+// As makes a digest mismatch a refusal, as FormatError.As does.
+func (e *DigestError) As(target any) bool { return asRefusal(e, target) }
 
 func (e *DigestError) Error() string {
 	return fmt.Sprintf("%s: content has digest %s, expected %s (tampered or corrupt)", e.Member, e.Got, e.Want)

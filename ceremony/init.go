@@ -195,7 +195,7 @@ func attestRoles(roles []initRole, roots *x509.CertPool, allow bool) (attestatio
 			a, err := k.Attest(roots)
 			if err != nil {
 				if !allow {
-					return att, &trust.VerificationError{Role: r.name, Reason: fmt.Sprintf("key %s: its attestation does not verify", k.URI), Err: err}
+					return att, &trust.VerificationError{What: r.name, Reason: fmt.Sprintf("key %s: its attestation does not verify", k.URI), Err: err}
 				}
 				att.refused[k] = err.Error()
 				continue

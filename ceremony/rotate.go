@@ -78,7 +78,7 @@ func Rotate(ctx context.Context, o RotateOptions) (*RotateResult, error) {
 	}
 	t, err := openTranscript(filepath.Join(o.Dir, trust.TranscriptFile), func() time.Time { return now })
 	if err != nil {
-		return nil, &trust.VerificationError{Role: "transcript", Reason: err.Error()}
+		return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: err.Error()}
 	}
 	if err := t.add(Entry{Step: "rotate.start", Version: next.Signed.Version, Detail: map[string]any{"expires": next.Signed.Expires}}); err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func publishRotation(ctx context.Context, dir string, st *trust.State, next *met
 	}
 	if _, _, err := trust.UpdateRoots(curBytes, trust.RootFile{Version: next.Signed.Version, Bytes: nextBytes}); err != nil {
 		_, oldThreshold := trust.RoleKeyIDs(cur, trust.Root)
-		return &trust.VerificationError{Role: trust.Root, Version: next.Signed.Version, KeyIDs: res.SignedBy,
+		return &trust.VerificationError{What: trust.Root, Version: next.Signed.Version, KeyIDs: res.SignedBy,
 			Reason: fmt.Sprintf("needs %d signature(s) by root v%d's keys and %d by its own: bring more holders", oldThreshold, cur.Signed.Version, res.Threshold), Err: errors.Unwrap(err)}
 	}
 	if err := trust.Publish(ctx, dir, trust.Publication{Roots: []*metadata.Metadata[metadata.RootType]{next}}); err != nil {
@@ -237,7 +237,7 @@ func recordAttestation(k *hsm.Key, id string, roots *x509.CertPool, allow bool, 
 	a, err := k.Attest(roots)
 	if err != nil {
 		if !allow {
-			return &trust.VerificationError{Role: trust.Root, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify", k.URI), Err: err}
+			return &trust.VerificationError{What: trust.Root, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify", k.URI), Err: err}
 		}
 		detail["attestation_refused"] = err.Error()
 		return nil

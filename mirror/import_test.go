@@ -25,6 +25,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
+	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/testfs"
@@ -94,21 +96,21 @@ func newSetup(t *testing.T) *setup {
 // connected side and the signer would; it returns the two files.
 func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundlePath, approvalPath string) {
 	ctx := context.Background()
-	var specs []bundle.ImageSpec
+	var specs []export.ImageSpec
 	for _, img := range images {
-		specs = append(specs, bundle.ImageSpec{Source: s.srcHost + "/" + img})
+		specs = append(specs, export.ImageSpec{Source: s.srcHost + "/" + img})
 	}
 	var buf bytes.Buffer
-	if _, err := bundle.Export(ctx, &buf, bundle.ExportOptions{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0}); err != nil {
+	if _, err := export.Write(ctx, &buf, export.Options{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0}); err != nil {
 		t.Fatal(err)
 	}
 	bundlePath = s.path(name + ".tar")
 	os.WriteFile(bundlePath, buf.Bytes(), 0o644)
-	p, err := bundle.MakePlan(ctx, bytes.NewReader(buf.Bytes()), bundlePath, s.signer)
+	p, err := approve.MakePlan(ctx, bytes.NewReader(buf.Bytes()), bundlePath, s.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := p.Sign(ctx, bundle.SignOptions{Keys: []*hsm.Key{s.targets}})
+	res, err := p.Sign(ctx, approve.Options{Keys: []*hsm.Key{s.targets}})
 	if err != nil {
 		t.Fatal(err)
 	}

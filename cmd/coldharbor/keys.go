@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -175,12 +174,12 @@ the chain does not verify.`,
 				return err
 			}
 			defer k.Close()
-			if k.Attest == nil {
-				return fmt.Errorf("%s: %w", k.URI, hsm.ErrNoAttestation)
+			a, err := trust.Attest(k, roots)
+			if trust.IsVerification(err) {
+				return withHint(err, "was the key generated on this device? is --attestation-ca right?")
 			}
-			a, err := k.Attest(roots)
 			if err != nil {
-				return attestationRefusal(k.URI.String(), err)
+				return err
 			}
 			if asJSON {
 				return writeJSON(c.App.Writer, a)
@@ -216,14 +215,6 @@ func attestationRoots(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return pool, nil
-}
-
-func attestationRefusal(key string, err error) error {
-	if errors.Is(err, hsm.ErrAttestation) {
-		return withHint(&trust.VerificationError{Role: "attestation", Reason: key + ": the key's attestation does not chain to a trusted root", Err: err},
-			"was the key generated on this device? keys made by 'keys simulate' chain to its own CA: pass --attestation-ca")
-	}
-	return err
 }
 
 // checkNewKey checks a URI to generate a key at: a file key's directory

@@ -44,3 +44,17 @@ func Cosign(t testing.TB) (path string, env []string) {
 	)
 	return path, env
 }
+
+// Crane returns the path of the pinned crane CLI (COLDHARBOR_CRANE, set by
+// `make test`), which tests use as a client independent of coldharbor.
+func Crane(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv("COLDHARBOR_CRANE")
+	if path == "" {
+		Need(t, "the crane CLI", "run 'make test' (it builds the pinned crane), or set COLDHARBOR_CRANE")
+	}
+	if _, err := exec.LookPath(path); err != nil {
+		Need(t, "the crane CLI at "+path, err.Error())
+	}
+	return path
+}

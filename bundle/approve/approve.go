@@ -1,4 +1,9 @@
-package bundle
+// Package approve is the offline signer: it reads only a bundle's head,
+// shows what signing would change against the signer's TUF repository,
+// signs the next targets version and the cosign payloads with the targets
+// keys, and writes the approval (package bundle's format). It never
+// touches a network.
+package approve
 
 import (
 	"bytes"
@@ -11,6 +16,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -25,20 +31,23 @@ type Change struct {
 	MediaType string   `json:"media_type,omitempty"`
 	Platforms []string `json:"platforms,omitempty"`
 	Source    string   `json:"source,omitempty"`
+	// Signed is how many manifests of the image get a cosign signature:
+	// its own and, for an index, each child (cosign sign --recursive).
+	Signed int `json:"signed_manifests,omitempty"`
 }
 
 // Plan is what signing a bundle would do, computed from the bundle's head
 // and a repository (the signer's own, or any copy for inspect).
 type Plan struct {
-	Head        *Head    `json:"-"`
-	IndexSHA256 string   `json:"index_sha256"`
-	Destination string   `json:"destination"`
-	Created     string   `json:"created"`
-	BundleBase  int64    `json:"bundle_base_targets_version"`
-	Current     int64    `json:"current_targets_version"`
-	NewVersion  int64    `json:"new_targets_version"`
-	Rebased     bool     `json:"rebased"`
-	Changes     []Change `json:"changes"`
+	Head        *bundle.Head `json:"-"`
+	IndexSHA256 string       `json:"index_sha256"`
+	Destination string       `json:"destination"`
+	Created     string       `json:"created"`
+	BundleBase  int64        `json:"bundle_base_targets_version"`
+	Current     int64        `json:"current_targets_version"`
+	NewVersion  int64        `json:"new_targets_version"`
+	Rebased     bool         `json:"rebased"`
+	Changes     []Change     `json:"changes"`
 	state       *trust.State
 }
 
@@ -46,17 +55,24 @@ type Plan struct {
 // in dir. It checks every payload is exactly the one this image needs and
 // that the bundle was made against the same root of trust.
 func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error) {
-	head, err := ReadHead(r, file)
+	head, err := bundle.ReadHead(r, file)
 	if err != nil {
 		return nil, err
 	}
 	for _, img := range head.Index.Images {
-		want, err := Payload(head.Index.Destination, img)
-		if err != nil {
-			return nil, &FormatError{File: file, Reason: err.Error()}
+		// Children only as the index lists them, so nothing the image does
+		// not hold is signed; each payload exactly the one for its digest.
+		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
+			return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
 		}
-		if !bytes.Equal(want, head.Payloads[img.Payload]) {
-			return nil, &trust.VerificationError{Role: "bundle", Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, img.Digest, head.Index.Destination)}
+		for _, sd := range img.SignedDigests() {
+			want, err := bundle.DigestPayload(head.Index.Destination, img.Name, sd.Digest)
+			if err != nil {
+				return nil, &bundle.FormatError{File: file, Reason: err.Error()}
+			}
+			if !bytes.Equal(want, head.Payloads[sd.Payload]) {
+				return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, sd.Digest, head.Index.Destination)}
+			}
 		}
 	}
 	p := &Plan{Head: head, IndexSHA256: head.IndexSHA256, Destination: head.Index.Destination,
@@ -80,16 +96,16 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	for v, b := range head.Roots {
 		mine, ok := st.RootRaw[v]
 		if !ok {
-			return nil, &trust.VerificationError{Role: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
+			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
 		}
 		if !bytes.Equal(mine, b) {
-			return nil, &trust.VerificationError{Role: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
+			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
 		}
 	}
 	p.Current = st.Targets.Signed.Version
 	p.NewVersion = p.Current + 1
 	if p.BundleBase > p.Current {
-		return nil, &trust.VerificationError{Role: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
+		return nil, &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
 	}
 	p.Rebased = p.BundleBase != p.Current
 	cur := st.Targets.Signed.Targets
@@ -113,24 +129,25 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	}
 	if !p.Rebased {
 		// Same base: the exporter's pending targets must be what we build.
-		want, err := ApplyIndex(st.Targets, head.Index, time.Now(), "")
+		want, err := bundle.ApplyIndex(st.Targets, head.Index, time.Now(), "")
 		if err != nil {
 			return nil, err
 		}
 		got, err := metadata.Targets().FromBytes(head.Pending)
 		if err != nil {
-			return nil, &FormatError{File: file, Member: PendingTargets, Reason: err.Error()}
+			return nil, &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
 		}
 		if err := sameTargets(want, got); err != nil {
-			return nil, &trust.VerificationError{Role: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+			return nil, &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
 		}
 	}
 	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
 	return p, nil
 }
 
-func imageChange(kind string, img Image, old string) Change {
-	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source}
+func imageChange(kind string, img bundle.Image, old string) Change {
+	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source,
+		Signed: len(img.SignedDigests())}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
@@ -149,15 +166,15 @@ func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
 	return nil
 }
 
-// SignOptions configure Sign.
-type SignOptions struct {
+// Options configure Sign.
+type Options struct {
 	Keys []*hsm.Key
 	Now  time.Time
 	Tool string
 }
 
-// SignResult is what a signature approved.
-type SignResult struct {
+// Result is what a signature approved.
+type Result struct {
 	TargetsVersion int64    `json:"targets_version"`
 	SignedBy       []string `json:"signed_by"`
 	Images         int      `json:"images"`
@@ -171,7 +188,7 @@ type SignResult struct {
 // bound to this bundle) with every key given, and each image's cosign
 // payload with each key. It returns the approval's bytes; Record stores the
 // new targets version in the repository.
-func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
+func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if p.state == nil {
 		return nil, fmt.Errorf("internal error: a plan made without a repository cannot be signed")
 	}
@@ -198,7 +215,7 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 		}
 		seen[id] = true
 		if !allowed[id] {
-			return nil, &trust.VerificationError{Role: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
+			return nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
 		}
 		if !k.Private() {
 			return nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
@@ -209,15 +226,15 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 	if len(signers) < threshold {
 		return nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
 	}
-	next, err := ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
+	next, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
 	if err != nil {
 		return nil, err
 	}
-	cosignPub, err := CosignPub(root)
+	cosignPub, err := bundle.CosignPub(root)
 	if err != nil {
 		return nil, err
 	}
-	next.Signed.Targets[CosignPubTarget] = targetFile(CosignPubTarget, cosignPub)
+	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
 	for _, k := range signers {
 		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
 			return nil, err
@@ -230,42 +247,45 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Approval{Format: ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
-		Bundle:         BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
-		TargetsVersion: next.Signed.Version, Signatures: []Signature{}}
+	a := &bundle.Approval{Format: bundle.ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
+		Bundle:         bundle.BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
+		TargetsVersion: next.Signed.Version, Signatures: []bundle.Signature{}}
+	// The image's manifest and each child's, as cosign sign --recursive.
 	for _, img := range p.Head.Index.Images {
-		pl := p.Head.Payloads[img.Payload]
-		for i, k := range signers {
-			sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
-			if err != nil {
-				return nil, fmt.Errorf("signing the cosign payload of %s with %s: %w", img.Name, k.URI, err)
+		for _, sd := range img.SignedDigests() {
+			pl := p.Head.Payloads[sd.Payload]
+			for i, k := range signers {
+				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
+				if err != nil {
+					return nil, fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
+				}
+				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
+					return nil, fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
+				}
+				a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
 			}
-			if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
-				return nil, fmt.Errorf("self-check of the cosign signature of %s failed: %w", img.Name, err)
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
-			a.Signatures = append(a.Signatures, Signature{Image: img.Name, Digest: img.Digest, Payload: img.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
 		}
 	}
 	var buf bytes.Buffer
 	// Root versions the isolated side may not have yet: the signer cannot
 	// know which, so every one after v1 (the importer skips those it has);
 	// a rotation travels with the next approval.
-	var roots []ApprovalRoot
-	for v := max(2, root.Signed.Version-maxApprovalRoots+1); v <= root.Signed.Version; v++ {
-		roots = append(roots, ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
+	var roots []bundle.ApprovalRoot
+	for v := max(2, root.Signed.Version-bundle.MaxApprovalRoots+1); v <= root.Signed.Version; v++ {
+		roots = append(roots, bundle.ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
 	}
-	if err := writeApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
+	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
 		return nil, err
 	}
-	return &SignResult{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
+	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
 }
 
 // Record stores the signed targets version in the signer's repository, so
 // the next bundle builds on it.
-func (p *Plan) Record(ctx context.Context, dir string, res *SignResult) error {
+func (p *Plan) Record(ctx context.Context, dir string, res *Result) error {
 	unlock, err := trust.Lock(ctx, dir)
 	if err != nil {
 		return err
