@@ -131,7 +131,7 @@ func (r *rotation) start() error {
 	r.next.Signed.Expires = trust.ExpiresAt(r.now, exp)
 	r.t, err = openTranscript(filepath.Join(r.o.Dir, trust.TranscriptFile), func() time.Time { return r.now })
 	if err != nil {
-		return &trust.VerificationError{Role: "transcript", Reason: err.Error()}
+		return &trust.VerificationError{What: trust.WhatTranscript, Reason: err.Error()}
 	}
 	r.res = &RotateResult{Version: r.next.Signed.Version, Expires: r.next.Signed.Expires.Format(time.RFC3339), Roles: map[string]RoleKeys{}}
 	return r.t.add(Entry{Step: "rotate.start", Version: r.next.Signed.Version, Detail: map[string]any{"expires": r.next.Signed.Expires}})
@@ -172,7 +172,7 @@ func (r *rotation) changeKeys() error {
 			}
 		}
 		if !removed {
-			return fmt.Errorf("--remove-key %s: no role of root v%d names this key ID", id, r.st.Root.Signed.Version)
+			return fmt.Errorf("key %s: no role of root v%d names this key ID, so it cannot be removed", id, r.st.Root.Signed.Version)
 		}
 	}
 	for _, c := range []struct {
@@ -322,8 +322,8 @@ func (r *rotation) verifyRoot() error {
 	}
 	if _, _, err := trust.UpdateRoots(r.st.RootRaw[cur.Signed.Version], trust.RootFile{Version: r.next.Signed.Version, Bytes: nextBytes}); err != nil {
 		_, oldTh := trust.RoleKeyIDs(cur, trust.Root)
-		return &trust.VerificationError{Role: trust.Root, Version: r.next.Signed.Version, KeyIDs: r.res.SignedBy,
-			Reason: fmt.Sprintf("needs %d signature(s) by root v%d's keys and %d by its own; bring more holders (--key)", oldTh, cur.Signed.Version, r.res.Threshold), Err: errors.Unwrap(err)}
+		return &trust.VerificationError{What: trust.Root, Version: r.next.Signed.Version, KeyIDs: r.res.SignedBy,
+			Reason: fmt.Sprintf("needs %d signature(s) by root v%d's keys and %d by its own: bring more holders", oldTh, cur.Signed.Version, r.res.Threshold), Err: errors.Unwrap(err)}
 	}
 	r.res.RootSHA256 = sha256Hex(nextBytes)
 	return nil

@@ -54,8 +54,8 @@ func (r *rotation) resignTargets() error {
 		}
 	}
 	if err := r.next.VerifyDelegate(trust.Targets, tg); err != nil {
-		return &trust.VerificationError{Role: trust.Targets, Version: tg.Signed.Version, KeyIDs: r.res.TargetsSignedBy,
-			Reason: fmt.Sprintf("targets v%d do not verify under root v%d's targets keys, so they are re-signed in this sitting: that needs %d signature(s) by %s; bring those holders (--key)",
+		return &trust.VerificationError{What: trust.Targets, Version: tg.Signed.Version, KeyIDs: r.res.TargetsSignedBy,
+			Reason: fmt.Sprintf("targets v%d do not verify under root v%d's targets keys, so they are re-signed in this sitting: that needs %d signature(s) by %s: bring those holders",
 				cur.Signed.Version, r.next.Signed.Version, th, strings.Join(shortIDs(ids), ", ")), Err: err}
 	}
 	r.targets = tg
@@ -120,7 +120,7 @@ func recordAttestation(k *hsm.Key, role, id string, roots *x509.CertPool, allow 
 	a, err := k.Attest(roots)
 	if err != nil {
 		if !allow {
-			return &trust.VerificationError{Role: role, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway)", k.URI), Err: err}
+			return &trust.VerificationError{What: role, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify", k.URI), Err: err}
 		}
 		detail["attestation_refused"] = err.Error()
 		return nil

@@ -156,7 +156,7 @@ func CheckRoleKey(chain []*metadata.Metadata[metadata.RootType], role string, pu
 			break
 		}
 	}
-	return &VerificationError{Role: role, KeyIDs: []string{id}, Reason: reason}
+	return &VerificationError{What: role, KeyIDs: []string{id}, Reason: reason}
 }
 
 func shortIDs(ids []string) []string {
