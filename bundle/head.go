@@ -176,6 +176,9 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 		if memberKind(img.Payload) != "head" || !strings.HasPrefix(img.Payload, headPayloadPrefx) || !seen[img.Payload] {
 			return nil, bad("image %s: payload %q is not a head member", img.Name, img.Payload)
 		}
+		if err := checkAttachments(img, seen); err != nil {
+			return nil, bad("%v", err)
+		}
 	}
 	for _, r := range idx.Removals {
 		if err := ValidTargetName(r); err != nil {

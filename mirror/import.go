@@ -56,6 +56,9 @@ type ImportResult struct {
 	BytesPushed  int64 `json:"bytes_pushed"`
 	Manifests    int   `json:"manifests"`
 	Signatures   int   `json:"signature_manifests"`
+	// Attachments pushed (referrers and cosign tags from the source); an
+	// upstream .sig merged into our signature manifest is not counted.
+	Attachments int `json:"attachments"`
 }
 
 // plan is everything verified before the first byte goes to the registry.
@@ -76,6 +79,8 @@ type imagePlan struct {
 	sigs      []string       // base64 signatures over payload
 	sigImage  v1.Image       // the cosign signature manifest, built before any push
 	payload   []byte
+	// attachments from the source, read and checked before any push.
+	attachments []*attachPush
 }
 
 type manifestPush struct {
@@ -185,6 +190,14 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	}); err != nil {
 		return nil, err
 	}
+	// Attachments after their subjects and our signatures.
+	if res.Attachments, err = pushAttachments(ctx, p.images, ropts); err != nil {
+		return nil, err
+	}
+	// Publish only what the registry is seen to hold.
+	if err := readBack(ctx, p.images, ropts); err != nil {
+		return nil, err
+	}
 	for _, ip := range p.images {
 		res.Images = append(res.Images, ip.img.Name)
 	}
@@ -279,6 +292,9 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		}
 		if t.Length != img.Size || "sha256:"+t.Hashes["sha256"].String() != img.Digest {
 			return nil, refuse(trust.Targets, v, "image %s: the bundle has %s (%d bytes), the signed target is sha256:%s (%d bytes)", img.Name, img.Digest, img.Size, t.Hashes["sha256"], t.Length)
+		}
+		if err := checkSignedAttachments(img, t, v); err != nil {
+			return nil, err
 		}
 		if custom(t).Bundle != b.Ref().IndexSHA256 {
 			return nil, refuse(trust.Targets, v, "target %s was signed for bundle %q, not this one", img.Name, custom(t).Bundle)
@@ -424,6 +440,14 @@ func (p *plan) readManifests(ctx context.Context) error {
 			return nil
 		}
 		if err := walk(ip.img.Digest, types.MediaType(ip.img.MediaType), ip.img.Size, 0); err != nil {
+			return err
+		}
+	}
+	if err := p.planAttachments(reached); err != nil {
+		return err
+	}
+	for i := range p.images {
+		if err := p.mergeUpstreamSignatures(&p.images[i]); err != nil {
 			return err
 		}
 	}

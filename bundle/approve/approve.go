@@ -31,6 +31,9 @@ type Change struct {
 	MediaType string   `json:"media_type,omitempty"`
 	Platforms []string `json:"platforms,omitempty"`
 	Source    string   `json:"source,omitempty"`
+	// Attached summarises what travels attached to the image, for example
+	// "2 signatures, 1 SBOM, 1 provenance"; signed with the target.
+	Attached string `json:"attached,omitempty"`
 }
 
 // Plan is what signing a bundle would do, computed from the bundle's head
@@ -136,7 +139,7 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 }
 
 func imageChange(kind string, img bundle.Image, old string) Change {
-	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source}
+	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source, Attached: bundle.Summary(img.Attachments)}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
