@@ -69,7 +69,7 @@ func (p *plan) planAttachments(reached map[string]bool) error {
 
 func (p *plan) readAttachment(ip *imagePlan, a bundle.Attachment, held, verified map[string]bool) (*attachPush, error) {
 	bad := func(format string, args ...any) error {
-		return refuse("bundle", 0, "%s: %s: %s", ip.img.Name, a.Name(), fmt.Sprintf(format, args...))
+		return refuse(trust.WhatBundle, 0, "%s: %s: %s", ip.img.Name, a.Name(), fmt.Sprintf(format, args...))
 	}
 	if !held[a.Subject] {
 		return nil, bad("the image holds no manifest %s", a.Subject)
@@ -167,27 +167,30 @@ func pushAttachments(ctx context.Context, images []imagePlan, ropts []remote.Opt
 // tag (cosign sign appends), so both sets verify there and neither
 // replaces the other.
 func (p *plan) mergeUpstreamSignatures(ip *imagePlan) error {
-	var upstream []upstreamLayer
-	for _, ap := range ip.attachments {
-		if ap.att.Tag != bundle.CosignTag(ip.img.Digest, "sig") {
+	for _, sp := range ip.sigs {
+		var upstream []upstreamLayer
+		for _, ap := range ip.attachments {
+			if ap.att.Tag != bundle.CosignTag(sp.digest, "sig") {
+				continue
+			}
+			for _, l := range ap.manifest.Layers {
+				data, err := p.b.ReadBlob(l.Digest.String(), bundle.MaxManifestSize)
+				if err != nil {
+					return refuse(trust.WhatBundle, 0, "%s: %s: layer %s: %v", ip.img.Name, ap.att.Name(), l.Digest, err)
+				}
+				upstream = append(upstream, upstreamLayer{data: data, desc: l})
+				sp.upstream = append(sp.upstream, l)
+			}
+			ap.merged = true
+		}
+		if len(upstream) == 0 {
 			continue
 		}
-		for _, l := range ap.manifest.Layers {
-			data, err := p.b.ReadBlob(l.Digest.String(), bundle.MaxManifestSize)
-			if err != nil {
-				return refuse("bundle", 0, "%s: %s: layer %s: %v", ip.img.Name, ap.att.Name(), l.Digest, err)
-			}
-			upstream = append(upstream, upstreamLayer{data: data, desc: l})
+		img, err := signatureImageWith(upstream, sp.payload, sp.sigs)
+		if err != nil {
+			return err
 		}
-		ap.merged = true
+		sp.manifest = img
 	}
-	if len(upstream) == 0 {
-		return nil
-	}
-	img, err := signatureImageWith(upstream, ip.payload, ip.sigs)
-	if err != nil {
-		return err
-	}
-	ip.sigImage = img
 	return nil
 }

@@ -29,8 +29,10 @@ func readBack(ctx context.Context, images []imagePlan, ropts []remote.Option) er
 		if err := headIs(ip.repo.Tag(tag), ip.img.Digest, opts); err != nil {
 			return err
 		}
-		if err := readBackSignature(ip, opts); err != nil {
-			return err
+		for _, sp := range ip.sigs {
+			if err := readBackSignature(sp, opts); err != nil {
+				return err
+			}
 		}
 		for _, ap := range ip.attachments {
 			if err := readBackAttachment(ip, ap, opts); err != nil {
@@ -57,24 +59,23 @@ func headIs(ref name.Reference, digest string, opts []remote.Option) error {
 	return nil
 }
 
-// readBackSignature checks that the image's signature tag holds every layer
-// of the signature manifest the import built (ours, and upstream layers
-// merged into it), with their annotations.
-func readBackSignature(ip *imagePlan, opts []remote.Option) error {
-	tag, err := SignatureTag(ip.img.Digest)
+// readBackSignature checks that a signature tag holds ours (a verifying
+// signature by every key over our payload) and every upstream layer merged
+// into it.
+func readBackSignature(sp *sigPush, opts []remote.Option) error {
+	tag, err := SignatureTag(sp.digest)
 	if err != nil {
 		return err
 	}
-	ref := ip.repo.Tag(tag)
+	ref := sp.repo.Tag(tag)
 	d, err := remote.Get(ref, opts...)
 	if err != nil {
 		return readBackError("the signature "+ref.String(), err)
 	}
-	want, err := ip.sigImage.Manifest()
-	if err != nil {
-		return err
+	if !coveredBy(d.Manifest, sp) {
+		return readBackError("the signature "+ref.String(), fmt.Errorf("it lacks our signatures over %s", sp.digest))
 	}
-	if err := holdsLayers(d.Manifest, want.Layers); err != nil {
+	if err := holdsLayers(d.Manifest, sp.upstream); err != nil {
 		return readBackError("the signature "+ref.String(), err)
 	}
 	return nil

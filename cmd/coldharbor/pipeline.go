@@ -202,7 +202,8 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE\tATTACHED")
+	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSIGNED\tSOURCE\tATTACHED")
+	signed := 0
 	for _, ch := range p.Changes {
 		d := ch.Digest
 		if ch.Kind == "changed" {
@@ -211,13 +212,21 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 		if ch.Kind == "removed" {
 			d = ch.OldDigest
 		}
+		n := "-"
+		if ch.Signed > 0 {
+			n = fmt.Sprint(ch.Signed)
+			signed += ch.Signed
+		}
 		attached := ch.Attached
 		if attached == "" && ch.Kind != "removed" {
 			attached = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), ch.Source, attached)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), n, ch.Source, attached)
 	}
 	tw.Flush()
+	if signed > 0 {
+		fmt.Fprintf(w, "\ncosign payloads: %d (each image's manifest and each platform manifest of an index, as cosign sign --recursive), one signature each per key\n", signed)
+	}
 }
 
 func signCommand(e env) *cli.Command {
@@ -231,7 +240,10 @@ bundled digests), shows what changes and asks for confirmation (--yes for
 scripts; without a terminal it never asks and refuses without --yes).
 
 Then signs the next targets version with every --key (at least the targets
-threshold) and each image's cosign payload with each key, records the new
+threshold) and, with each key, the cosign payload of each image's manifest and
+of each platform manifest of an index (as cosign sign --recursive: registries
+and Harbor's cosign policy check the manifest a client pulls, and docker and
+containerd pull platform manifests by digest), records the new
 targets version in --repo, and writes a small approval bound to this bundle.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},
