@@ -20,6 +20,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
@@ -341,4 +342,35 @@ func hasDigest(descs []v1.Descriptor, h v1.Hash) bool {
 		}
 	}
 	return false
+}
+
+// --attachments and --attachment-type choose what travels.
+func TestAttachmentFilters(t *testing.T) {
+	s := newSetupReferrers(t, true)
+	attachUpstream(t, s.srcHost)
+	for _, tc := range []struct {
+		mode  string
+		types []string
+		want  string
+	}{
+		{"", nil, "1 signature, 1 SBOM, 1 provenance"},
+		{export.AttachSignatures, nil, "1 signature"},
+		{export.AttachNone, nil, ""},
+		{"", []string{"application/spdx+json"}, "1 SBOM"},
+		{"", []string{bundle.DSSEMediaType}, "1 provenance"},
+	} {
+		var buf bytes.Buffer
+		res, err := export.Write(t.Context(), &buf, export.Options{Repo: s.signer, Destination: s.dest,
+			Images: []export.ImageSpec{{Source: s.srcHost + "/" + testimages.AppOne}}, Attachments: tc.mode, AttachmentTypes: tc.types})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bundle.Summary(res.Index.Images[0].Attachments); got != tc.want {
+			t.Errorf("--attachments %q --attachment-type %v: %q, want %q", tc.mode, tc.types, got, tc.want)
+		}
+	}
+	if _, err := export.Write(t.Context(), io.Discard, export.Options{Repo: s.signer, Destination: s.dest,
+		Images: []export.ImageSpec{{Source: s.srcHost + "/" + testimages.AppOne}}, Attachments: "some"}); err == nil {
+		t.Fatal("--attachments some was accepted")
+	}
 }
