@@ -1,13 +1,8 @@
 package mirror
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -359,28 +354,11 @@ func TestForgedCarriedRootRefused(t *testing.T) {
 // attacker with the media could (the approval index is not signed).
 func rewriteApproval(t *testing.T, path string, af *bundle.ApprovalFile, roots []bundle.ApprovalRoot) {
 	t.Helper()
-	type file struct {
-		name string
-		data []byte
-	}
-	files := []file{{bundle.ApprovalTargets, af.Targets}, {bundle.ApprovalCosign, af.CosignPub}}
-	for _, r := range roots {
-		files = append(files, file{fmt.Sprintf("root/%d.root.json", r.Version), r.Bytes})
-	}
 	a := *af.Approval
-	a.Members = nil
-	for _, f := range files {
-		sum := sha256.Sum256(f.data)
-		a.Members = append(a.Members, bundle.Member{Name: f.name, Size: int64(len(f.data)), SHA256: hex.EncodeToString(sum[:])})
-	}
-	raw, _ := json.MarshalIndent(a, "", "  ")
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range append([]file{{bundle.ApprovalName, raw}}, files...) {
-		tw.WriteHeader(&tar.Header{Name: f.name, Size: int64(len(f.data)), Mode: 0o644, Typeflag: tar.TypeReg})
-		tw.Write(f.data)
+	if err := bundle.WriteApproval(&buf, &a, af.Targets, af.CosignPub, roots); err != nil {
+		t.Fatal(err)
 	}
-	tw.Close()
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
