@@ -137,6 +137,9 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 		return nil, err
 	}
 	defer p.b.Close()
+	if err := checkOnlineKeys(st, p.roots, o); err != nil {
+		return nil, err
+	}
 	log.Info("verified", "targets_version", p.targets.Signed.Version, "images", len(p.images), "blobs", len(p.blobOrder))
 
 	// Sign the new snapshot and timestamp and verify the whole repository

@@ -87,9 +87,9 @@ func newSetup(t *testing.T) *setup {
 	return s
 }
 
-// makeBundle exports images from the source and signs the bundle, as the
-// connected side and the signer would; it returns the two files.
-func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundlePath, approvalPath string) {
+// makeBundleUnsigned exports images from the source, as the connected side
+// would; it returns the bundle's path and bytes.
+func (s *setup) makeBundleUnsigned(t *testing.T, name string, images ...string) (string, []byte) {
 	ctx := context.Background()
 	var specs []export.ImageSpec
 	for _, img := range images {
@@ -99,9 +99,17 @@ func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundleP
 	if _, err := export.Write(ctx, &buf, export.Options{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0}); err != nil {
 		t.Fatal(err)
 	}
-	bundlePath = s.path(name + ".tar")
+	bundlePath := s.path(name + ".tar")
 	os.WriteFile(bundlePath, buf.Bytes(), 0o644)
-	p, err := approve.MakePlan(ctx, bytes.NewReader(buf.Bytes()), bundlePath, s.signer)
+	return bundlePath, buf.Bytes()
+}
+
+// makeBundle exports images from the source and signs the bundle, as the
+// connected side and the signer would; it returns the two files.
+func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundlePath, approvalPath string) {
+	ctx := context.Background()
+	bundlePath, raw := s.makeBundleUnsigned(t, name, images...)
+	p, err := approve.MakePlan(ctx, bytes.NewReader(raw), bundlePath, s.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
