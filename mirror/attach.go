@@ -41,13 +41,13 @@ func checkSignedAttachments(img bundle.Image, t *metadata.TargetFiles, v int64) 
 	return nil
 }
 
-// planAttachments reads every attachment of every image from the bundle
+// step10aAttachments reads every attachment of every image from the bundle
 // and checks it against what was signed: manifest digest and size, the
 // subject (a manifest of the image), what it holds (kinds, artifact type),
 // and every blob it references, hash-checked now so that an altered
 // attachment is refused before anything is pushed. The blobs join the
 // image's uploads and everything read is marked reached.
-func (p *plan) planAttachments(reached map[string]bool) error {
+func (p *plan) step10aAttachments(reached map[string]bool) error {
 	verified := map[string]bool{}
 	for i := range p.images {
 		ip := &p.images[i]
@@ -62,6 +62,9 @@ func (p *plan) planAttachments(reached map[string]bool) error {
 			}
 			ip.attachments = append(ip.attachments, ap)
 			reached[a.Digest] = true
+		}
+		if err := p.mergeUpstreamSignatures(ip); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -83,7 +83,7 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	}
 	// The timestamp key given must be the one root trusts: a wrong key
 	// would publish a timestamp every client refuses.
-	if err := mustBeRoleKey(st.Root, Timestamp, o.Timestamp); err != nil {
+	if err := CheckRoleKey(st.Chain(), Timestamp, o.Timestamp.Public()); err != nil {
 		return nil, err
 	}
 	res := &RefreshResult{}
@@ -96,15 +96,19 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		targets = st.Published
 	}
 	newTSExpires := ExpiresAt(now, o.TimestampExpiry)
-	tsDue := st.Timestamp == nil || o.Force || !st.Timestamp.Signed.Expires.After(now.Add(o.IfExpiringWithin))
-	snapDue := st.Snapshot == nil || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != targets.Signed.Version
+	tsDue := st.Timestamp == nil || o.Force || st.Rotated[Timestamp] > 0 || !st.Timestamp.Signed.Expires.After(now.Add(o.IfExpiringWithin))
+	snapDue := st.Snapshot == nil || st.Rotated[Snapshot] > 0 || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != targets.Signed.Version
 	switch {
+	case st.Rotated[Snapshot] > 0:
+		res.Reason = fmt.Sprintf("root v%d rotated the snapshot key", st.Rotated[Snapshot])
 	case snapDue:
 		res.Reason = "the snapshot expires before a new timestamp would, or is missing"
 	case st.Timestamp == nil:
 		res.Reason = "no timestamp yet"
 	case o.Force:
 		res.Reason = "forced"
+	case st.Rotated[Timestamp] > 0:
+		res.Reason = fmt.Sprintf("root v%d rotated the timestamp key", st.Rotated[Timestamp])
 	case tsDue:
 		res.Reason = fmt.Sprintf("the timestamp expires %s, within %s", st.Timestamp.Signed.Expires.UTC().Format(time.RFC3339), FormatDuration(o.IfExpiringWithin))
 	default:
@@ -119,7 +123,7 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		if o.Snapshot == nil {
 			return nil, fmt.Errorf("%w (it expires %s, before the new timestamp)", ErrSnapshotKeyNeeded, expiryOf(st.Snapshot))
 		}
-		if err := mustBeRoleKey(st.Root, Snapshot, o.Snapshot); err != nil {
+		if err := CheckRoleKey(st.Chain(), Snapshot, o.Snapshot.Public()); err != nil {
 			return nil, err
 		}
 		next := NextSnapshot(st.Snapshot, targets.Signed.Version, ExpiresAt(now, o.SnapshotExpiry))
@@ -166,20 +170,6 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		return res, o.Deliver(res, publish)
 	}
 	return res, publish()
-}
-
-func mustBeRoleKey(root *metadata.Metadata[metadata.RootType], role string, s hsm.Signer) error {
-	id, err := KeyID(s.Public())
-	if err != nil {
-		return err
-	}
-	ids, _ := RoleKeyIDs(root, role)
-	for _, k := range ids {
-		if k == id {
-			return nil
-		}
-	}
-	return &VerificationError{What: role, KeyIDs: []string{id}, Reason: fmt.Sprintf("the key given is not a %s key of root v%d", role, root.Signed.Version)}
 }
 
 func expiryOf(s *metadata.Metadata[metadata.SnapshotType]) string {
