@@ -53,3 +53,42 @@ func repositoryOf(target string) (repo, tag string) {
 	i := strings.LastIndexByte(target, ':')
 	return target[:i], target[i+1:]
 }
+
+// upstreamLayer is a signature layer carried from the source's .sig
+// manifest: its bytes and its descriptor (media type, annotations).
+type upstreamLayer struct {
+	data []byte
+	desc v1.Descriptor
+}
+
+// signatureImageWith builds a signature manifest holding the upstream
+// layers, unchanged, followed by ours.
+func signatureImageWith(upstream []upstreamLayer, payload []byte, sigs []string) (v1.Image, error) {
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	for _, u := range upstream {
+		var err error
+		img, err = mutate.Append(img, mutate.Addendum{Layer: static.NewLayer(u.data, u.desc.MediaType), Annotations: u.desc.Annotations})
+		if err != nil {
+			return nil, fmt.Errorf("building the signature manifest: %w", err)
+		}
+	}
+	ours, err := signatureImage(payload, sigs)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := ours.Layers()
+	if err != nil {
+		return nil, err
+	}
+	m, err := ours.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range layers {
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: l, Annotations: m.Layers[i].Annotations}); err != nil {
+			return nil, fmt.Errorf("building the signature manifest: %w", err)
+		}
+	}
+	return img, nil
+}
