@@ -55,79 +55,98 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			for _, f := range []string{"repo", "dest", "output-file"} {
-				if c.String(f) == "" {
-					return usagef("--%s is required", f)
-				}
-			}
-			if err := bundle.ValidDestination(c.String("dest")); err != nil {
-				return usagef("--dest: %v", err)
-			}
-			if err := export.ValidAttachments(c.String("attachments")); err != nil {
-				return usagef("%v", err)
-			}
-			args := c.Args().Slice()
-			if f := c.String("images-from"); f != "" {
-				more, err := readLines(f)
-				if err != nil {
-					return err
-				}
-				args = append(args, more...)
-			}
-			var specs []export.ImageSpec
-			for _, a := range args {
-				s, err := export.ParseImageArg(a)
-				if err != nil {
-					return usagef("%v", err)
-				}
-				specs = append(specs, s)
-			}
-			if len(specs) == 0 && len(c.StringSlice("remove")) == 0 && !c.Bool("renew") {
-				return usagef("no IMAGE given (--renew makes a bundle that only renews the targets' expiry)")
-			}
-			var platform *v1.Platform
-			if p := c.String("platform"); p != "" {
-				if platform, err = v1.ParsePlatform(p); err != nil {
-					return usagef("--platform: %v", err)
-				}
-			}
-			ropts, err := remoteOptions(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withDeadline(c)
-			defer cancel()
-			out := c.String("output-file")
-			var res *export.Result
-			err = writeFileAtomic(out, func(f *os.File) error {
-				var err error
-				res, err = export.Write(ctx, f, export.Options{
-					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
-					Platform: platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
-					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
-					Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
-				})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
-				out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
-			printImages(c, res.Index.Images)
-			fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
-			return nil
-		},
+		Action: func(c *cli.Context) error { return exportAction(c, e) },
 	}
+}
+
+// exportFlags are export's flags and arguments, checked.
+type exportFlags struct {
+	asJSON   bool
+	specs    []export.ImageSpec
+	platform *v1.Platform
+}
+
+func parseExportFlags(c *cli.Context) (exportFlags, error) {
+	var f exportFlags
+	var err error
+	if f.asJSON, err = jsonOutput(c); err != nil {
+		return f, err
+	}
+	for _, name := range []string{"repo", "dest", "output-file"} {
+		if c.String(name) == "" {
+			return f, usagef("--%s is required", name)
+		}
+	}
+	if err := bundle.ValidDestination(c.String("dest")); err != nil {
+		return f, usagef("--dest: %v", err)
+	}
+	if err := export.ValidAttachments(c.String("attachments")); err != nil {
+		return f, usagef("%v", err)
+	}
+	args := c.Args().Slice()
+	if path := c.String("images-from"); path != "" {
+		more, err := readLines(path)
+		if err != nil {
+			return f, err
+		}
+		args = append(args, more...)
+	}
+	for _, a := range args {
+		s, err := export.ParseImageArg(a)
+		if err != nil {
+			return f, usagef("%v", err)
+		}
+		f.specs = append(f.specs, s)
+	}
+	if len(f.specs) == 0 && len(c.StringSlice("remove")) == 0 && !c.Bool("renew") {
+		return f, usagef("no IMAGE given (--renew makes a bundle that only renews the targets' expiry)")
+	}
+	if p := c.String("platform"); p != "" {
+		if f.platform, err = v1.ParsePlatform(p); err != nil {
+			return f, usagef("--platform: %v", err)
+		}
+	}
+	if err := inputDir("--repo", c.String("repo")); err != nil {
+		return f, err
+	}
+	return f, outputDir("--output-file", c.String("output-file"))
+}
+
+func exportAction(c *cli.Context, e env) error {
+	f, err := parseExportFlags(c)
+	if err != nil {
+		return err
+	}
+	ropts, err := remoteOptions(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withDeadline(c)
+	defer cancel()
+	out := c.String("output-file")
+	var res *export.Result
+	err = writeFileAtomic(out, func(file *os.File) error {
+		var err error
+		res, err = export.Write(ctx, file, export.Options{
+			Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
+			Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
+			Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
+			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
+		out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+	printImages(c, res.Index.Images)
+	fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
+	return nil
 }
 
 func printImages(c *cli.Context, imgs []bundle.Image) {
@@ -252,63 +271,66 @@ targets version in --repo, and writes a small approval bound to this bundle.`,
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking (scripts)"},
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			path, err := oneArg(c, "BUNDLE")
-			if err != nil {
-				return err
-			}
-			if c.String("repo") == "" || c.String("output-file") == "" || len(c.StringSlice("key")) == 0 {
-				return usagef("--repo, --key and -o are required")
-			}
-			for _, u := range c.StringSlice("key") {
-				if _, err := hsm.ParseURI(u); err != nil {
-					return usagef("%v", err)
-				}
-			}
-			p, err := planFor(c, path, c.String("repo"))
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				printPlan(c, p, true)
-			}
-			if !c.Bool("yes") {
-				if err := confirm(e, fmt.Sprintf("Sign targets v%d with these changes?", p.NewVersion)); err != nil {
-					return err
-				}
-			}
-			keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
-			if err != nil {
-				return err
-			}
-			defer closeKeys()
-			res, err := p.Sign(c.Context, approve.Options{Keys: keys, Tool: "coldharbor " + version})
-			if err != nil {
-				return err
-			}
-			out := c.String("output-file")
-			if err := writeFileAtomic(out, func(f *os.File) error {
-				if _, err := f.Write(res.Approval); err != nil {
-					return err
-				}
-				// Record before the approval appears: an approval whose
-				// version the signer forgot would be signed again.
-				return p.Record(c.Context, c.String("repo"), res)
-			}); err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			fmt.Fprintf(c.App.Writer, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
-				res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
-			return nil
-		},
+		Action: func(c *cli.Context) error { return signAction(c, e) },
 	}
+}
+
+func signAction(c *cli.Context, e env) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	path, err := oneArg(c, "BUNDLE")
+	if err != nil {
+		return err
+	}
+	if c.String("repo") == "" || c.String("output-file") == "" || len(c.StringSlice("key")) == 0 {
+		return usagef("--repo, --key and -o are required")
+	}
+	if err := checkKeyURIs(c.StringSlice("key")...); err != nil {
+		return err
+	}
+	if err := outputDir("--output-file", c.String("output-file")); err != nil {
+		return err
+	}
+	p, err := planFor(c, path, c.String("repo"))
+	if err != nil {
+		return err
+	}
+	if !asJSON {
+		printPlan(c, p, true)
+	}
+	if !c.Bool("yes") {
+		if err := confirm(e, fmt.Sprintf("Sign targets v%d with these changes?", p.NewVersion)); err != nil {
+			return err
+		}
+	}
+	keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	res, err := p.Sign(c.Context, approve.Options{Keys: keys, Tool: "coldharbor " + version})
+	if err != nil {
+		return err
+	}
+	out := c.String("output-file")
+	if err := writeFileAtomic(out, func(f *os.File) error {
+		if _, err := f.Write(res.Approval); err != nil {
+			return err
+		}
+		// Record before the approval appears: an approval whose
+		// version the signer forgot would be signed again.
+		return p.Record(c.Context, c.String("repo"), res)
+	}); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	fmt.Fprintf(c.App.Writer, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
+		res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
+	return nil
 }
 
 // confirm asks on the terminal; without one it refuses.
@@ -353,63 +375,82 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() == 1 {
-				return importRefresh(c, c.Args().First(), asJSON)
-			}
-			if c.NArg() != 2 {
-				return usagef("import takes BUNDLE and APPROVAL, or one refresh bundle (got %d arguments)", c.NArg())
-			}
-			for _, f := range []string{"repo", "registry", "snapshot-key", "timestamp-key"} {
-				if c.String(f) == "" {
-					return usagef("--%s is required", f)
-				}
-			}
-			if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
-				return usagef("--jobs must be between 1 and 64")
-			}
-			keys := map[string]*hsm.Key{}
-			for _, f := range []string{"snapshot-key", "timestamp-key"} {
-				k, err := e.openKey(c.Context, c.String(f))
-				if err != nil {
-					return err
-				}
-				defer k.Close()
-				keys[f] = k
-			}
-			ropts, err := remoteOptions(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withDeadline(c)
-			defer cancel()
-			e.warnUnpinned(c.String("repo"))
-			start := time.Now()
-			res, err := mirror.Import(ctx, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
-				Repo: c.String("repo"), Registry: c.String("registry"),
-				SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
-				Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
-			})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d signature manifest(s)\n",
-				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests, res.Signatures)
-			for _, n := range res.Images {
-				fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
-			}
-			fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
-			return nil
-		},
+		Action: func(c *cli.Context) error { return importAction(c, e) },
 	}
+}
+
+// checkImportFlags checks import's flags and its two input files; the
+// single-argument form (a refresh bundle) is checked by importRefresh.
+func checkImportFlags(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usagef("import takes BUNDLE and APPROVAL, or one refresh bundle (got %d arguments)", c.NArg())
+	}
+	for _, f := range []string{"repo", "registry", "snapshot-key", "timestamp-key"} {
+		if c.String(f) == "" {
+			return usagef("--%s is required", f)
+		}
+	}
+	if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
+		return usagef("--jobs must be between 1 and 64")
+	}
+	if err := inputDir("--repo", c.String("repo")); err != nil {
+		return err
+	}
+	for i, what := range []string{"BUNDLE", "APPROVAL"} {
+		if err := inputFile(what, c.Args().Get(i)); err != nil {
+			return err
+		}
+	}
+	return checkKeyURIs(c.String("snapshot-key"), c.String("timestamp-key"))
+}
+
+func importAction(c *cli.Context, e env) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	if c.NArg() == 1 {
+		return importRefresh(c, c.Args().First(), asJSON)
+	}
+	if err := checkImportFlags(c); err != nil {
+		return err
+	}
+	ropts, err := remoteOptions(c)
+	if err != nil {
+		return err
+	}
+	keys := map[string]*hsm.Key{}
+	for _, f := range []string{"snapshot-key", "timestamp-key"} {
+		k, err := e.openKey(c.Context, c.String(f))
+		if err != nil {
+			return err
+		}
+		defer k.Close()
+		keys[f] = k
+	}
+	ctx, cancel := withDeadline(c)
+	defer cancel()
+	e.warnUnpinned(c.String("repo"))
+	start := time.Now()
+	res, err := mirror.Import(ctx, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
+		Repo: c.String("repo"), Registry: c.String("registry"),
+		SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
+		Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d signature manifest(s)\n",
+		len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests, res.Signatures)
+	for _, n := range res.Images {
+		fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
+	}
+	fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
+	return nil
 }
 
 func sourceFlags() []cli.Flag {
@@ -456,7 +497,10 @@ persistent cache) and lists every target.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(c.App.Writer, ts)
+				if ts == nil {
+					ts = []mirror.Target{}
+				}
+				return writeJSON(c.App.Writer, map[string]any{"targets": ts})
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tROLE\tEXPIRES")
@@ -500,7 +544,14 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 			defer cancel()
 			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts})
 			if asJSON {
-				if jerr := writeJSON(c.App.Writer, checks); jerr != nil {
+				if checks == nil {
+					checks = []mirror.Check{}
+				}
+				verified := map[string]any{"images": checks, "verified": err == nil}
+				if err != nil {
+					verified["error"] = err.Error()
+				}
+				if jerr := writeJSON(c.App.Writer, verified); jerr != nil {
 					return jerr
 				}
 			} else {
