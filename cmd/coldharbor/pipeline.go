@@ -401,8 +401,8 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 				return writeJSON(c.App.Writer, res)
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d signature manifest(s)\n",
-				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests, res.Signatures)
+			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d signature manifest(s), %d attachment(s); all read back\n",
+				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests, res.Signatures, res.Attachments)
 			for _, n := range res.Images {
 				fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
 			}
