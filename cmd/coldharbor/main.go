@@ -193,6 +193,7 @@ func libraryHint(err error) string {
 		{mirror.ErrOnlineKeys, "give --snapshot-key and --timestamp-key with their private keys"},
 		{mirror.ErrOtherDestination, "pass --registry with the destination the bundle was exported for (the error names it), or export again for this registry"},
 		{export.ErrNothing, "give at least one image (or --remove, or --renew to only renew the targets' expiry)"},
+		{bundle.ErrLimit, "split the IMAGE arguments (or --images-from) over several bundles, or drop targets with 'export --remove NAME'"},
 	} {
 		if errors.Is(err, h.err) {
 			return h.hint

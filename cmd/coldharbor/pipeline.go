@@ -168,7 +168,7 @@ func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return approve.MakePlan(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo)
+	return approve.MakePlanWith(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo, approve.PlanOptions{DiscardUnimported: c.Bool("discard-unimported")})
 }
 
 func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
@@ -177,9 +177,13 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 	if withRepo {
 		fmt.Fprintf(w, "  targets v%d -> v%d", p.Current, p.NewVersion)
 		if p.Rebased {
-			fmt.Fprintf(w, " (the bundle was built against v%d; the new version is built from this repository's v%d plus the bundle's images)", p.BundleBase, p.Current)
+			fmt.Fprintf(w, " (the bundle was built against v%d; the new version is built from this repository's v%d plus the bundle's images; if the isolated side refused the approvals signed since, sign with --discard-unimported)", p.BundleBase, p.Current)
 		}
 		fmt.Fprintln(w)
+		if len(p.Discarded) > 0 {
+			fmt.Fprintf(w, "  built on v%d, the bundle's base: dropping what targets versions signed here since changed (%d target(s): %s)\n",
+				p.BundleBase, len(p.Discarded), strings.Join(p.Discarded, ", "))
+		}
 	}
 	fmt.Fprintln(w)
 	if len(p.Changes) == 0 {
@@ -225,12 +229,19 @@ threshold) and, with each key, the cosign payload of each image's manifest and
 of each platform manifest of an index (as cosign sign --recursive: registries
 and Harbor's cosign policy check the manifest a client pulls, and docker and
 containerd pull platform manifests by digest), records the new
-targets version in --repo, and writes a small approval bound to this bundle.`,
+targets version in --repo, and writes a small approval bound to this bundle.
+
+A bundle made against an older targets version than this signer's is rebased:
+the new version keeps what was signed here since. When the isolated side
+refused those approvals (or they were lost), --discard-unimported builds on the
+bundle's base instead and drops them. A version no TUF client would download
+(targets over 5,000,000 bytes) is never signed nor recorded.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},
 			&cli.StringSliceFlag{Name: "key", Usage: "a targets key `URI` (repeat up to the threshold)"},
 			&cli.StringFlag{Name: "output-file", Aliases: []string{"o"}, Usage: "write the approval to `FILE`"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking (scripts)"},
+			&cli.BoolFlag{Name: "discard-unimported", Usage: "build on the bundle's base version, dropping targets versions signed here since (when the isolated side refused their approvals, or they were lost)"},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
