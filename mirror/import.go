@@ -5,16 +5,19 @@
 package mirror
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -39,6 +42,12 @@ type ImportOptions struct {
 	Now      time.Time
 	Progress func(done, total int64)
 	Log      *slog.Logger
+	// SignatureFormat is auto (default), legacy or bundle (refused: not
+	// written yet); see ChooseSignatureFormat. Transport and Keychain are
+	// how auto asks the target (default: http.DefaultTransport, anonymous).
+	SignatureFormat string
+	Transport       http.RoundTripper
+	Keychain        authn.Keychain
 }
 
 // ImportResult reports what an import did.
@@ -59,6 +68,8 @@ type ImportResult struct {
 	// SignaturesPresent of them were already there with our signatures.
 	Signatures        int `json:"signature_manifests"`
 	SignaturesPresent int `json:"signature_manifests_present"`
+	// SignatureFormat is the format written and why (--signature-format).
+	SignatureFormat SignatureDecision `json:"signature_format"`
 }
 
 // plan is everything verified before the first byte goes to the registry.
@@ -113,6 +124,9 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if o.SnapshotKey == nil || !o.SnapshotKey.Private() || o.TimestampKey == nil || !o.TimestampKey.Private() {
 		return nil, fmt.Errorf("import signs a new snapshot and timestamp: give --snapshot-key and --timestamp-key with their private keys")
 	}
+	if o.SignatureFormat == SignatureFormatBundle {
+		return nil, ErrBundleFormatNotYet
+	}
 	unlock, err := trust.Lock(ctx, o.Repo)
 	if err != nil {
 		return nil, err
@@ -142,6 +156,11 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	}
 
 	res := &ImportResult{TargetsVersion: p.targets.Signed.Version, SnapshotVersion: pub.Snapshot.Signed.Version, TimestampVersion: pub.Timestamp.Signed.Version}
+	if res.SignatureFormat, err = p.signatureFormat(ctx, o); err != nil {
+		return nil, err
+	}
+	log.Info("signature format", "chosen", res.SignatureFormat.Chosen, "requested", res.SignatureFormat.Requested,
+		"target", res.SignatureFormat.Target, "reason", res.SignatureFormat.Reason)
 	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
 	if err := pushBlobs(ctx, p, ropts, o, res); err != nil {
 		return nil, err
@@ -563,4 +582,14 @@ func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option,
 	err := g.Wait()
 	res.Signatures, res.SignaturesPresent = len(sigs), int(present.Load())
 	return err
+}
+
+// signatureFormat asks the target about the first image's repository; a
+// bundle without images writes no signatures.
+func (p *plan) signatureFormat(ctx context.Context, o ImportOptions) (SignatureDecision, error) {
+	if len(p.images) == 0 {
+		return SignatureDecision{Requested: cmp.Or(o.SignatureFormat, SignatureFormatAuto), Chosen: SignatureFormatLegacy,
+			Target: "unknown", Reason: "no images: no signatures to write"}, nil
+	}
+	return ChooseSignatureFormat(ctx, o.SignatureFormat, p.images[0].repo, o.Transport, o.Keychain)
 }
