@@ -10,6 +10,9 @@ BIN := bin/coldharbor
 COSIGN_VERSION := v2.6.5
 TOOLS_DIR ?= $(HOME)/.cache/coldharbor/tools
 COSIGN := $(TOOLS_DIR)/cosign-$(COSIGN_VERSION)/cosign
+# crane: the bench's yardstick and a real client pulling through the gate.
+CRANE_VERSION := v0.22.1
+CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane
 
 DEMO_DIR ?= $(CURDIR)/.demo
 TEST_TIMEOUT ?= 15m
@@ -26,7 +29,7 @@ build: deps
 deps:
 	@scripts/deps.sh
 
-tools: $(COSIGN)
+tools: $(COSIGN) $(CRANE)
 
 $(COSIGN):
 	@echo "building cosign $(COSIGN_VERSION) (once; cached in $(TOOLS_DIR))"
@@ -40,7 +43,7 @@ vet:
 	$(GO) vet ./...
 
 test: deps tools fmt-check vet nocgo
-	COLDHARBOR_COSIGN=$(COSIGN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	COLDHARBOR_COSIGN=$(COSIGN) COLDHARBOR_CRANE=$(CRANE) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # piv-go and crypto11 need cgo; a build without it must still work, with
 # errors that say how to get YubiKey and PKCS#11 support.
@@ -60,8 +63,6 @@ clean:
 # (two loopback registries) and prints ratios; a measurement, not a test.
 # BENCH_FLAGS passes flags through: make bench BENCH_FLAGS=-quick. crane is
 # pinned to the go-containerregistry version the module uses and cached like cosign.
-CRANE_VERSION := v0.22.1
-CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane
 BENCH_FLAGS ?=
 
 $(CRANE):

@@ -44,3 +44,27 @@ func Cosign(t testing.TB) (path string, env []string) {
 	)
 	return path, env
 }
+
+// Crane returns the path of the pinned crane CLI (COLDHARBOR_CRANE, set by
+// `make test`), for tests that pull the way users do.
+func Crane(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv("COLDHARBOR_CRANE")
+	if path == "" {
+		Need(t, "the crane CLI", "run 'make test' (it builds the pinned crane), or set COLDHARBOR_CRANE")
+	}
+	if _, err := exec.LookPath(path); err != nil {
+		Need(t, "the crane CLI at "+path, err.Error())
+	}
+	return path
+}
+
+// Skopeo returns the path of Debian's skopeo, a second, independent client.
+func Skopeo(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("skopeo")
+	if err != nil {
+		Need(t, "skopeo", "run 'make test' (make deps installs it)")
+	}
+	return path
+}
