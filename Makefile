@@ -10,7 +10,8 @@ BIN := bin/coldharbor
 COSIGN_VERSION := v2.6.5
 TOOLS_DIR ?= $(HOME)/.cache/coldharbor/tools
 COSIGN := $(TOOLS_DIR)/cosign-$(COSIGN_VERSION)/cosign
-# crane: the bench's yardstick and a real client pulling through the gate.
+# crane pulls through Harbor and the serve gate in the tests and races coldharbor in `make bench`;
+# pinned to the go-containerregistry version the module uses, cached like cosign.
 CRANE_VERSION := v0.22.1
 CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane
 
@@ -61,8 +62,7 @@ clean:
 
 # `make bench` compares coldharbor with crane on the same work in the same run
 # (two loopback registries) and prints ratios; a measurement, not a test.
-# BENCH_FLAGS passes flags through: make bench BENCH_FLAGS=-quick. crane is
-# pinned to the go-containerregistry version the module uses and cached like cosign.
+# BENCH_FLAGS passes flags through: make bench BENCH_FLAGS=-quick.
 BENCH_FLAGS ?=
 
 $(CRANE):

@@ -1,8 +1,6 @@
 package bundle
 
 import (
-	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -28,10 +26,7 @@ type ApprovalFile struct {
 }
 
 // ApprovalRoot is one root version an approval carries.
-type ApprovalRoot struct {
-	Version int64
-	Bytes   []byte
-}
+type ApprovalRoot = trust.RootFile
 
 // OpenApproval reads an approval file, refusing anything but a regular
 // file (a FIFO or device on removable media would hang or lie).
@@ -44,74 +39,41 @@ func OpenApproval(path string) (*ApprovalFile, error) {
 	return ReadApproval(f, path)
 }
 
-// writeApproval writes an approval.tar to w.
-func writeApproval(w io.Writer, a *Approval, targets, cosignPub []byte, roots []ApprovalRoot) error {
-	type file struct {
-		name string
-		data []byte
-	}
-	files := []file{{ApprovalTargets, targets}, {ApprovalCosign, cosignPub}}
+// WriteApproval writes an approval.tar to w: a's member list is set from
+// the files it carries (targets, cosign.pub, then the root versions).
+func WriteApproval(w io.Writer, a *Approval, targets, cosignPub []byte, roots []ApprovalRoot) error {
+	files := []File{{ApprovalTargets, targets}, {ApprovalCosign, cosignPub}}
 	for _, r := range roots {
-		files = append(files, file{fmt.Sprintf("%s%d.root.json", approvalRootPfx, r.Version), r.Bytes})
+		files = append(files, File{fmt.Sprintf("%s%d.root.json", approvalRootPfx, r.Version), r.Bytes})
 	}
-	a.Members = nil
-	for _, f := range files {
-		a.Members = append(a.Members, member(f.name, f.data))
-	}
+	a.Members = members(files)
 	raw, err := jsonIndent(a)
 	if err != nil {
 		return err
 	}
-	tw := newTarWriter(w, a.Created)
-	if err := tw.bytes(ApprovalName, raw); err != nil {
-		return err
-	}
-	for _, f := range files {
-		if err := tw.bytes(f.name, f.data); err != nil {
-			return err
-		}
-	}
-	return tw.close()
+	return writeListed(w, a.Created, ApprovalName, raw, a.Members, files)
 }
 
 // ReadApproval parses an approval from r (at most MaxApproval bytes).
 func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxApproval+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
-	}
-	if len(data) > MaxApproval {
-		return nil, &FormatError{File: file, Reason: fmt.Sprintf("over the %d-byte limit of an approval", MaxApproval)}
-	}
-	tr := tar.NewReader(bytes.NewReader(data))
-	h, err := nextMember(tr, file)
-	if err == io.EOF {
-		return nil, &FormatError{File: file, Reason: "empty tar: not a coldharbor approval"}
-	}
+	l, raw, err := openListedFile(r, file, approvalKind, MaxApproval)
 	if err != nil {
 		return nil, err
 	}
-	if h.Name != ApprovalName {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: "first member must be " + ApprovalName + " (is this an approval? the bundle goes first)"}
-	}
-	raw, err := io.ReadAll(io.LimitReader(tr, MaxApproval))
-	if err != nil {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: err.Error()}
-	}
 	var a Approval
 	if err := decodeStrict(raw, &a); err != nil {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("not valid JSON for %s: %v", ApprovalFormat, err)}
+		return nil, &FormatError{File: file, Member: ApprovalName, Reason: fmt.Sprintf("not valid JSON for %s: %v", ApprovalFormat, err)}
 	}
 	if a.Format != ApprovalFormat {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", a.Format, ApprovalFormat)}
+		return nil, &FormatError{File: file, Member: ApprovalName, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", a.Format, ApprovalFormat)}
 	}
 	if !hexRE.MatchString(a.Bundle.IndexSHA256) {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: "bundle.index_sha256 is not 64 hex digits"}
+		return nil, &FormatError{File: file, Member: ApprovalName, Reason: "bundle.index_sha256 is not 64 hex digits"}
 	}
 	af := &ApprovalFile{Approval: &a}
 	want := []string{ApprovalTargets, ApprovalCosign}
-	if len(a.Members) < len(want) || len(a.Members) > len(want)+maxApprovalRoots {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("lists %d members: an approval has %s, then at most %d root versions", len(a.Members), strings.Join(want, ", "), maxApprovalRoots)}
+	if len(a.Members) < len(want) || len(a.Members) > len(want)+MaxApprovalRoots {
+		return nil, &FormatError{File: file, Member: ApprovalName, Reason: fmt.Sprintf("lists %d members: an approval has %s, then at most %d root versions", len(a.Members), strings.Join(want, ", "), MaxApprovalRoots)}
 	}
 	seen := map[string]bool{}
 	var lastRoot int64
@@ -135,11 +97,7 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: "listed twice"}
 		}
 		seen[m.Name] = true
-		h, err := nextListed(tr, m.Name, file, "approval", "approval")
-		if err != nil {
-			return nil, err
-		}
-		data, err := readMember(tr, h, m, MaxHeadMember, file)
+		data, err := l.next(m, MaxHeadMember)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +110,7 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 			af.Roots = append(af.Roots, ApprovalRoot{Version: lastRoot, Bytes: data})
 		}
 	}
-	if err := noMoreMembers(tr, file); err != nil {
+	if err := l.end(); err != nil {
 		return nil, err
 	}
 	if af.Targets == nil || af.CosignPub == nil {
@@ -185,11 +143,6 @@ func CosignPub(root *metadata.Metadata[metadata.RootType]) ([]byte, error) {
 
 // CosignPubTarget is the name of the target that publishes the cosign keys.
 const CosignPubTarget = "cosign.pub"
-
-func targetFile(name string, data []byte) *metadata.TargetFiles {
-	s := sha256.Sum256(data)
-	return &metadata.TargetFiles{Length: int64(len(data)), Hashes: metadata.Hashes{"sha256": s[:]}, Path: name}
-}
 
 func sha256Hex(data []byte) string {
 	s := sha256.Sum256(data)

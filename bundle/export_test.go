@@ -16,6 +16,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/export"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -50,7 +52,7 @@ func TestExportPlatform(t *testing.T) {
 	}
 
 	o := w.exportOptions()
-	o.Images = []bundle.ImageSpec{{Source: w.src(testimages.MultiArch)}}
+	o.Images = []export.ImageSpec{{Source: w.src(testimages.MultiArch)}}
 	o.Platform = &v1.Platform{OS: "linux", Architecture: "arm64"}
 	path, res := w.export(t, o)
 	if len(res.Index.Images) != 1 {
@@ -106,7 +108,7 @@ func pendingOf(t testing.TB, path string) *metadata.Metadata[metadata.TargetsTyp
 func TestExportRename(t *testing.T) {
 	w := newWorld(t)
 	o := w.exportOptions()
-	o.Images = []bundle.ImageSpec{{Source: w.src(testimages.AppTwo), Name: "apps/two:1.0"}}
+	o.Images = []export.ImageSpec{{Source: w.src(testimages.AppTwo), Name: "apps/two:1.0"}}
 	path, res := w.export(t, o)
 	img := res.Index.Images[0]
 	d := w.digests[testimages.AppTwo].String()
@@ -138,20 +140,20 @@ func TestExportRename(t *testing.T) {
 func TestParseImageArg(t *testing.T) {
 	for _, c := range []struct {
 		arg  string
-		want bundle.ImageSpec
+		want export.ImageSpec
 		err  string
 	}{
-		{"reg.example/demo/app:1.0", bundle.ImageSpec{Source: "reg.example/demo/app:1.0"}, ""},
-		{"reg.example/demo/app:1.0=apps/app:2", bundle.ImageSpec{Source: "reg.example/demo/app:1.0", Name: "apps/app:2"}, ""},
-		{"reg.example/demo/app@sha256:" + strings.Repeat("a", 64) + "=apps/app:2", bundle.ImageSpec{Source: "reg.example/demo/app@sha256:" + strings.Repeat("a", 64), Name: "apps/app:2"}, ""},
-		{"=apps/app:2", bundle.ImageSpec{}, "no source reference"},
-		{"reg.example/demo/app:1.0=Apps/App:2", bundle.ImageSpec{}, "invalid image name"},
-		{"reg.example/demo/app:1.0=apps/app", bundle.ImageSpec{}, "invalid image name"},
-		{"reg.example/demo/app:1.0=../app:1", bundle.ImageSpec{}, "invalid image name"},
-		{"reg.example/demo/app", bundle.ImageSpec{}, `image "reg.example/demo/app"`}, // strict: no implicit latest
-		{"not a reference", bundle.ImageSpec{}, `image "not a reference"`},
+		{"reg.example/demo/app:1.0", export.ImageSpec{Source: "reg.example/demo/app:1.0"}, ""},
+		{"reg.example/demo/app:1.0=apps/app:2", export.ImageSpec{Source: "reg.example/demo/app:1.0", Name: "apps/app:2"}, ""},
+		{"reg.example/demo/app@sha256:" + strings.Repeat("a", 64) + "=apps/app:2", export.ImageSpec{Source: "reg.example/demo/app@sha256:" + strings.Repeat("a", 64), Name: "apps/app:2"}, ""},
+		{"=apps/app:2", export.ImageSpec{}, "no source reference"},
+		{"reg.example/demo/app:1.0=Apps/App:2", export.ImageSpec{}, "invalid image name"},
+		{"reg.example/demo/app:1.0=apps/app", export.ImageSpec{}, "invalid image name"},
+		{"reg.example/demo/app:1.0=../app:1", export.ImageSpec{}, "invalid image name"},
+		{"reg.example/demo/app", export.ImageSpec{}, `image "reg.example/demo/app"`}, // strict: no implicit latest
+		{"not a reference", export.ImageSpec{}, `image "not a reference"`},
 	} {
-		got, err := bundle.ParseImageArg(c.arg)
+		got, err := export.ParseImageArg(c.arg)
 		if c.err == "" && (err != nil || got != c.want) {
 			t.Errorf("ParseImageArg(%q) = %+v, %v; want %+v", c.arg, got, err, c.want)
 		}
@@ -168,37 +170,37 @@ func TestExportRefusals(t *testing.T) {
 	appOne := w.digests[testimages.AppOne].String()
 	cases := []struct {
 		name string
-		edit func(o *bundle.ExportOptions)
+		edit func(o *export.Options)
 		err  string
 	}{
-		{"duplicate target names", func(o *bundle.ExportOptions) {
-			o.Images = []bundle.ImageSpec{{Source: w.src(testimages.AppOne)}, {Source: w.src(testimages.AppTwo), Name: testimages.AppOne}}
+		{"duplicate target names", func(o *export.Options) {
+			o.Images = []export.ImageSpec{{Source: w.src(testimages.AppOne)}, {Source: w.src(testimages.AppTwo), Name: testimages.AppOne}}
 		}, "both become demo/app-one:1.0: rename one with SRC=REPOSITORY:TAG"},
-		{"the same source twice", func(o *bundle.ExportOptions) {
-			o.Images = []bundle.ImageSpec{{Source: w.src(testimages.AppOne)}, {Source: w.src(testimages.AppOne)}}
+		{"the same source twice", func(o *export.Options) {
+			o.Images = []export.ImageSpec{{Source: w.src(testimages.AppOne)}, {Source: w.src(testimages.AppOne)}}
 		}, "both become demo/app-one:1.0"},
-		{"removal not in targets", func(o *bundle.ExportOptions) { o.Removals = []string{"demo/gone:1.0"} },
+		{"removal not in targets", func(o *export.Options) { o.Removals = []string{"demo/gone:1.0"} },
 			"--remove demo/gone:1.0: no such target in targets v1"},
-		{"removal not a target name", func(o *bundle.ExportOptions) { o.Removals = []string{"Demo/Gone"} }, `invalid image name "Demo/Gone"`},
-		{"nothing to export", func(o *bundle.ExportOptions) { o.Images = nil }, "nothing to export"},
-		{"destination with a scheme", func(o *bundle.ExportOptions) { o.Destination = "https://registry.internal" }, "want HOST[/PREFIX]"},
-		{"digest with no name", func(o *bundle.ExportOptions) {
-			o.Images = []bundle.ImageSpec{{Source: w.src("demo/app-one") + "@" + appOne}}
+		{"removal not a target name", func(o *export.Options) { o.Removals = []string{"Demo/Gone"} }, `invalid image name "Demo/Gone"`},
+		{"nothing to export", func(o *export.Options) { o.Images = nil }, "nothing to export"},
+		{"destination with a scheme", func(o *export.Options) { o.Destination = "https://registry.internal" }, "want HOST[/PREFIX]"},
+		{"digest with no name", func(o *export.Options) {
+			o.Images = []export.ImageSpec{{Source: w.src("demo/app-one") + "@" + appOne}}
 		}, "is a digest with no tag: name its target with"},
-		{"image not in the registry", func(o *bundle.ExportOptions) { o.Images = []bundle.ImageSpec{{Source: w.src("demo/absent:1.0")}} },
+		{"image not in the registry", func(o *export.Options) { o.Images = []export.ImageSpec{{Source: w.src("demo/absent:1.0")}} },
 			"resolving " + w.src("demo/absent:1.0")},
-		{"platform the index lacks", func(o *bundle.ExportOptions) {
-			o.Images = []bundle.ImageSpec{{Source: w.src(testimages.MultiArch)}}
+		{"platform the index lacks", func(o *export.Options) {
+			o.Images = []export.ImageSpec{{Source: w.src(testimages.MultiArch)}}
 			o.Platform = &v1.Platform{OS: "linux", Architecture: "s390x"}
 		}, "has no linux/s390x image"},
-		{"no repository", func(o *bundle.ExportOptions) { o.Repo = filepath.Join(t.TempDir(), "absent") }, "reading the TUF repository"},
+		{"no repository", func(o *export.Options) { o.Repo = filepath.Join(t.TempDir(), "absent") }, "reading the TUF repository"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o := w.exportOptions()
 			c.edit(&o)
 			var buf bytes.Buffer
-			res, err := bundle.Export(context.Background(), &buf, o)
+			res, err := export.Write(context.Background(), &buf, o)
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Fatalf("Export: %v (result %v); want an error containing %q", err, res != nil, c.err)
 			}
@@ -235,7 +237,7 @@ func TestExportBlobsOnce(t *testing.T) {
 	}
 
 	o := w.exportOptions()
-	o.Images = []bundle.ImageSpec{{Source: w.src(testimages.AppOne)}, {Source: w.src(testimages.AppOne), Name: "apps/one:1.0"}}
+	o.Images = []export.ImageSpec{{Source: w.src(testimages.AppOne)}, {Source: w.src(testimages.AppOne), Name: "apps/one:1.0"}}
 	_, res = w.export(t, o)
 	if res.Manifests != 1 || res.Blobs != 3 || len(res.Index.Images) != 2 {
 		t.Errorf("one image under two names: %d manifests, %d blobs, %d images; want 1, 3, 2", res.Manifests, res.Blobs, len(res.Index.Images))
@@ -296,12 +298,12 @@ func TestExportRemovals(t *testing.T) {
 	if err := p.Record(w.ctx, w.signer, sr); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
+	testfs.CopyDir(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
 
 	o := w.exportOptions()
-	o.Images = []bundle.ImageSpec{{Source: w.src(testimages.AppTwo), Name: "apps/two:1.0"}}
+	o.Images = []export.ImageSpec{{Source: w.src(testimages.AppTwo), Name: "apps/two:1.0"}}
 	o.Removals = []string{"apps/two:1.0"}
-	if _, err := bundle.Export(w.ctx, &bytes.Buffer{}, o); err == nil || !strings.Contains(err.Error(), "apps/two:1.0 is both exported and removed") {
+	if _, err := export.Write(w.ctx, &bytes.Buffer{}, o); err == nil || !strings.Contains(err.Error(), "apps/two:1.0 is both exported and removed") {
 		t.Errorf("exporting and removing one name: %v", err)
 	}
 

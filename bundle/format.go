@@ -1,9 +1,11 @@
-// Package bundle owns the transfer formats of DESIGN.md: the bundle (one tar
-// holding the images, their digests and the pending TUF targets) and the
-// approval (the signed targets and cosign signatures, bound to one bundle).
-// It exports on the connected side and signs on the air-gapped side; the
-// importer reads both through this package. docs/bundle-format.md is the
-// specification; the limits below are part of it.
+// Package bundle owns the transfer formats of docs/bundle-format.md: the
+// bundle (one tar holding the images, their digests and the pending TUF
+// targets), the approval (the signed targets and cosign signatures, bound to
+// one bundle) and the refresh bundle — their readers, their writers and
+// what they mean for TUF targets. It moves nothing itself: bundle/export
+// writes bundles on the connected side, bundle/approve signs on the
+// air-gapped side, and mirror imports through this package. The limits
+// below are part of the specification.
 package bundle
 
 import (
@@ -18,6 +20,8 @@ import (
 	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/coldharbor/coldharbor/trust"
 )
 
 // Format identifiers, checked exactly by readers.
@@ -39,8 +43,8 @@ const (
 	ApprovalTargets  = "targets.json"
 	ApprovalCosign   = "cosign.pub"
 	approvalRootPfx  = "root/"
-	// maxApprovalRoots bounds the root versions one approval carries.
-	maxApprovalRoots = 64
+	// MaxApprovalRoots bounds the root versions one approval carries.
+	MaxApprovalRoots = 64
 )
 
 // Hard limits. A reader refuses anything beyond them before allocating.
@@ -170,8 +174,8 @@ func ValidTargetName(name string) error {
 	// snapshots: "<64 hex>.<component>", plus a temporary suffix while it is
 	// written; keep the whole under the usual 255-byte limit.
 	last := name[strings.LastIndexByte(name, '/')+1:]
-	if len(last) > maxTargetBase {
-		return fmt.Errorf("invalid image name %q: its last part is %d bytes, at most %d fit in a target file name", name, len(last), maxTargetBase)
+	if len(last) > trust.MaxTargetBase {
+		return fmt.Errorf("invalid image name %q: its last part is %d bytes, at most %d fit in a target file name", name, len(last), trust.MaxTargetBase)
 	}
 	// cosign keeps signatures, attestations and SBOMs under these tags: an
 	// image tagged so would overwrite, or be overwritten by, one of them.
@@ -180,10 +184,6 @@ func ValidTargetName(name string) error {
 	}
 	return nil
 }
-
-// maxTargetBase bounds the last component of a target name (see
-// ValidTargetName): 255 - 65 (hash and dot) - 20 (temporary suffix).
-const maxTargetBase = 170
 
 var cosignTagRE = regexp.MustCompile(`^sha256-[0-9a-f]{64}\.(sig|att|sbom)$`)
 

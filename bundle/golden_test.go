@@ -17,12 +17,14 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
-// The golden vectors, under testdata/golden:
+// The golden vectors, under ../testdata/golden (testdata/README.md):
 //
 //	bundle.tar     the standard test bundle (newWorld + exportOptions)
 //	approval.tar   its approval, signed with the targets key of repo/
@@ -34,7 +36,11 @@ import (
 //	               targets, snapshot and timestamp v1); no private key
 //
 // -update makes all of them anew (new keys, so new bytes).
-const goldenDir = "testdata/golden"
+const goldenDir = "../testdata/golden"
+
+// hostileDir holds the committed hostile bundles, each with the outcome its
+// README.md states and hostileFiles checks.
+const hostileDir = "../testdata/hostile/bundle"
 
 func TestGolden(t *testing.T) {
 	if *update {
@@ -180,8 +186,8 @@ func TestGolden(t *testing.T) {
 
 	// MakePlan against (a copy of) the golden repo still says plan.json.
 	repo := filepath.Join(t.TempDir(), "repo")
-	copyTree(t, filepath.Join(goldenDir, "repo"), repo)
-	p, err := bundle.MakePlan(context.Background(), bytes.NewReader(bundleTar), "bundle.tar", repo)
+	testfs.CopyDir(t, filepath.Join(goldenDir, "repo"), repo)
+	p, err := approve.MakePlan(context.Background(), bytes.NewReader(bundleTar), "bundle.tar", repo)
 	if err != nil {
 		t.Fatalf("MakePlan: %v", err)
 	}
@@ -251,7 +257,7 @@ func writeGolden(t *testing.T) {
 	if err := os.RemoveAll(goldenDir); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(goldenDir, "repo", trust.MetadataDir))
+	testfs.CopyDir(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(goldenDir, "repo", trust.MetadataDir))
 	for name, data := range map[string][]byte{
 		"bundle.tar":    bundleTar,
 		"approval.tar":  res.Approval,

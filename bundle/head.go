@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -24,23 +23,9 @@ type Head struct {
 // member after the head: signing time does not grow with image size, and a
 // bundle whose blob part is garbage still yields its head.
 func ReadHead(r io.Reader, file string) (*Head, error) {
-	tr := tar.NewReader(r)
-	h, err := nextMember(tr, file)
-	if err == io.EOF {
-		return nil, &FormatError{File: file, Reason: "empty tar: not a coldharbor bundle"}
-	}
+	l, raw, err := openListed(r, file, headKind, MaxIndexSize)
 	if err != nil {
 		return nil, err
-	}
-	if h.Name != IndexName {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: "first member must be " + IndexName + " (is this a coldharbor bundle?)"}
-	}
-	if h.Size > MaxIndexSize {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("%d bytes is over the limit of %d", h.Size, MaxIndexSize)}
-	}
-	raw := make([]byte, h.Size)
-	if _, err := io.ReadFull(tr, raw); err != nil {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("truncated: %v", err)}
 	}
 	idx, err := parseIndex(raw, file)
 	if err != nil {
@@ -53,14 +38,10 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 		if memberKind(m.Name) != "head" {
 			break
 		}
-		h, err := nextListed(tr, m.Name, file, "bundle", "index")
-		if err != nil {
-			return nil, err
-		}
 		if total += m.Size; total > MaxHeadTotal {
-			return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("the head is over its limit of %d bytes", MaxHeadTotal)}
+			return nil, &FormatError{File: file, Member: m.Name, Reason: fmt.Sprintf("the head is over its limit of %d bytes", MaxHeadTotal)}
 		}
-		data, err := readMember(tr, h, m, MaxHeadMember, file)
+		data, err := l.next(m, MaxHeadMember)
 		if err != nil {
 			return nil, err
 		}

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log"
 	"net/http/httptest"
 	"os"
@@ -26,16 +25,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
+	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/internal/testkeys"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
-// update rewrites the committed vectors (testdata/golden, testdata/hostile)
+// update rewrites the committed vectors (goldenDir, hostileDir)
 // from the code: go test ./bundle -run 'Golden|HostileFiles' -update
-var update = flag.Bool("update", false, "rewrite testdata/golden and testdata/hostile")
+var update = flag.Bool("update", false, "rewrite ../testdata/golden and ../testdata/hostile/bundle")
 
 // Fixed clocks, so the bundles and approvals the tests make carry the same
 // times on every run. The ceremony happens before the export, which happens
@@ -81,7 +83,7 @@ func newWorld(t testing.TB) *world {
 	w.signer = filepath.Join(t.TempDir(), "signer")
 	w.targets = ceremonyRepo(t, w.signer)
 	w.exporter = filepath.Join(t.TempDir(), "exporter")
-	copyTree(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
+	testfs.CopyDir(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(w.exporter, trust.MetadataDir))
 	return w
 }
 
@@ -113,8 +115,8 @@ func (w *world) src(n string) string { return w.host + "/" + n }
 
 // defaultImages is what the standard test bundle holds: the multi-arch
 // index, the two apps sharing a base layer, the second one renamed.
-func (w *world) defaultImages() []bundle.ImageSpec {
-	return []bundle.ImageSpec{
+func (w *world) defaultImages() []export.ImageSpec {
+	return []export.ImageSpec{
 		{Source: w.src(testimages.MultiArch)},
 		{Source: w.src(testimages.AppOne)},
 		{Source: w.src(testimages.AppTwo), Name: "apps/two:1.0"},
@@ -123,20 +125,20 @@ func (w *world) defaultImages() []bundle.ImageSpec {
 
 // exportOptions are the options of the standard bundle: the exporter's
 // repository, a fixed clock, Tool "test".
-func (w *world) exportOptions() bundle.ExportOptions {
-	return bundle.ExportOptions{Repo: w.exporter, Destination: testDest, Images: w.defaultImages(), Now: exportNow, Tool: "test"}
+func (w *world) exportOptions() export.Options {
+	return export.Options{Repo: w.exporter, Destination: testDest, Images: w.defaultImages(), Now: exportNow, Tool: "test"}
 }
 
 // export writes a bundle with o (see exportOptions) to a new bundle.tar and
 // checks it with validateBundle.
-func (w *world) export(t testing.TB, o bundle.ExportOptions) (string, *bundle.ExportResult) {
+func (w *world) export(t testing.TB, o export.Options) (string, *export.Result) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "bundle.tar")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := bundle.Export(w.ctx, f, o)
+	res, err := export.Write(w.ctx, f, o)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -148,25 +150,25 @@ func (w *world) export(t testing.TB, o bundle.ExportOptions) (string, *bundle.Ex
 }
 
 // plan is MakePlan over the file at path against the signer's repository.
-func (w *world) plan(t testing.TB, path string) (*bundle.Plan, error) {
+func (w *world) plan(t testing.TB, path string) (*approve.Plan, error) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	return bundle.MakePlan(w.ctx, f, path, w.signer)
+	return approve.MakePlan(w.ctx, f, path, w.signer)
 }
 
 // sign plans and signs the bundle at path with the targets key and returns
 // the plan and the result (whose Approval holds the approval.tar bytes).
-func (w *world) sign(t testing.TB, path string) (*bundle.Plan, *bundle.SignResult) {
+func (w *world) sign(t testing.TB, path string) (*approve.Plan, *approve.Result) {
 	t.Helper()
 	p, err := w.plan(t, path)
 	if err != nil {
 		t.Fatalf("MakePlan: %v", err)
 	}
-	res, err := p.Sign(w.ctx, bundle.SignOptions{Keys: []*hsm.Key{w.targets}, Now: signNow, Tool: "test"})
+	res, err := p.Sign(w.ctx, approve.Options{Keys: []*hsm.Key{w.targets}, Now: signNow, Tool: "test"})
 	if err != nil {
 		t.Fatalf("Sign: %v", err)
 	}
@@ -498,28 +500,5 @@ func wantDigestError(t testing.TB, what string, err error, frag string) {
 	}
 	if !strings.Contains(err.Error(), frag) {
 		t.Errorf("%s: %v\nwant a message containing %q", what, err, frag)
-	}
-}
-
-// copyTree copies the regular files under src to dst.
-func copyTree(t testing.TB, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }

@@ -55,7 +55,7 @@ func (o outcome) render() (head, open, blob string) {
 // bundleVector is a hostile bundle made from a good one.
 type bundleVector struct {
 	name string
-	doc  string // one line for testdata/hostile/README.md
+	doc  string // one line for hostileDir/README.md
 	make func(t testing.TB, good []tarEntry) []byte
 	want outcome
 }
@@ -364,7 +364,7 @@ var bundleVectors = []bundleVector{
 		want: outcome{open: reOutOfScan + `|missing: the bundle ends early`}},
 }
 
-// hostileFiles are the vectors committed under testdata/hostile, made from
+// hostileFiles are the vectors committed under hostileDir, made from
 // the small bundle of miniBundle: file name → vector name.
 var hostileFiles = map[string]string{
 	"ok.tar":            "ok",
@@ -478,11 +478,11 @@ func checkErr(t *testing.T, what string, err error, re string, is func(error) bo
 	}
 }
 
-// TestHostileFiles checks every committed vector under testdata/hostile
+// TestHostileFiles checks every committed vector under hostileDir
 // against its expected outcome, and that README.md states the same
 // outcomes. With -update it rewrites the files and the README.
 func TestHostileFiles(t *testing.T) {
-	dir := filepath.Join("testdata", "hostile")
+	dir := hostileDir
 	if *update {
 		writeHostileFiles(t, dir)
 	}
@@ -497,7 +497,7 @@ func TestHostileFiles(t *testing.T) {
 		}
 		vname, ok := hostileFiles[e.Name()]
 		if !ok {
-			t.Errorf("testdata/hostile/%s has no expected outcome in hostileFiles", e.Name())
+			t.Errorf("%s/%s has no expected outcome in hostileFiles", hostileDir, e.Name())
 			continue
 		}
 		seen[e.Name()] = true
@@ -514,7 +514,7 @@ func TestHostileFiles(t *testing.T) {
 	}
 	for f := range hostileFiles {
 		if !seen[f] {
-			t.Errorf("hostileFiles lists %s, which is not in testdata/hostile (run with -update)", f)
+			t.Errorf("hostileFiles lists %s, which is not in %s (run with -update)", f, hostileDir)
 		}
 	}
 

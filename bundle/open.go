@@ -41,6 +41,20 @@ func Open(path string) (*Bundle, error) {
 	return b, nil
 }
 
+// Ref is what an approval of this bundle binds to: its index's sha256 and size.
+func (b *Bundle) Ref() BundleRef {
+	return BundleRef{IndexSHA256: b.Head.IndexSHA256, IndexSize: int64(len(b.Head.IndexRaw))}
+}
+
+// Destination is HOST[/PREFIX] the bundle was exported for.
+func (b *Bundle) Destination() string { return b.Head.Index.Destination }
+
+// Images are the images the bundle carries, in index order.
+func (b *Bundle) Images() []Image { return b.Head.Index.Images }
+
+// PayloadOf is the cosign payload the head carries for img (nil if none).
+func (b *Bundle) PayloadOf(img Image) []byte { return b.Head.Payloads[img.Payload] }
+
 // Close closes the bundle file.
 func (b *Bundle) Close() error { return b.f.Close() }
 

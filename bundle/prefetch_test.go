@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/export"
 )
 
 // failBlob makes the source registry fail one blob download, as an outage
@@ -40,7 +40,7 @@ func TestExportPrefetch(t *testing.T) {
 	o.TempDir, o.Jobs = tmp, 3
 	o.Remote = []remote.Option{remote.WithTransport(failBlob{http.DefaultTransport, w.fix.SharedBase.String()}),
 		remote.WithRetryBackoff(remote.Backoff{Steps: 1})}
-	if _, err := bundle.Export(w.ctx, io.Discard, o); err == nil {
+	if _, err := export.Write(w.ctx, io.Discard, o); err == nil {
 		t.Fatal("export succeeded through a failing blob")
 	}
 	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
@@ -48,7 +48,7 @@ func TestExportPrefetch(t *testing.T) {
 	}
 }
 
-func withJobs(o bundle.ExportOptions, jobs int) bundle.ExportOptions {
+func withJobs(o export.Options, jobs int) export.Options {
 	o.Jobs = jobs
 	return o
 }

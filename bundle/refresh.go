@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"archive/tar"
-	"bytes"
 	"fmt"
 	"io"
 	"time"
@@ -40,32 +39,17 @@ type RefreshFile struct {
 // WriteRefresh writes a refresh bundle to w.
 func WriteRefresh(w io.Writer, tool string, now time.Time, snapshot, timestamp []byte) error {
 	r := &Refresh{Format: RefreshFormat, Tool: tool, Created: now.UTC().Truncate(time.Second)}
-	type m struct {
-		name string
-		data []byte
-	}
-	var ms []m
+	var files []File
 	if snapshot != nil {
-		ms = append(ms, m{refreshSnap, snapshot})
+		files = append(files, File{refreshSnap, snapshot})
 	}
-	ms = append(ms, m{refreshTS, timestamp})
-	for _, x := range ms {
-		r.Members = append(r.Members, member(x.name, x.data))
-	}
+	files = append(files, File{refreshTS, timestamp})
+	r.Members = members(files)
 	raw, err := jsonIndent(r)
 	if err != nil {
 		return err
 	}
-	tw := newTarWriter(w, r.Created)
-	if err := tw.bytes(RefreshName, raw); err != nil {
-		return err
-	}
-	for _, x := range ms {
-		if err := tw.bytes(x.name, x.data); err != nil {
-			return err
-		}
-	}
-	return tw.close()
+	return writeListed(w, r.Created, RefreshName, raw, r.Members, files)
 }
 
 // IsRefresh reports whether the tar at r starts with a refresh header,
@@ -78,34 +62,16 @@ func IsRefresh(r io.Reader) bool {
 // ReadRefresh parses a refresh bundle (at most MaxRefresh bytes), checking
 // every member against the header's list.
 func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxRefresh+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
-	}
-	if len(data) > MaxRefresh {
-		return nil, &FormatError{File: file, Reason: fmt.Sprintf("over the %d-byte limit of a refresh bundle", MaxRefresh)}
-	}
-	tr := tar.NewReader(bytes.NewReader(data))
-	h, err := nextMember(tr, file)
-	if err == io.EOF {
-		return nil, &FormatError{File: file, Reason: "empty tar: not a refresh bundle"}
-	}
+	l, raw, err := openListedFile(r, file, refreshKind, MaxRefresh)
 	if err != nil {
 		return nil, err
 	}
-	if h.Name != RefreshName {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: "first member must be " + RefreshName}
-	}
-	raw, err := io.ReadAll(io.LimitReader(tr, MaxRefresh))
-	if err != nil {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: err.Error()}
-	}
 	var rf Refresh
 	if err := decodeStrict(raw, &rf); err != nil {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("not valid JSON for %s: %v", RefreshFormat, err)}
+		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("not valid JSON for %s: %v", RefreshFormat, err)}
 	}
 	if rf.Format != RefreshFormat {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", rf.Format, RefreshFormat)}
+		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", rf.Format, RefreshFormat)}
 	}
 	out := &RefreshFile{Refresh: &rf}
 	// Exactly [timestamp.json] or [snapshot.json, timestamp.json].
@@ -114,17 +80,13 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 		want = []string{refreshSnap, refreshTS}
 	}
 	if len(rf.Members) != len(want) {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("lists %d members: a refresh bundle holds timestamp.json, optionally after snapshot.json", len(rf.Members))}
+		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("lists %d members: a refresh bundle holds timestamp.json, optionally after snapshot.json", len(rf.Members))}
 	}
 	for i, m := range rf.Members {
 		if m.Name != want[i] {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed here (snapshot.json, then timestamp.json)"}
 		}
-		h, err := nextListed(tr, m.Name, file, "bundle", "header")
-		if err != nil {
-			return nil, err
-		}
-		b, err := readMember(tr, h, m, MaxRefresh, file)
+		b, err := l.next(m, MaxRefresh)
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +96,7 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 			out.Timestamp = b
 		}
 	}
-	if err := noMoreMembers(tr, file); err != nil {
+	if err := l.end(); err != nil {
 		return nil, err
 	}
 	if out.Timestamp == nil {

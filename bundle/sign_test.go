@@ -18,6 +18,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
+	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/testkeys"
 	"github.com/coldharbor/coldharbor/trust"
@@ -85,14 +87,14 @@ func TestSignerReadsOnlyHead(t *testing.T) {
 		{"file cut after the head", bytes.NewReader(data[:headEnd])},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := bundle.MakePlan(w.ctx, c.r, garbledPath, w.signer)
+			p, err := approve.MakePlan(w.ctx, c.r, garbledPath, w.signer)
 			if err != nil {
 				t.Fatalf("MakePlan: %v", err)
 			}
 			if p.IndexSHA256 != res.IndexSHA256 || len(p.Changes) != 3 || p.NewVersion != 2 {
 				t.Fatalf("plan %+v, want the original bundle's (%s, 3 changes, v2)", p, res.IndexSHA256)
 			}
-			sr, err := p.Sign(w.ctx, bundle.SignOptions{Keys: []*hsm.Key{w.targets}, Now: signNow, Tool: "test"})
+			sr, err := p.Sign(w.ctx, approve.Options{Keys: []*hsm.Key{w.targets}, Now: signNow, Tool: "test"})
 			if err != nil {
 				t.Fatalf("Sign: %v", err)
 			}
@@ -133,7 +135,7 @@ func TestPlanRebased(t *testing.T) {
 	w := newWorld(t)
 	first, _ := w.export(t, w.exportOptions())
 	o := w.exportOptions()
-	o.Images = []bundle.ImageSpec{
+	o.Images = []export.ImageSpec{
 		{Source: w.src("demo/app-two:1.0"), Name: "demo/app-one:1.0"}, // a new digest under an existing name
 		{Source: w.src("demo/multiarch:1.0")},                         // the same digest as in the first bundle
 		{Source: w.src("demo/app-one:1.0"), Name: "apps/one:1.0"},     // a new name
@@ -152,7 +154,7 @@ func TestPlanRebased(t *testing.T) {
 			t.Errorf("first plan: %s is %s, want added", c.Name, c.Kind)
 		}
 	}
-	s1, err := p1.Sign(w.ctx, bundle.SignOptions{Keys: []*hsm.Key{w.targets}, Now: signNow, Tool: "test"})
+	s1, err := p1.Sign(w.ctx, approve.Options{Keys: []*hsm.Key{w.targets}, Now: signNow, Tool: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +187,7 @@ func TestPlanRebased(t *testing.T) {
 		t.Errorf("second plan's changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantChanges, "\n"))
 	}
 
-	s2, err := p2.Sign(w.ctx, bundle.SignOptions{Keys: []*hsm.Key{w.targets}, Now: signNow, Tool: "test"})
+	s2, err := p2.Sign(w.ctx, approve.Options{Keys: []*hsm.Key{w.targets}, Now: signNow, Tool: "test"})
 	if err != nil {
 		t.Fatalf("Sign of the rebased plan: %v", err)
 	}
@@ -346,7 +348,7 @@ func TestPlanRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var err error
 			noPanic(t, "MakePlan", func() error {
-				_, err = bundle.MakePlan(context.Background(), bytes.NewReader(c.data), "bundle.tar", c.repo)
+				_, err = approve.MakePlan(context.Background(), bytes.NewReader(c.data), "bundle.tar", c.repo)
 				return err
 			})
 			t.Logf("MakePlan: %v", err)
@@ -406,7 +408,7 @@ func TestSignKeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := p.Sign(w.ctx, bundle.SignOptions{Keys: c.keys, Now: signNow, Tool: "test"})
+			res, err := p.Sign(w.ctx, approve.Options{Keys: c.keys, Now: signNow, Tool: "test"})
 			t.Logf("Sign: %v", err)
 			if err == nil {
 				t.Fatalf("Sign accepted; approval of %d bytes", len(res.Approval))
@@ -431,14 +433,14 @@ func TestSignKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	p, err := bundle.MakePlan(w.ctx, f, path, "")
+	p, err := approve.MakePlan(w.ctx, f, path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(p.Changes) != 3 || p.Current != 0 {
 		t.Errorf("plan without a repository: %+v", p)
 	}
-	if _, err := p.Sign(w.ctx, bundle.SignOptions{Keys: []*hsm.Key{w.targets}}); err == nil || !strings.Contains(err.Error(), "cannot be signed") {
+	if _, err := p.Sign(w.ctx, approve.Options{Keys: []*hsm.Key{w.targets}}); err == nil || !strings.Contains(err.Error(), "cannot be signed") {
 		t.Errorf("Sign of a plan without a repository: %v", err)
 	}
 }

@@ -57,7 +57,8 @@ func (t *tarWriter) stream(name string, size int64, r io.Reader) error {
 
 func (t *tarWriter) close() error { return t.tw.Close() }
 
-func member(name string, data []byte) Member {
+// MemberOf is the listing entry of a member holding data.
+func MemberOf(name string, data []byte) Member {
 	s := sha256.Sum256(data)
 	return Member{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(s[:])}
 }
@@ -154,33 +155,4 @@ func openRegular(path string) (*os.File, os.FileInfo, error) {
 func IsFormatError(err error) bool {
 	var f *FormatError
 	return errors.As(err, &f)
-}
-
-// nextListed reads the next member, which must be the one a list (the
-// index, the approval, the refresh header: lister) names next. what names
-// the file for the message when it ends early.
-func nextListed(tr *tar.Reader, name, file, what, lister string) (*tar.Header, error) {
-	h, err := nextMember(tr, file)
-	if err == io.EOF {
-		return nil, &FormatError{File: file, Member: name, Reason: "missing: the " + what + " ends early"}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if h.Name != name {
-		return nil, &FormatError{File: file, Member: h.Name, Reason: fmt.Sprintf("out of order: the %s lists %q here", lister, name)}
-	}
-	return h, nil
-}
-
-// noMoreMembers checks the tar ends after the listed members.
-func noMoreMembers(tr *tar.Reader, file string) error {
-	h, err := nextMember(tr, file)
-	switch {
-	case err == io.EOF:
-		return nil
-	case err != nil:
-		return err
-	}
-	return &FormatError{File: file, Member: h.Name, Reason: "members after the listed ones"}
 }

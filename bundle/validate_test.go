@@ -30,7 +30,7 @@ func TestValidTargetName(t *testing.T) {
 // Strings a signer is shown cannot carry terminal escapes: a hostile
 // bundle could otherwise redraw the change list the approval is given on.
 func TestIndexRefusesControlCharacters(t *testing.T) {
-	raw, err := os.ReadFile("testdata/golden/index.json")
+	raw, err := os.ReadFile("../testdata/golden/index.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -210,15 +210,13 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 	pub.Targets = targets
 
 	if o.SnapshotKey.Private() {
-		snap := metadata.Snapshot(trust.ExpiresAt(now, exp[trust.Snapshot]))
-		snap.Signed.Meta[trust.Targets+".json"] = metadata.MetaFile(targets.Signed.Version)
+		snap := trust.NextSnapshot(nil, targets.Signed.Version, trust.ExpiresAt(now, exp[trust.Snapshot]))
 		if err := sign(snap, trust.Snapshot, []*hsm.Key{o.SnapshotKey}, t, res); err != nil {
 			return nil, err
 		}
 		pub.Snapshot = snap
 		if o.TimestampKey.Private() {
-			ts := metadata.Timestamp(trust.ExpiresAt(now, exp[trust.Timestamp]))
-			ts.Signed.Meta[trust.Snapshot+".json"] = metadata.MetaFile(snap.Signed.Version)
+			ts := trust.NextTimestamp(nil, snap.Signed.Version, trust.ExpiresAt(now, exp[trust.Timestamp]))
 			if err := sign(ts, trust.Timestamp, []*hsm.Key{o.TimestampKey}, t, res); err != nil {
 				return nil, err
 			}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
@@ -210,11 +209,11 @@ func (p *pendingSet) publish(ctx context.Context, dir string, t *transcript, now
 			return fmt.Errorf("self-check of the new repository failed: %w", err)
 		}
 	} else {
-		tm, err := trustedmetadata.New(rootBytes)
+		root, _, err := trust.UpdateRoots(rootBytes)
 		if err != nil {
 			return fmt.Errorf("self-check of root v1 failed: %w", err)
 		}
-		if err := tm.Root.VerifyDelegate(trust.Targets, p.Targets); err != nil {
+		if err := root.VerifyDelegate(trust.Targets, p.Targets); err != nil {
 			return fmt.Errorf("self-check of targets v1 failed: %w", err)
 		}
 	}

@@ -5,13 +5,13 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/trust"
@@ -166,14 +166,10 @@ func Rotate(ctx context.Context, o RotateOptions) (*RotateResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tm, err := trustedmetadata.New(curBytes)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tm.UpdateRoot(nextBytes); err != nil {
+	if _, _, err := trust.UpdateRoots(curBytes, trust.RootFile{Version: next.Signed.Version, Bytes: nextBytes}); err != nil {
 		_, oldThreshold := trust.RoleKeyIDs(cur, trust.Root)
 		return nil, &trust.VerificationError{Role: trust.Root, Version: next.Signed.Version, KeyIDs: res.SignedBy,
-			Reason: fmt.Sprintf("needs %d signature(s) by root v%d's keys and %d by its own; bring more holders (--key)", oldThreshold, cur.Signed.Version, threshold), Err: err}
+			Reason: fmt.Sprintf("needs %d signature(s) by root v%d's keys and %d by its own; bring more holders (--key)", oldThreshold, cur.Signed.Version, threshold), Err: errors.Unwrap(err)}
 	}
 	if err := trust.Publish(ctx, o.Dir, trust.Publication{Roots: []*metadata.Metadata[metadata.RootType]{next}}); err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/internal/testregistry"
 )
@@ -184,7 +185,7 @@ func importedWorld(t *testing.T) (w *world, fix testimages.Fixture, digests map[
 	key := func(k string) string { return "file:" + w.path("keys", k+".key") }
 	must(t, w.env, "ceremony", "init", "--repo", w.path("signer"), "--root-key", key("root"), "--targets-key", key("targets"),
 		"--snapshot-key", w.path("keys", "snapshot.key.pub"), "--timestamp-key", w.path("keys", "timestamp.key.pub"))
-	copyDir(t, w.path("signer"), w.path("isolated"))
+	testfs.CopyDir(t, w.path("signer"), w.path("isolated"))
 	src := func(n string) string { return w.src.Host + "/" + n }
 	must(t, w.env, "export", "--repo", w.path("isolated"), "--dest", w.dst.Host+"/mirror", "-o", w.path("b.tar"),
 		src(testimages.MultiArch), src(testimages.AppOne), src(testimages.AppTwo)+"=apps/two:1.0")

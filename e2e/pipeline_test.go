@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +29,7 @@ import (
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/testenv"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/internal/testregistry"
 	"github.com/coldharbor/coldharbor/mirror"
@@ -84,8 +84,8 @@ func TestPipeline(t *testing.T) {
 		"--snapshot-key", w.path("keys", "snapshot.key.pub"), "--timestamp-key", w.path("keys", "timestamp.key.pub"))
 	// The repository travels to the isolated side; the exporter has a copy
 	// of what is published there.
-	copyDir(t, w.path("signer"), w.path("isolated"))
-	copyDir(t, w.path("signer"), w.path("exporter"))
+	testfs.CopyDir(t, w.path("signer"), w.path("isolated"))
+	testfs.CopyDir(t, w.path("signer"), w.path("exporter"))
 
 	dest := w.dst.Host + "/mirror"
 	src := func(n string) string { return w.src.Host + "/" + n }
@@ -126,7 +126,7 @@ func TestPipeline(t *testing.T) {
 		return []string{"import", b, a, "--repo", w.path("isolated"), "--registry", dest,
 			"--snapshot-key", key("snapshot"), "--timestamp-key", key("timestamp")}
 	}
-	before := treeHash(t, w.path("isolated"))
+	before := testfs.TreeHash(t, w.path("isolated"), "lock")
 	// Refusals in which nothing at all may be uploaded.
 	refused(t, w.env, "made for another bundle", imp(w.path("b1.tar"), w.path("a2.tar"))...)
 	forged := forgeApproval(t, w.path("a1.tar"), w.path("forged.tar"))
@@ -154,7 +154,7 @@ func TestPipeline(t *testing.T) {
 			t.Fatalf("a refused import left manifest %s in %s", img.Digest, repo)
 		}
 	}
-	if after := treeHash(t, w.path("isolated")); after != before {
+	if after := testfs.TreeHash(t, w.path("isolated"), "lock"); after != before {
 		t.Fatal("a refused import changed the TUF repository")
 	}
 
@@ -190,14 +190,14 @@ func TestPipeline(t *testing.T) {
 	// The second bundle was exported against targets v1 and signed after
 	// the first (v3, rebased): it imports over v2, and re-signing app-one
 	// replaces the altered signature.
-	copyDir(t, w.path("isolated", "metadata"), w.path("metadata-v2"))
+	testfs.CopyDir(t, w.path("isolated", "metadata"), w.path("metadata-v2"))
 	must(t, w.env, imp(w.path("b2.tar"), w.path("a2.tar"))...)
 	must(t, w.env, "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+app.Name)
 	cosignVerify(t, w, cosignPub, appRepo.String()+"@"+app.Digest, true)
 	// Serving the older metadata again is a rollback: the client's cache
 	// remembers timestamp v2.
 	os.RemoveAll(w.path("isolated", "metadata"))
-	copyDir(t, w.path("metadata-v2"), w.path("isolated", "metadata"))
+	testfs.CopyDir(t, w.path("metadata-v2"), w.path("isolated", "metadata"))
 	refused(t, w.env, "rollback", "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+app.Name)
 	refused(t, w.env, "rollback", "list", "--repo", w.path("isolated"))
 }
@@ -351,41 +351,4 @@ func alterSignature(t *testing.T, repo name.Repository, digest string, ropts []r
 	if err := remote.Write(repo.Tag(tag), altered, ropts...); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func copyDir(t *testing.T, from, to string) {
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		dst := filepath.Join(to, rel)
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// treeHash hashes every file name and content under dir except the lock.
-func treeHash(t *testing.T, dir string) string {
-	h := sha256.New()
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() == "lock" {
-			return err
-		}
-		b, _ := os.ReadFile(p)
-		rel, _ := filepath.Rel(dir, p)
-		h.Write([]byte(rel))
-		h.Write(b)
-		return nil
-	})
-	return hex.EncodeToString(h.Sum(nil))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testhsm"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 )
@@ -52,7 +53,7 @@ func TestOnlineKeysInHSM(t *testing.T) {
 		"--root-key", "file:"+w.path("keys", "root.key"), "--targets-key", "file:"+w.path("keys", "targets.key"),
 		"--snapshot-key", p11("snapshot"), "--timestamp-key", p11("timestamp"))
 	must(t, w.env, "status", "--repo", w.path("isolated"))
-	copyDir(t, w.path("isolated"), w.path("signer"))
+	testfs.CopyDir(t, w.path("isolated"), w.path("signer"))
 
 	dest := w.dst.Host + "/hsm"
 	must(t, w.env, "export", "--repo", w.path("isolated"), "--dest", dest, "-o", w.path("b.tar"), w.src.Host+"/"+testimages.AppTwo)

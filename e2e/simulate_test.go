@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/coldharbor/coldharbor/hsm/pivsim"
+	"github.com/coldharbor/coldharbor/hsm/pivsim/pivsimtest"
 )
 
 // TestKeysSimulate runs `coldharbor keys simulate` as a rehearsal would and
 // uses the card it plugs in from another coldharbor process; then a card
 // that is not a YubiKey is named as such.
 func TestKeysSimulate(t *testing.T) {
-	pivsim.StartPCSCD(t)
+	pivsimtest.StartPCSCD(t)
 	dir := t.TempDir()
 	env := []string{"HOME=" + dir, "COLDHARBOR_PIN=123456"}
 	sim := exec.CommandContext(t.Context(), bin, "keys", "simulate", "--state", dir+"/holder.json", "--reader", "1",

@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/coldharbor/coldharbor/hsm/pivsim"
+	"github.com/coldharbor/coldharbor/hsm/pivsim/pivsimtest"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 )
 
@@ -29,7 +31,7 @@ import (
 // the real cosign verifies the images with that YubiKey's public key.
 func TestPipelineWithYubiKeys(t *testing.T) {
 	ctx := context.Background()
-	pivsim.StartPCSCD(t)
+	pivsimtest.StartPCSCD(t)
 	w := newWorld(t)
 	w.env = append(w.env, "COLDHARBOR_PIN=123456")
 	fix, err := testimages.New(2)
@@ -43,8 +45,8 @@ func TestPipelineWithYubiKeys(t *testing.T) {
 	caCert, caKey := newCA(t)
 	caFile := w.path("sim-ca.pem")
 	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644)
-	card := func(name string, serial uint32, reader int) *pivsim.Card {
-		return pivsim.Plug(t, w.path(name+".card"), reader, pivsim.WithSerial(serial), pivsim.WithAttestationCA(caCert, caKey))
+	card := func(name string, serial uint32, reader int) *pivsimtest.Card {
+		return pivsimtest.Plug(t, w.path(name+".card"), reader, pivsim.WithSerial(serial), pivsim.WithAttestationCA(caCert, caKey))
 	}
 	yk := func(serial string) string { return "yubikey:serial=" + serial + ";slot=9c" }
 
@@ -64,7 +66,7 @@ func TestPipelineWithYubiKeys(t *testing.T) {
 		}
 		// Yubico's root does not vouch for a simulator: exit 3.
 		refused(t, w.env, "attestation", "keys", "attest", yk(itoa(h.serial)))
-		pivsim.Unplug(t, c)
+		pivsimtest.Unplug(t, c)
 	}
 	for _, k := range []string{"snapshot", "timestamp"} {
 		must(t, w.env, "keys", "generate", "file:"+w.path("keys", k+".key"))
@@ -84,8 +86,8 @@ func TestPipelineWithYubiKeys(t *testing.T) {
 	if !strings.Contains(out, "Ceremony pending") || !strings.Contains(out, "targets needs 1 more") {
 		t.Fatalf("ceremony init:\n%s", out)
 	}
-	pivsim.Unplug(t, r1)
-	pivsim.Unplug(t, r2)
+	pivsimtest.Unplug(t, r1)
+	pivsimtest.Unplug(t, r2)
 
 	// The targets holder signs last: the ceremony completes and publishes.
 	tc := card("targets", 30000004, 0)
@@ -99,15 +101,15 @@ func TestPipelineWithYubiKeys(t *testing.T) {
 			t.Errorf("the transcript does not record %s", want)
 		}
 	}
-	copyDir(t, w.path("signer"), w.path("isolated"))
-	copyDir(t, w.path("signer"), w.path("exporter"))
+	testfs.CopyDir(t, w.path("signer"), w.path("isolated"))
+	testfs.CopyDir(t, w.path("signer"), w.path("exporter"))
 
 	// The pipeline, signed on the targets YubiKey.
 	dest := w.dst.Host + "/mirror"
 	must(t, w.env, "export", "--repo", w.path("exporter"), "--dest", dest, "-o", w.path("b.tar"),
 		w.src.Host+"/"+testimages.AppOne, w.src.Host+"/"+testimages.MultiArch)
 	must(t, w.env, "sign", w.path("b.tar"), "--repo", w.path("signer"), "--key", yk("30000004"), "-o", w.path("a.tar"), "--yes")
-	pivsim.Unplug(t, tc)
+	pivsimtest.Unplug(t, tc)
 	must(t, w.env, "import", w.path("b.tar"), w.path("a.tar"), "--repo", w.path("isolated"), "--registry", dest,
 		"--snapshot-key", "file:"+w.path("keys", "snapshot.key"), "--timestamp-key", "file:"+w.path("keys", "timestamp.key"))
 	head := readHead(t, w.path("b.tar"))

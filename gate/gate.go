@@ -28,6 +28,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/coldharbor/coldharbor/internal/httpclient"
 )
 
 // Config says what the gate serves and from where.
@@ -44,8 +46,8 @@ type Config struct {
 	Upstream string
 	// Keychain gives the upstream's credentials. Default: the Docker config.
 	Keychain authn.Keychain
-	// Transport reaches the upstream registry and TUFURL. Default: one with
-	// a timeout on every step of a connection (NewTransport).
+	// Transport reaches the upstream registry and TUFURL. Default:
+	// internal/httpclient's, with the gate's timeouts (Timeouts).
 	Transport http.RoundTripper
 	// RequireSignature also requires a cosign signature by a key of the
 	// trusted cosign.pub target over each trusted digest, in the upstream.
@@ -68,8 +70,6 @@ const (
 	maxManifestSize = 4 << 20
 	// manifestTimeout bounds one manifest fetch from upstream.
 	manifestTimeout = 30 * time.Second
-	// idleTimeout cuts a blob stream when upstream sends nothing this long.
-	idleTimeout = 60 * time.Second
 	// closureTTL is how long a repository's allowed digests are reused
 	// before they are looked up upstream again (attachments added later).
 	closureTTL = 30 * time.Second
@@ -79,6 +79,12 @@ const (
 	// maxRepos bounds how many repositories' closures are kept.
 	maxRepos = 1024
 )
+
+// Timeouts are the gate's bounds on each upstream connection: shorter than
+// a batch command's, since a client is waiting on the other side.
+func Timeouts() httpclient.Timeouts {
+	return httpclient.Timeouts{Dial: 10 * time.Second, TLSHandshake: 10 * time.Second, ResponseHeader: 30 * time.Second, Idle: 2 * time.Minute}
+}
 
 // Gate is the handler and its trusted state. Create it with New.
 type Gate struct {
@@ -116,7 +122,9 @@ func New(ctx context.Context, cfg Config) (*Gate, error) {
 		cfg.Keychain = authn.DefaultKeychain
 	}
 	if cfg.Transport == nil {
-		cfg.Transport = NewTransport()
+		if cfg.Transport, err = httpclient.New(httpclient.WithTimeouts(Timeouts())); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -146,9 +145,7 @@ func (g *Gate) serveBlob(w http.ResponseWriter, r *http.Request, st *state, repo
 		g.refuse(w, r, repo, ref, fmt.Sprintf("no manifest that targets v%d trusts references this blob", st.targetsVer))
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	resp, err := g.up.get(ctx, r.Method, repo, "blobs", ref, nil)
+	resp, err := g.up.get(r.Context(), r.Method, repo, "blobs", ref, nil)
 	if errors.Is(err, errNotFound) {
 		ociError(w, http.StatusNotFound, "BLOB_UNKNOWN", fmt.Sprintf("blob %s of %s is not in the upstream registry", ref, repo))
 		return
@@ -168,9 +165,7 @@ func (g *Gate) serveBlob(w http.ResponseWriter, r *http.Request, st *state, repo
 	if r.Method == http.MethodHead {
 		return
 	}
-	body := newIdleReader(resp.Body, idleTimeout, cancel)
-	defer body.timer.Stop()
-	if err := streamVerified(w, body, d, size); err != nil {
+	if err := streamVerified(w, resp.Body, d, size); err != nil {
 		g.log.Warn("blob stream cut", "name", repo, "digest", ref, "err", err)
 		panic(http.ErrAbortHandler) // the client must see a broken transfer, not a complete one
 	}
@@ -225,24 +220,4 @@ func streamVerified(w io.Writer, body io.Reader, want v1.Hash, size int64) error
 		}
 	}
 	return nil
-}
-
-// idleReader cancels the transfer when upstream sends nothing for d.
-type idleReader struct {
-	r     io.Reader
-	timer *time.Timer
-	d     time.Duration
-}
-
-func newIdleReader(r io.Reader, d time.Duration, cancel context.CancelFunc) *idleReader {
-	return &idleReader{r: r, d: d, timer: time.AfterFunc(d, cancel)}
-}
-
-func (i *idleReader) Read(p []byte) (int, error) {
-	n, err := i.r.Read(p)
-	i.timer.Reset(i.d)
-	if err != nil {
-		i.timer.Stop()
-	}
-	return n, err
 }

@@ -88,6 +88,10 @@ func ParseURI(s string) (URI, error) {
 	return URI{}, fmt.Errorf("unknown key scheme %q in %q: use file:PATH, yubikey:[serial=N;slot=9c] or pkcs11:token=…;object=…", m[1], redact(s))
 }
 
+// attrNameRE is what RFC 7512 attribute names (and ours) are made of;
+// anything else is a typo that could hide a PIN from redaction.
+var attrNameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
+
 func parseAttrs(s, sep string) (map[string]string, error) {
 	attrs := map[string]string{}
 	if s == "" {
@@ -99,15 +103,24 @@ func parseAttrs(s, sep string) (map[string]string, error) {
 		}
 		k, v, ok := strings.Cut(part, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("attribute %q is not name=value", part)
+			return nil, fmt.Errorf("attribute %q is not name=value", redactToken(part))
+		}
+		// RFC 7512 lets any character be percent-encoded, names too: a
+		// "pin%2Dvalue" is a pin-value and must be hidden like one.
+		dk, err := url.PathUnescape(k)
+		if err != nil {
+			return nil, fmt.Errorf("attribute name %q: %w", redactToken(k), err)
 		}
 		dv, err := url.PathUnescape(v)
 		if err != nil {
-			return nil, fmt.Errorf("attribute %q: %w", k, err)
+			return nil, fmt.Errorf("attribute %q: %w", redactToken(dk), err)
 		}
-		k = strings.ToLower(k)
+		k = strings.ToLower(dk)
+		if !attrNameRE.MatchString(k) {
+			return nil, fmt.Errorf("attribute %q: a name is letters, digits and '-'", redactToken(part))
+		}
 		if _, dup := attrs[k]; dup {
-			return nil, fmt.Errorf("attribute %q given twice", k)
+			return nil, fmt.Errorf("attribute %q given twice", redactToken(k))
 		}
 		attrs[k] = dv
 	}
@@ -121,13 +134,14 @@ func (u URI) String() string {
 	case SchemeFile:
 		return "file:" + u.Path
 	case SchemeYubiKey:
-		return "yubikey:" + joinAttrs(u.Attrs, ";", secretAttrs())
+		return redact("yubikey:" + joinAttrs(u.Attrs, ";", secretAttrs()))
 	case SchemePKCS11:
 		s := "pkcs11:" + joinAttrs(u.Attrs, ";", secretAttrs())
 		if q := joinAttrs(u.Query, "&", secretAttrs()); q != "" {
 			s += "?" + q
 		}
-		return s
+		// A value may itself hold "pin=…" (separators mixed up): hide it too.
+		return redact(s)
 	}
 	return "unset:"
 }
@@ -156,7 +170,48 @@ func joinAttrs(m map[string]string, sep string, hide map[string]bool) string {
 // secretAttrs are attributes never shown, wherever in a URI they stand.
 func secretAttrs() map[string]bool { return map[string]bool{"pin-value": true, "pin": true} }
 
-// redact removes PINs from a raw URI before it goes into an error.
-var pinValueRE = regexp.MustCompile(`(?i)(pin(?:-value)?=)[^&;?]*`)
+// redact removes PINs from a raw URI before it goes into an error: each
+// attribute is percent-decoded (repeatedly, so no escaping of its name or
+// of its "=" hides it) before it is checked.
+var (
+	pinValueRE = regexp.MustCompile(`(?i)(pin(?:-value)?=)[^&;?]*`)
+	// pinTokenRE: within one attribute, all that follows the name is its value.
+	pinTokenRE = regexp.MustCompile(`(?i)(pin(?:-value)?=).*`)
+)
 
-func redact(s string) string { return pinValueRE.ReplaceAllString(s, "${1}REDACTED") }
+func redact(s string) string {
+	var b strings.Builder
+	for s != "" {
+		i := strings.IndexAny(s, ";&?")
+		if i < 0 {
+			i = len(s)
+		}
+		b.WriteString(redactToken(s[:i]))
+		if i < len(s) {
+			b.WriteByte(s[i])
+			i++
+		}
+		s = s[i:]
+	}
+	return b.String()
+}
+
+// redactToken hides a PIN in one attribute (or any text) however it is
+// percent-escaped; text with no PIN is returned as it was.
+func redactToken(tok string) string {
+	d := tok
+	for range 8 {
+		u, err := url.PathUnescape(d)
+		if err != nil || u == d {
+			break
+		}
+		d = u
+	}
+	if d == tok && !pinValueRE.MatchString(tok) {
+		return tok
+	}
+	if pinTokenRE.MatchString(d) {
+		return pinTokenRE.ReplaceAllString(d, "${1}REDACTED")
+	}
+	return tok
+}

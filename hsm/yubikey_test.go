@@ -13,6 +13,7 @@ import (
 
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/hsm/pivsim"
+	"github.com/coldharbor/coldharbor/hsm/pivsim/pivsimtest"
 )
 
 // The yubikey: backend against software YubiKeys on pcscd, through piv-go
@@ -20,7 +21,7 @@ import (
 // unplugged as a holder would.
 func TestYubiKeyBackend(t *testing.T) {
 	ctx := context.Background()
-	pivsim.StartPCSCD(t)
+	pivsimtest.StartPCSCD(t)
 	dir := t.TempDir()
 	pin := func(p string) hsm.Option { return hsm.WithSecrets(hsm.StaticSecret(p)) }
 
@@ -30,7 +31,7 @@ func TestYubiKeyBackend(t *testing.T) {
 		}
 	})
 
-	a := pivsim.Plug(t, filepath.Join(dir, "a.json"), 0, pivsim.WithSerial(11111111))
+	a := pivsimtest.Plug(t, filepath.Join(dir, "a.json"), 0, pivsim.WithSerial(11111111))
 	var notices []string
 	gen, err := hsm.Generate(ctx, "yubikey:", pin("123456"), hsm.WithPolicies("once", "always"))
 	if err != nil {
@@ -99,7 +100,7 @@ func TestYubiKeyBackend(t *testing.T) {
 		}
 	})
 
-	b := pivsim.Plug(t, filepath.Join(dir, "b.json"), 1, pivsim.WithSerial(22222222))
+	b := pivsimtest.Plug(t, filepath.Join(dir, "b.json"), 1, pivsim.WithSerial(22222222))
 	t.Run("two cards, no serial", func(t *testing.T) {
 		_, err := hsm.Open(ctx, "yubikey:")
 		if err == nil || !strings.Contains(err.Error(), "2 YubiKeys are plugged in") || !strings.Contains(err.Error(), "22222222") {
@@ -124,8 +125,8 @@ func TestYubiKeyBackend(t *testing.T) {
 			t.Fatalf("unknown serial: %v", err)
 		}
 	})
-	pivsim.Unplug(t, b)
-	pivsim.Unplug(t, a)
+	pivsimtest.Unplug(t, b)
+	pivsimtest.Unplug(t, a)
 }
 
 func pool(certs ...*x509.Certificate) *x509.CertPool {

@@ -109,12 +109,7 @@ func (s Source) trustedRoot(cache string) ([]byte, error) {
 	}
 	path := s.Root
 	if path == "" && s.Dir != "" {
-		for _, p := range []string{filepath.Join(s.Dir, trust.StateDir, "trusted-root.json"), filepath.Join(s.Dir, trust.MetadataDir, "1.root.json")} {
-			if _, err := os.Stat(p); err == nil {
-				path = p
-				break
-			}
-		}
+		return trust.TrustAnchor(s.Dir)
 	}
 	if path == "" {
 		return nil, errors.New("no trusted root yet: pass --root root.json (check its sha256 against the ceremony's paper record)")

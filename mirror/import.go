@@ -21,7 +21,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/coldharbor/coldharbor/bundle"
@@ -217,17 +216,17 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 			b.Close()
 		}
 	}()
-	idx := b.Head.Index
-	if af.Approval.Bundle.IndexSHA256 != b.Head.IndexSHA256 || af.Approval.Bundle.IndexSize != int64(len(b.Head.IndexRaw)) {
-		return nil, refuse("approval", 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Head.IndexSHA256)
+	if af.Approval.Bundle != b.Ref() {
+		return nil, refuse("approval", 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Ref().IndexSHA256)
 	}
-	if strings.TrimSuffix(registry, "/") != strings.TrimSuffix(idx.Destination, "/") {
-		return nil, refuse("bundle", 0, "exported for %s, not %s: the signed cosign payloads name %s (pass --registry %s)", idx.Destination, registry, idx.Destination, idx.Destination)
+	dest := b.Destination()
+	if strings.TrimSuffix(registry, "/") != strings.TrimSuffix(dest, "/") {
+		return nil, refuse("bundle", 0, "exported for %s, not %s: the signed cosign payloads name %s (pass --registry %s)", dest, registry, dest, dest)
 	}
 	// Root versions the approval carries (a rotation on the signer's side):
 	// each verified as a client updates to it, by the trusted root's
 	// threshold and its own; from here on the newest is the root.
-	root, newRoots, err := updateRoots(st, af.Roots)
+	root, newRoots, err := st.AcceptRoots(af.Roots)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +268,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	// this bundle present in it.
 	p := &plan{b: b, targets: nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: newRoots}
 	inBundle := map[string]bool{}
-	for _, img := range idx.Images {
+	for _, img := range b.Images() {
 		inBundle[img.Name] = true
 		if err := trust.CheckTargetName(img.Name); err != nil {
 			return nil, refuse("bundle", 0, "%v", err)
@@ -281,7 +280,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		if t.Length != img.Size || "sha256:"+t.Hashes["sha256"].String() != img.Digest {
 			return nil, refuse(trust.Targets, v, "image %s: the bundle has %s (%d bytes), the signed target is sha256:%s (%d bytes)", img.Name, img.Digest, img.Size, t.Hashes["sha256"], t.Length)
 		}
-		if custom(t).Bundle != b.Head.IndexSHA256 {
+		if custom(t).Bundle != b.Ref().IndexSHA256 {
 			return nil, refuse(trust.Targets, v, "target %s was signed for bundle %q, not this one", img.Name, custom(t).Bundle)
 		}
 	}
@@ -292,7 +291,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		if inBundle[n] || n == bundle.CosignPubTarget {
 			continue
 		}
-		if custom(t).Bundle == b.Head.IndexSHA256 {
+		if custom(t).Bundle == b.Ref().IndexSHA256 {
 			return nil, refuse(trust.Targets, v, "target %s is bound to this bundle but not in it", n)
 		}
 		var old *metadata.TargetFiles
@@ -309,13 +308,13 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	if err != nil {
 		return nil, err
 	}
-	for _, img := range idx.Images {
+	for _, img := range b.Images() {
 		repo, err := name.NewRepository(strings.TrimSuffix(registry, "/")+"/"+strings.SplitN(img.Name, ":", 2)[0], name.StrictValidation)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", img.Name, err)
 		}
-		ip := imagePlan{img: img, repo: repo, payload: b.Head.Payloads[img.Payload]}
-		want, err := bundle.Payload(idx.Destination, img)
+		ip := imagePlan{img: img, repo: repo, payload: b.PayloadOf(img)}
+		want, err := bundle.Payload(dest, img)
 		if err != nil || string(want) != string(ip.payload) {
 			return nil, refuse("cosign", 0, "the payload for %s does not name %s", img.Name, img.Digest)
 		}
@@ -579,32 +578,4 @@ func eachImage(ctx context.Context, images []imagePlan, jobs int, f func(context
 
 func withCtx(ctx context.Context, opts []remote.Option) []remote.Option {
 	return append(append([]remote.Option{}, opts...), remote.WithContext(ctx))
-}
-
-// updateRoots walks the root versions an approval carries from the trusted
-// root (TUF spec 5.3.4, with go-tuf's trustedmetadata): versions this side
-// has must be byte-identical, newer ones must follow on and verify.
-func updateRoots(st *trust.State, carried []bundle.ApprovalRoot) (*metadata.Metadata[metadata.RootType], []*metadata.Metadata[metadata.RootType], error) {
-	if len(carried) == 0 {
-		return st.Root, nil, nil
-	}
-	tm, err := trustedmetadata.New(st.RootRaw[st.Root.Signed.Version])
-	if err != nil {
-		return nil, nil, err
-	}
-	var added []*metadata.Metadata[metadata.RootType]
-	for _, r := range carried {
-		if mine, ok := st.RootRaw[r.Version]; ok {
-			if string(mine) != string(r.Bytes) {
-				return nil, nil, refuse(trust.Root, r.Version, "the approval's root differs from this repository's: it was signed for another root of trust")
-			}
-			continue
-		}
-		nr, err := tm.UpdateRoot(r.Bytes)
-		if err != nil {
-			return nil, nil, trust.AsRefusal(trust.Root, fmt.Errorf("root v%d carried by the approval: %w", r.Version, err))
-		}
-		added = append(added, nr)
-	}
-	return tm.Root, added, nil
 }

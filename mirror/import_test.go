@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -26,8 +25,11 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
+	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/internal/testkeys"
 	"github.com/coldharbor/coldharbor/trust"
@@ -85,7 +87,7 @@ func newSetup(t *testing.T) *setup {
 		SnapshotKey: testkeys.PublicOnly(s.snapshot), TimestampKey: testkeys.PublicOnly(s.timestamp)}); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, signer, s.path("isolated"))
+	testfs.CopyDir(t, signer, s.path("isolated"))
 	s.bundle, s.approval = s.makeBundle(t, "b1", testimages.MultiArch, testimages.AppOne, testimages.AppTwo)
 	return s
 }
@@ -94,21 +96,21 @@ func newSetup(t *testing.T) *setup {
 // connected side and the signer would; it returns the two files.
 func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundlePath, approvalPath string) {
 	ctx := context.Background()
-	var specs []bundle.ImageSpec
+	var specs []export.ImageSpec
 	for _, img := range images {
-		specs = append(specs, bundle.ImageSpec{Source: s.srcHost + "/" + img})
+		specs = append(specs, export.ImageSpec{Source: s.srcHost + "/" + img})
 	}
 	var buf bytes.Buffer
-	if _, err := bundle.Export(ctx, &buf, bundle.ExportOptions{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0}); err != nil {
+	if _, err := export.Write(ctx, &buf, export.Options{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0}); err != nil {
 		t.Fatal(err)
 	}
 	bundlePath = s.path(name + ".tar")
 	os.WriteFile(bundlePath, buf.Bytes(), 0o644)
-	p, err := bundle.MakePlan(ctx, bytes.NewReader(buf.Bytes()), bundlePath, s.signer)
+	p, err := approve.MakePlan(ctx, bytes.NewReader(buf.Bytes()), bundlePath, s.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := p.Sign(ctx, bundle.SignOptions{Keys: []*hsm.Key{s.targets}})
+	res, err := p.Sign(ctx, approve.Options{Keys: []*hsm.Key{s.targets}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +154,7 @@ func TestOutageThenRerun(t *testing.T) {
 	for _, st := range stages {
 		t.Run(st.name, func(t *testing.T) {
 			s := newSetup(t)
-			before := tree(t, s.path("isolated"))
+			before := testfs.TreeHash(t, s.path("isolated"), "lock")
 			s.dst.failOn = st.failOn
 			s.dst.fail.Store(true)
 			if _, err := s.importOnce(); err == nil {
@@ -160,7 +162,7 @@ func TestOutageThenRerun(t *testing.T) {
 			} else if trust.IsVerification(err) {
 				t.Fatalf("an outage was reported as a refusal: %v", err)
 			}
-			if after := tree(t, s.path("isolated")); after != before {
+			if after := testfs.TreeHash(t, s.path("isolated"), "lock"); after != before {
 				t.Fatal("a failed import changed the published repository")
 			}
 			s.dst.fail.Store(false)
@@ -215,41 +217,6 @@ func TestPublishCrashThenRerun(t *testing.T) {
 	if v.Targets.Signed.Version != 2 || v.Timestamp.Signed.Version != 1 {
 		t.Fatalf("targets v%d timestamp v%d", v.Targets.Signed.Version, v.Timestamp.Signed.Version)
 	}
-}
-
-func copyTree(t *testing.T, from, to string) {
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func tree(t *testing.T, dir string) string {
-	h := sha256.New()
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() == "lock" {
-			return err
-		}
-		b, _ := os.ReadFile(p)
-		rel, _ := filepath.Rel(dir, p)
-		h.Write([]byte(rel + "\x00"))
-		h.Write(b)
-		return nil
-	})
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // An approval whose targets carry images from an earlier approval that was
@@ -378,12 +345,12 @@ func TestForgedCarriedRootRefused(t *testing.T) {
 	}
 	fb, _ := forged.ToBytes(true)
 	rewriteApproval(t, a, af, []bundle.ApprovalRoot{{Version: 2, Bytes: fb}})
-	before := tree(t, s.path("isolated"))
+	before := testfs.TreeHash(t, s.path("isolated"), "lock")
 	_, err = s.importPair(b, a)
 	if !trust.IsVerification(err) || !strings.Contains(err.Error(), "root v2") {
 		t.Fatalf("import with a forged root v2: %v", err)
 	}
-	if tree(t, s.path("isolated")) != before {
+	if testfs.TreeHash(t, s.path("isolated"), "lock") != before {
 		t.Fatal("a refused import changed the repository")
 	}
 }

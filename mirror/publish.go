@@ -33,22 +33,11 @@ func targetsKeys(root *metadata.Metadata[metadata.RootType]) (map[string]crypto.
 // published, exactly as a TUF client would.
 func nextPublication(ctx context.Context, o ImportOptions, st *trust.State, p *plan, now time.Time) (*trust.Publication, error) {
 	exp := trust.DefaultExpiry()
-	snapVer, tsVer := int64(1), int64(1)
-	if st.Snapshot != nil {
-		snapVer = st.Snapshot.Signed.Version + 1
-	}
-	if st.Timestamp != nil {
-		tsVer = st.Timestamp.Signed.Version + 1
-	}
-	snap := metadata.Snapshot(trust.ExpiresAt(now, exp[trust.Snapshot]))
-	snap.Signed.Version = snapVer
-	snap.Signed.Meta[trust.Targets+".json"] = metadata.MetaFile(p.targets.Signed.Version)
+	snap := trust.NextSnapshot(st.Snapshot, p.targets.Signed.Version, trust.ExpiresAt(now, exp[trust.Snapshot]))
 	if err := trust.Sign(snap, trust.Snapshot, o.SnapshotKey.Signer); err != nil {
 		return nil, err
 	}
-	ts := metadata.Timestamp(trust.ExpiresAt(now, exp[trust.Timestamp]))
-	ts.Signed.Version = tsVer
-	ts.Signed.Meta[trust.Snapshot+".json"] = metadata.MetaFile(snapVer)
+	ts := trust.NextTimestamp(st.Timestamp, snap.Signed.Version, trust.ExpiresAt(now, exp[trust.Timestamp]))
 	if err := trust.Sign(ts, trust.Timestamp, o.TimestampKey.Signer); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ packages=(
   yubico-piv-tool # a second opinion on the software YubiKey in the tests
   softhsm2        # a PKCS#11 token for the online-key tests
   skopeo          # a second real client pulling through the serve gate
+  # the Harbor kit (../shared/harbor) runs Harbor's core on these in the Harbor tests
+  postgresql redis-server openssl curl python3 xz-utils
 )
 
 missing=()
@@ -30,9 +32,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
   # Debian's docker-registry enables a service on :5000 (all interfaces);
   # we only ever run it ourselves, on loopback.
-  if printf '%s\n' "${missing[@]}" | grep -qx docker-registry; then
-    $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
-  fi
+  # So do PostgreSQL and Redis: the Harbor kit runs private instances only.
+  for svc in docker-registry postgresql redis-server; do
+    if printf '%s\n' "${missing[@]}" | grep -qx "$svc"; then
+      $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 if ! command -v go >/dev/null; then

@@ -32,6 +32,11 @@ type Publication struct {
 	TargetFiles map[string][]byte
 }
 
+// MaxTargetBase bounds the last path component of a target name: its file
+// is "<sha256hex>.<name>" plus a temporary suffix while it is written, and
+// must fit the 255 bytes a file name may hold: 255 - 65 (hash and dot) - 20.
+const MaxTargetBase = 170
+
 // CheckTargetName refuses a target name that cannot be a file under
 // targets/: an empty, "." or ".." path component, an absolute path, or a
 // last component too long for "<sha256hex>.<name>" and a temporary suffix.
@@ -45,7 +50,7 @@ func CheckTargetName(name string) error {
 			return fmt.Errorf("target name %q cannot be a file under %s/ (path component %q)", name, TargetsDir, p)
 		}
 	}
-	if len(parts[len(parts)-1]) > 170 {
+	if len(parts[len(parts)-1]) > MaxTargetBase {
 		return fmt.Errorf("target name %q: its last part is too long for a file name", name)
 	}
 	return nil

@@ -27,6 +27,12 @@ type RefreshOptions struct {
 	Now time.Time
 	// Publish writes the result into the repository (false: build only).
 	Publish bool
+	// Deliver, when set with Publish, is handed the verified result and the
+	// function that publishes it, under the lock: it calls publish at the
+	// moment it chooses (between writing a refresh bundle and renaming it
+	// into place, so that the versions are recorded before the bundle
+	// appears). Nil: publish at once.
+	Deliver func(res *RefreshResult, publish func() error) error
 }
 
 // RefreshResult says what Refresh did.
@@ -46,8 +52,8 @@ type RefreshResult struct {
 // own expiry would come before the new timestamp's (a client checks both).
 // It verifies the repository first — every signature, version and the
 // snapshot's targets version, with go-tuf — and verifies the result as a
-// client would before publishing. Versions only go up. The caller holds the
-// lock (Lock) when Publish is set.
+// client would before publishing. Versions only go up. It takes the
+// repository's lock.
 func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult, error) {
 	now := o.Now
 	if now.IsZero() {
@@ -66,6 +72,11 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	if o.Timestamp == nil {
 		return nil, fmt.Errorf("refresh needs the timestamp key")
 	}
+	unlock, err := Lock(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := LoadState(ctx, dir)
 	if err != nil {
 		return nil, err
@@ -111,12 +122,7 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		if err := mustBeRoleKey(st.Root, Snapshot, o.Snapshot); err != nil {
 			return nil, err
 		}
-		next := metadata.Snapshot(ExpiresAt(now, o.SnapshotExpiry))
-		next.Signed.Version = 1
-		if st.Snapshot != nil {
-			next.Signed.Version = st.Snapshot.Signed.Version + 1
-		}
-		next.Signed.Meta[Targets+".json"] = metadata.MetaFile(targets.Signed.Version)
+		next := NextSnapshot(st.Snapshot, targets.Signed.Version, ExpiresAt(now, o.SnapshotExpiry))
 		if err := Sign(next, Snapshot, o.Snapshot); err != nil {
 			return nil, err
 		}
@@ -125,12 +131,7 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 			pub.Targets = targets
 		}
 	}
-	ts := metadata.Timestamp(newTSExpires)
-	ts.Signed.Version = 1
-	if st.Timestamp != nil {
-		ts.Signed.Version = st.Timestamp.Signed.Version + 1
-	}
-	ts.Signed.Meta[Snapshot+".json"] = metadata.MetaFile(snap.Signed.Version)
+	ts := NextTimestamp(st.Timestamp, snap.Signed.Version, newTSExpires)
 	if err := Sign(ts, Timestamp, o.Timestamp); err != nil {
 		return nil, err
 	}
@@ -148,19 +149,23 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	if err := VerifyPublication(ctx, dir, pub, at); err != nil {
 		return nil, fmt.Errorf("the refreshed repository does not verify: %w", err)
 	}
-	if o.Publish {
-		if err := Publish(ctx, dir, pub); err != nil {
-			return nil, err
-		}
-		if err := UpdatePin(dir, st.Root); err != nil {
-			return nil, err
-		}
-	}
 	res.Refreshed = true
 	res.Timestamp, res.Snapshot = ts, pub.Snapshot
 	res.TimestampV, res.TimestampEx = ts.Signed.Version, ts.Signed.Expires
 	res.SnapshotV, res.SnapshotEx = snap.Signed.Version, snap.Signed.Expires
-	return res, nil
+	if !o.Publish {
+		return res, nil
+	}
+	publish := func() error {
+		if err := Publish(ctx, dir, pub); err != nil {
+			return err
+		}
+		return UpdatePin(dir, st.Root)
+	}
+	if o.Deliver != nil {
+		return res, o.Deliver(res, publish)
+	}
+	return res, publish()
 }
 
 func mustBeRoleKey(root *metadata.Metadata[metadata.RootType], role string, s hsm.Signer) error {
@@ -188,11 +193,17 @@ func expiryOf(s *metadata.Metadata[metadata.SnapshotType]) string {
 // elsewhere — a refresh bundle from a signer for a site with no online
 // key — and publishes them: each must be signed by root's keys for its role,
 // newer than what this repository has, consistent with its targets, and the
-// result must verify as a client would at now.
+// result must verify as a client would at now. It takes the repository's
+// lock.
 func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, now time.Time) (*RefreshResult, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
+	unlock, err := Lock(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	st, err := LoadState(ctx, dir)
 	if err != nil {
 		return nil, err

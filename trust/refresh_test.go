@@ -15,6 +15,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/coldharbor/coldharbor/internal/testfs"
 )
 
 // clientRefresh runs go-tuf's updater against dir served on loopback, with
@@ -109,7 +111,7 @@ func TestRefreshWrongKeyRefused(t *testing.T) {
 	}
 }
 
-// Two refreshes at once: the lock serialises them; the repository stays
+// Two refreshes at once: the lock Refresh takes serialises them; the repository stays
 // valid and the timestamp version goes up by exactly two.
 func TestConcurrentRefreshes(t *testing.T) {
 	r := newRepo(t, time.Now())
@@ -120,15 +122,9 @@ func TestConcurrentRefreshes(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			unlock, err := Lock(context.Background(), r.dir)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer unlock()
 			o := refreshOpts(r)
 			o.Force = true
-			_, err = Refresh(context.Background(), r.dir, o)
+			_, err := Refresh(context.Background(), r.dir, o)
 			errs <- err
 		}()
 	}
@@ -149,7 +145,7 @@ func TestApplyRefresh(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t, time.Now())
 	site := filepath.Join(t.TempDir(), "site")
-	copyRepo(t, r.dir, site)
+	testfs.CopyDir(t, r.dir, site)
 	o := refreshOpts(r)
 	o.Force, o.Publish = true, false
 	res, err := Refresh(ctx, r.dir, o)

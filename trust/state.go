@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 )
 
 // State is a repository's newest metadata whose signatures verify, loaded
@@ -35,16 +33,13 @@ type State struct {
 // LoadState verifies the root chain from the pinned root and loads the
 // newest targets, snapshot and timestamp that verify against it.
 func LoadState(ctx context.Context, dir string) (*State, error) {
-	anchor, err := trustAnchor(dir)
+	anchor, err := TrustAnchor(dir)
 	if err != nil {
 		return nil, err
 	}
-	tm, err := trustedmetadata.New(anchor)
-	if err != nil {
-		return nil, refusal(Root, 0, fmt.Errorf("trusted root: %w", err))
-	}
 	src := DirSource(dir)
-	if err := updateRoots(ctx, tm, src); err != nil {
+	tm, err := walkRoots(ctx, anchor, src)
+	if err != nil {
 		return nil, err
 	}
 	st := &State{Root: tm.Root, RootRaw: map[int64][]byte{}}
@@ -147,19 +142,6 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		st.Published = tg
 	}
 	return st, ctx.Err()
-}
-
-// NextTargets returns an unsigned copy of cur with version+1, the same
-// targets and delegations, expiring expires after now.
-func NextTargets(cur *metadata.Metadata[metadata.TargetsType], now time.Time, expires time.Duration) *metadata.Metadata[metadata.TargetsType] {
-	next := metadata.Targets(ExpiresAt(now, expires))
-	next.Signed.Version = cur.Signed.Version + 1
-	for name, tf := range cur.Signed.Targets {
-		c := *tf
-		next.Signed.Targets[name] = &c
-	}
-	next.Signed.Delegations = cur.Signed.Delegations
-	return next
 }
 
 // RoleKey is one key a role trusts.

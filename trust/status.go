@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 )
 
 // State of one role, from best to worst.
@@ -43,15 +42,12 @@ func (s RoleStatus) NeedsAttention() bool { return s.State != StateOK }
 // by go-tuf against the newest root the chain from the anchor reaches.
 // It fails only when the root chain itself does not verify.
 func Status(ctx context.Context, dir string, now time.Time, warn Expiry) ([]RoleStatus, error) {
-	anchor, err := trustAnchor(dir)
+	anchor, err := TrustAnchor(dir)
 	if err != nil {
 		return nil, err
 	}
-	tm, err := trustedmetadata.New(anchor)
+	tm, err := walkRoots(ctx, anchor, DirSource(dir))
 	if err != nil {
-		return nil, refusal(Root, 0, err)
-	}
-	if err := updateRoots(ctx, tm, DirSource(dir)); err != nil {
 		return nil, err
 	}
 	root := tm.Root

@@ -227,25 +227,6 @@ func TestStatus(t *testing.T) {
 	want(states(now, DefaultWarn()), map[string]string{Timestamp: StateInvalid, Snapshot: StateOK})
 }
 
-func copyRepo(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o600)
-	})
-	must(t, err)
-}
-
 func TestPublishRefusesLinksInTargets(t *testing.T) {
 	r := newRepo(t, time.Now())
 	outside := t.TempDir()

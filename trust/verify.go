@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 )
 
 // Verified is a repository as a TUF client accepted it.
@@ -39,7 +38,7 @@ type VerifyOptions struct {
 func Verify(ctx context.Context, dir string, opts VerifyOptions) (*Verified, error) {
 	if opts.Anchor == nil {
 		var err error
-		if opts.Anchor, err = trustAnchor(dir); err != nil {
+		if opts.Anchor, err = TrustAnchor(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -80,15 +79,12 @@ func VerifySource(ctx context.Context, src Source, opts VerifyOptions) (*Verifie
 	if anchor == nil {
 		return nil, errors.New("verify: no trusted root given")
 	}
-	tm, err := trustedmetadata.New(anchor)
+	tm, err := walkRoots(ctx, anchor, src)
 	if err != nil {
-		return nil, refusal(Root, 0, fmt.Errorf("trusted root: %w", err))
+		return nil, err
 	}
 	if !opts.Now.IsZero() {
 		tm.RefTime = opts.Now.UTC()
-	}
-	if err := updateRoots(ctx, tm, src); err != nil {
-		return nil, err
 	}
 	data, err := src.ReadMeta(Timestamp, 0)
 	if err != nil {
@@ -121,28 +117,10 @@ func VerifySource(ctx context.Context, src Source, opts VerifyOptions) (*Verifie
 	return &Verified{Root: tm.Root, Timestamp: tm.Timestamp, Snapshot: tm.Snapshot, Targets: tm.Targets[Targets]}, nil
 }
 
-// updateRoots walks the root chain: N+1.root.json for as long as it exists
-// (TUF spec 5.3.4), each verified by go-tuf against the one before.
-func updateRoots(ctx context.Context, tm *trustedmetadata.TrustedMetadata, src Source) error {
-	for v := tm.Root.Signed.Version + 1; ; v++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data, err := src.ReadMeta(Root, v)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tm.UpdateRoot(data); err != nil {
-			return refusal(Root, v, err)
-		}
-	}
-}
-
-// trustAnchor returns the pinned root, or 1.root.json when nothing is pinned.
-func trustAnchor(dir string) ([]byte, error) {
+// TrustAnchor returns the root this side trusts to start a chain from: the
+// pinned root in the private state, or metadata/1.root.json when nothing is
+// pinned (trust on first use).
+func TrustAnchor(dir string) ([]byte, error) {
 	data, err := readBounded(filepath.Join(dir, StateDir, pinnedRootFile), MaxRootSize)
 	if err == nil {
 		return data, nil
@@ -201,7 +179,7 @@ func versionOf(data []byte) int64 {
 // TUF client starting from the pinned root would see it, at time now; and
 // checks each target file against its signed length and hashes.
 func VerifyPublication(ctx context.Context, dir string, p Publication, now time.Time) error {
-	anchor, err := trustAnchor(dir)
+	anchor, err := TrustAnchor(dir)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/coldharbor/coldharbor/internal/depcheck"
 )
 
 // Only `keys simulate` may use the software YubiKey: no other file of the
@@ -27,4 +29,22 @@ func TestOnlySimulateImportsPivsim(t *testing.T) {
 			t.Errorf("%s imports hsm/pivsim: only simulate.go may", f)
 		}
 	}
+}
+
+// The binary links no test code: not the testing package, nor any of the
+// test harnesses (the software YubiKey's pcscd plumbing lives in
+// hsm/pivsim/pivsimtest for this reason; keys simulate uses hsm/pivsim only).
+func TestBinaryLinksNoTestCode(t *testing.T) {
+	const mod = "github.com/coldharbor/coldharbor/"
+	depcheck.Forbid(t, mod+"cmd/coldharbor",
+		"testing",
+		mod+"hsm/pivsim/pivsimtest",
+		mod+"internal/depcheck",
+		mod+"internal/testenv",
+		mod+"internal/testfs",
+		mod+"internal/testhsm",
+		mod+"internal/testimages",
+		mod+"internal/testkeys",
+		mod+"internal/testregistry",
+	)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
+	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
 	"github.com/coldharbor/coldharbor/mirror"
@@ -42,6 +45,7 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 			&cli.StringSliceFlag{Name: "remove", Usage: "propose removing target `REPOSITORY:TAG` (repeat)"},
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
+			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -65,9 +69,9 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 				}
 				args = append(args, more...)
 			}
-			var specs []bundle.ImageSpec
+			var specs []export.ImageSpec
 			for _, a := range args {
-				s, err := bundle.ParseImageArg(a)
+				s, err := export.ParseImageArg(a)
 				if err != nil {
 					return usagef("%v", err)
 				}
@@ -82,13 +86,19 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 					return usagef("--platform: %v", err)
 				}
 			}
+			ropts, err := remoteOptions(c)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withDeadline(c)
+			defer cancel()
 			out := c.String("output-file")
-			var res *bundle.ExportResult
+			var res *export.Result
 			err = writeFileAtomic(out, func(f *os.File) error {
 				var err error
-				res, err = bundle.Export(c.Context, f, bundle.ExportOptions{
+				res, err = export.Write(ctx, f, export.Options{
 					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
-					Platform: platform, Remote: remoteOptions(c), Progress: progress(e, "export"), Tool: "coldharbor " + version,
+					Platform: platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
 				})
 				return err
@@ -152,16 +162,16 @@ changed, unchanged and removed names.`,
 	}
 }
 
-func planFor(c *cli.Context, path, repo string) (*bundle.Plan, error) {
+func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return bundle.MakePlan(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo)
+	return approve.MakePlan(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo)
 }
 
-func printPlan(c *cli.Context, p *bundle.Plan, withRepo bool) {
+func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 	w := c.App.Writer
 	fmt.Fprintf(w, "bundle %s\n  created %s, for %s\n", p.IndexSHA256, p.Created, p.Destination)
 	if withRepo {
@@ -245,7 +255,7 @@ targets version in --repo, and writes a small approval bound to this bundle.`,
 				return err
 			}
 			defer closeKeys()
-			res, err := p.Sign(c.Context, bundle.SignOptions{Keys: keys, Tool: "coldharbor " + version})
+			res, err := p.Sign(c.Context, approve.Options{Keys: keys, Tool: "coldharbor " + version})
 			if err != nil {
 				return err
 			}
@@ -309,6 +319,7 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			&cli.StringFlag{Name: "snapshot-key", Usage: "the snapshot key `URI`"},
 			&cli.StringFlag{Name: "timestamp-key", Usage: "the timestamp key `URI`"},
 			&cli.IntFlag{Name: "jobs", Usage: "upload `N` blobs at once", Value: 4},
+			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -339,12 +350,18 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 				defer k.Close()
 				keys[f] = k
 			}
+			ropts, err := remoteOptions(c)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withDeadline(c)
+			defer cancel()
 			e.warnUnpinned(c.String("repo"))
 			start := time.Now()
-			res, err := mirror.Import(c.Context, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
+			res, err := mirror.Import(ctx, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
 				Repo: c.String("repo"), Registry: c.String("registry"),
 				SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
-				Remote: remoteOptions(c), Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
+				Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
 			})
 			if err != nil {
 				return err
@@ -370,6 +387,7 @@ func sourceFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tuf-url", Usage: "read the TUF repository from `URL` (serving metadata/ and targets/)"},
 		&cli.StringFlag{Name: "root", Usage: "bootstrap trust from this root.json `FILE` (first use only; check its sha256)"},
 		&cli.StringFlag{Name: "cache", Usage: "keep trusted metadata in `DIR` (default: the user cache); catches rollbacks across runs"},
+		networkFlags(10 * time.Minute)[0], networkFlags(10 * time.Minute)[1],
 	}
 }
 
@@ -378,6 +396,11 @@ func sourceFrom(c *cli.Context) (mirror.Source, error) {
 	if (s.Dir == "") == (s.URL == "") {
 		return s, usagef("give exactly one of --repo DIR or --tuf-url URL")
 	}
+	tr, err := transport(c)
+	if err != nil {
+		return s, err
+	}
+	s.HTTP = &http.Client{Transport: tr, Timeout: c.Duration("timeout")}
 	return s, nil
 }
 
@@ -438,7 +461,13 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 			if c.NArg() == 0 {
 				return usagef("no IMAGE given")
 			}
-			checks, err := mirror.VerifyImages(c.Context, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: remoteOptions(c)})
+			ropts, err := remoteOptions(c)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := withDeadline(c)
+			defer cancel()
+			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts})
 			if asJSON {
 				if jerr := writeJSON(c.App.Writer, checks); jerr != nil {
 					return jerr

@@ -87,45 +87,46 @@ func refresh(c *cli.Context, e env) error {
 		snap = k.Signer
 	}
 	e.warnUnpinned(dir)
-	unlock, err := trust.Lock(c.Context, dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	opts := trust.RefreshOptions{Timestamp: ts.Signer, Snapshot: snap,
 		TimestampExpiry: durs["timestamp-expiry"], SnapshotExpiry: durs["snapshot-expiry"], IfExpiringWithin: durs["if-expiring-within"],
-		Force: c.Bool("force"), Publish: c.String("out") == ""}
+		Force: c.Bool("force"), Publish: true}
+	if out := c.String("out"); out != "" {
+		opts.Deliver = func(res *trust.RefreshResult, publish func() error) error {
+			return writeRefreshBundle(out, res, publish)
+		}
+	}
 	res, err := trust.Refresh(c.Context, dir, opts)
 	if err != nil {
 		return err
 	}
-	if out := c.String("out"); out != "" && res.Refreshed {
-		var snapBytes []byte
-		if res.Snapshot != nil {
-			if snapBytes, err = res.Snapshot.ToBytes(true); err != nil {
-				return err
-			}
-		}
-		tsBytes, err := res.Timestamp.ToBytes(true)
-		if err != nil {
-			return err
-		}
-		var buf bytes.Buffer
-		if err := bundle.WriteRefresh(&buf, "coldharbor "+version, time.Now(), snapBytes, tsBytes); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(out, func(f *os.File) error {
-			if _, err := f.Write(buf.Bytes()); err != nil {
-				return err
-			}
-			// Record the versions before the bundle appears, so the next
-			// refresh bundle is newer.
-			return trust.Publish(c.Context, dir, trust.Publication{Snapshot: res.Snapshot, Timestamp: res.Timestamp})
-		}); err != nil {
+	return reportRefresh(c, dir, res, warn, asJSON)
+}
+
+// writeRefreshBundle writes res as a refresh bundle to out, publishing it
+// into the local repository before the file appears, so that the next
+// refresh bundle is newer.
+func writeRefreshBundle(out string, res *trust.RefreshResult, publish func() error) error {
+	var snapBytes []byte
+	if res.Snapshot != nil {
+		var err error
+		if snapBytes, err = res.Snapshot.ToBytes(true); err != nil {
 			return err
 		}
 	}
-	return reportRefresh(c, dir, res, warn, asJSON)
+	tsBytes, err := res.Timestamp.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := bundle.WriteRefresh(&buf, "coldharbor "+version, time.Now(), snapBytes, tsBytes); err != nil {
+		return err
+	}
+	return writeFileAtomic(out, func(f *os.File) error {
+		if _, err := f.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		return publish()
+	})
 }
 
 // reportRefresh prints one line per role and turns offline-role expiry into
@@ -190,11 +191,6 @@ func importRefresh(c *cli.Context, path string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := trust.Lock(c.Context, dir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	res, err := trust.ApplyRefresh(c.Context, dir, rf.Timestamp, rf.Snapshot, time.Now())
 	if err != nil {
 		return err

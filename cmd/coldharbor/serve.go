@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/coldharbor/coldharbor/gate"
+	"github.com/coldharbor/coldharbor/internal/httpclient"
 )
 
 func serveCommand(e env) *cli.Command {
@@ -47,6 +48,7 @@ or CRI-O (registries.conf) at it, and keep clients away from the upstream.`,
 			&cli.StringFlag{Name: "tls-key", Usage: "the private key of --tls-cert, `FILE` (PEM)"},
 			&cli.BoolFlag{Name: "require-signature", Usage: "also require a cosign signature upstream by a key of the trusted cosign.pub"},
 			&cli.DurationFlag{Name: "interval", Usage: "check for a new timestamp.json every `DURATION` (default 2s with --repo, 1m with --tuf-url)"},
+			&cli.StringSliceFlag{Name: "insecure-registry", Usage: "allow plain HTTP to `HOST[:PORT]` (repeat); otherwise only loopback may use it"},
 			&cli.BoolFlag{Name: "verbose", Usage: "log every refusal (name, reference, reason) and reload to stderr"},
 		},
 		Action: func(c *cli.Context) error { return runServe(c, e) },
@@ -69,6 +71,11 @@ func serveConfig(c *cli.Context, log *slog.Logger) (gate.Config, error) {
 	if cfg.TUFURL != "" && c.String("root") == "" {
 		return cfg, usagef("--tuf-url needs --root root.json: the gate trusts nothing it fetched first")
 	}
+	tr, err := httpclient.New(httpclient.WithInsecureHosts(c.StringSlice("insecure-registry")...), httpclient.WithTimeouts(gate.Timeouts()))
+	if err != nil {
+		return cfg, usagef("--insecure-registry: %v", err)
+	}
+	cfg.Transport = tr
 	if p := c.String("root"); p != "" {
 		b, err := os.ReadFile(p)
 		if err != nil {

@@ -7,7 +7,8 @@
 //	card, err := pivsim.Open("card.json")              // made on first use
 //	err = card.Serve(ctx, pivsim.ReaderAddr(0))        // "Virtual PCD 00 00"
 //
-// In tests, StartPCSCD and Plug do the plumbing (testing.go).
+// In tests, pivsimtest.StartPCSCD and pivsimtest.Plug do the plumbing (the
+// subpackage pivsimtest, kept apart so that the binary links no test code).
 //
 // The package mirrors a card's layers, as piv-go splits its own:
 //

@@ -22,19 +22,14 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -52,9 +47,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/internal/testregistry"
 )
 
@@ -274,7 +269,7 @@ func newWorkload(o options) (*workload, error) {
 	}
 	var base []v1.Layer
 	for i := range shared {
-		l, err := genLayer(o.seed, fmt.Sprintf("shared-%d", i), size)
+		l, err := testimages.RandomLayer(o.seed, fmt.Sprintf("shared-%d", i), size)
 		if err != nil {
 			return nil, err
 		}
@@ -288,14 +283,14 @@ func newWorkload(o options) (*workload, error) {
 			layers = append(layers, base...)
 		}
 		for j := len(layers); j < o.layers; j++ {
-			l, err := genLayer(o.seed, fmt.Sprintf("img-%d-%d", i, j), size)
+			l, err := testimages.RandomLayer(o.seed, fmt.Sprintf("img-%d-%d", i, j), size)
 			if err != nil {
 				return nil, err
 			}
 			layers = append(layers, l)
 			w.unique++
 		}
-		img, err := image(amd64, layers)
+		img, err := testimages.Image(amd64, layers...)
 		if err != nil {
 			return nil, err
 		}
@@ -308,14 +303,14 @@ func newWorkload(o options) (*workload, error) {
 		p := v1.Platform{OS: "linux", Architecture: arch}
 		var layers []v1.Layer
 		for j := range max(1, o.layers/2) {
-			l, err := genLayer(o.seed, fmt.Sprintf("multi-%s-%d", arch, j), size)
+			l, err := testimages.RandomLayer(o.seed, fmt.Sprintf("multi-%s-%d", arch, j), size)
 			if err != nil {
 				return nil, err
 			}
 			layers = append(layers, l)
 			w.unique++
 		}
-		img, err := image(p, layers)
+		img, err := testimages.Image(p, layers...)
 		if err != nil {
 			return nil, err
 		}
@@ -416,85 +411,6 @@ func (w *workload) digests() (map[string]v1.Hash, error) {
 	}
 	out[w.indexName] = d
 	return out, nil
-}
-
-// image is an OCI image for platform with layers and a fixed config, so its
-// digest depends only on the layers.
-func image(p v1.Platform, layers []v1.Layer) (v1.Image, error) {
-	created := v1.Time{Time: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
-	img, err := mutate.ConfigFile(
-		mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON),
-		&v1.ConfigFile{Created: created, OS: p.OS, Architecture: p.Architecture, RootFS: v1.RootFS{Type: "layers"},
-			Config: v1.Config{Cmd: []string{"/bin/true"}}})
-	if err != nil {
-		return nil, err
-	}
-	var adds []mutate.Addendum
-	for _, l := range layers {
-		adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{Created: created, CreatedBy: "coldharbor bench"}})
-	}
-	if img, err = mutate.Append(img, adds...); err != nil {
-		return nil, err
-	}
-	if _, err := img.Digest(); err != nil {
-		return nil, fmt.Errorf("image digest: %w", err)
-	}
-	return img, nil
-}
-
-// genLayer is a gzip'd tar holding one file of size random bytes drawn from
-// (seed, label). The gzip stream stores the bytes (no compression: random
-// bytes would not compress anyway, and regenerating stays cheap), so the
-// blob is a little larger than size. Each open regenerates the stream
-// through a pipe: at most a buffer of it is in memory at any time.
-func genLayer(seed uint64, label string, size int64) (v1.Layer, error) {
-	open := func() (io.ReadCloser, error) {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(writeLayer(pw, seed, label, size)) }()
-		return pr, nil
-	}
-	l, err := tarball.LayerFromOpener(open, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return nil, fmt.Errorf("layer %s: %w", label, err)
-	}
-	return l, nil
-}
-
-func writeLayer(w io.Writer, seed uint64, label string, size int64) error {
-	var key [32]byte
-	h := sha256.New()
-	_ = binary.Write(h, binary.BigEndian, seed)
-	h.Write([]byte(label))
-	copy(key[:], h.Sum(nil))
-	rng := rand.NewChaCha8(key)
-
-	zw, err := gzip.NewWriterLevel(w, gzip.NoCompression)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(zw)
-	if err := tw.WriteHeader(&tar.Header{
-		Typeflag: tar.TypeReg, Name: "bench/" + label + ".bin", Mode: 0o644, Size: size,
-		ModTime: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), Format: tar.FormatPAX,
-	}); err != nil {
-		return err
-	}
-	buf := make([]byte, 256<<10)
-	for left := size; left > 0; {
-		n := int64(len(buf))
-		if left < n {
-			n = left
-		}
-		_, _ = rng.Read(buf[:n]) // never fails
-		if _, err := tw.Write(buf[:n]); err != nil {
-			return err
-		}
-		left -= n
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
 }
 
 // ---- keys and the root of trust ----

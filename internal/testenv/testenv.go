@@ -46,7 +46,7 @@ func Cosign(t testing.TB) (path string, env []string) {
 }
 
 // Crane returns the path of the pinned crane CLI (COLDHARBOR_CRANE, set by
-// `make test`), for tests that pull the way users do.
+// `make test`), which tests use as a client independent of coldharbor.
 func Crane(t testing.TB) string {
 	t.Helper()
 	path := os.Getenv("COLDHARBOR_CRANE")

@@ -3,7 +3,9 @@
 // compare digests across export and import, and a different seed gives
 // different ones, so tests can tell fixtures apart. The set covers what
 // bundles must handle: a multi-platform index, and two images sharing a
-// layer that must be stored once.
+// layer that must be stored once. Image and RandomLayer build other images
+// the same way (make bench's large workload): this is the one seeded image
+// generator of the repository.
 package testimages
 
 import (
@@ -11,6 +13,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -79,7 +83,7 @@ func New(seed int64) (Fixture, error) {
 		if err != nil {
 			return Fixture{}, err
 		}
-		img, err := image(v1.Platform{OS: "linux", Architecture: "amd64"}, base, own)
+		img, err := Image(v1.Platform{OS: "linux", Architecture: "amd64"}, base, own)
 		if err != nil {
 			return Fixture{}, fmt.Errorf("%s: %w", app.name, err)
 		}
@@ -93,7 +97,7 @@ func New(seed int64) (Fixture, error) {
 		if err != nil {
 			return Fixture{}, err
 		}
-		img, err := image(platform, l)
+		img, err := Image(platform, l)
 		if err != nil {
 			return Fixture{}, fmt.Errorf("%s %s: %w", MultiArch, arch, err)
 		}
@@ -106,9 +110,10 @@ func New(seed int64) (Fixture, error) {
 	return f, nil
 }
 
-// image builds an OCI image for platform from layers; mutate fills in the
-// config's diff_ids and history to match.
-func image(platform v1.Platform, layers ...v1.Layer) (v1.Image, error) {
+// Image builds an OCI image for platform from layers, with a fixed config
+// and history, so that its digest depends only on the layers; mutate fills
+// in the config's diff_ids to match.
+func Image(platform v1.Platform, layers ...v1.Layer) (v1.Image, error) {
 	img, err := mutate.ConfigFile(
 		mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON),
 		&v1.ConfigFile{
@@ -227,4 +232,57 @@ func Push(ctx context.Context, host string, f Fixture, opts ...remote.Option) (m
 		digests[n] = d
 	}
 	return digests, nil
+}
+
+// RandomLayer is a gzip'd tar holding one file of size random bytes drawn
+// from (seed, label): large, incompressible layers for measurements. The
+// gzip stream stores the bytes (random bytes would not compress, and
+// regenerating stays cheap), so the blob is a little larger than size. Each
+// open regenerates the stream through a pipe: at most a buffer of it is in
+// memory at any time, and nothing is on disk.
+func RandomLayer(seed uint64, label string, size int64) (v1.Layer, error) {
+	open := func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(writeRandomLayer(pw, seed, label, size)) }()
+		return pr, nil
+	}
+	l, err := tarball.LayerFromOpener(open, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", label, err)
+	}
+	return l, nil
+}
+
+func writeRandomLayer(w io.Writer, seed uint64, label string, size int64) error {
+	var key [32]byte
+	h := sha256.New()
+	_ = binary.Write(h, binary.BigEndian, seed)
+	h.Write([]byte(label))
+	copy(key[:], h.Sum(nil))
+	rng := rand.NewChaCha8(key)
+
+	zw, err := gzip.NewWriterLevel(w, gzip.NoCompression)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{
+		Typeflag: tar.TypeReg, Name: "bench/" + label + ".bin", Mode: 0o644, Size: size,
+		ModTime: created(), Format: tar.FormatPAX,
+	}); err != nil {
+		return err
+	}
+	buf := make([]byte, 256<<10)
+	for left := size; left > 0; {
+		n := min(int64(len(buf)), left)
+		_, _ = rng.Read(buf[:n]) // never fails
+		if _, err := tw.Write(buf[:n]); err != nil {
+			return err
+		}
+		left -= n
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return zw.Close()
 }

@@ -1,4 +1,7 @@
-package bundle
+// Package export is the connected side: it resolves images in their source
+// registries and writes a bundle (package bundle's format) for the
+// air-gapped signer, streaming blobs straight into the tar.
+package export
 
 import (
 	"bytes"
@@ -15,9 +18,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/sigstore/sigstore/pkg/signature/payload"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -37,7 +40,7 @@ func ParseImageArg(s string) (ImageSpec, error) {
 		return ImageSpec{}, fmt.Errorf("image %q: %w", s, err)
 	}
 	if renamed {
-		if err := ValidTargetName(name); err != nil {
+		if err := bundle.ValidTargetName(name); err != nil {
 			return ImageSpec{}, err
 		}
 	}
@@ -49,8 +52,8 @@ func parseRef(s string) (name.Reference, error) {
 	return name.ParseReference(s, name.StrictValidation)
 }
 
-// ExportOptions configure Export.
-type ExportOptions struct {
+// Options configure Write.
+type Options struct {
 	// Repo is the exporter's copy of the published TUF repository.
 	Repo string
 	// Destination is HOST[/PREFIX] of the target registry.
@@ -75,13 +78,13 @@ type ExportOptions struct {
 	TempDir string
 }
 
-// ExportResult summarises a written bundle.
-type ExportResult struct {
-	Index       *Index `json:"index"`
-	IndexSHA256 string `json:"index_sha256"`
-	Bytes       int64  `json:"bytes"`
-	Blobs       int    `json:"blobs"`
-	Manifests   int    `json:"manifests"`
+// Result summarises a written bundle.
+type Result struct {
+	Index       *bundle.Index `json:"index"`
+	IndexSHA256 string        `json:"index_sha256"`
+	Bytes       int64         `json:"bytes"`
+	Blobs       int           `json:"blobs"`
+	Manifests   int           `json:"manifests"`
 	// SharedBlobs counts blob references satisfied by a blob already in the
 	// bundle (layers images share are written once).
 	SharedBlobs int `json:"shared_blobs"`
@@ -104,12 +107,12 @@ type collector struct {
 	shared    int
 }
 
-// Export resolves the images, then writes the bundle to w: the index, the
+// Write resolves the images, then writes the bundle to w: the index, the
 // head (pending targets, the root chain, one cosign payload per image), and
 // an OCI image layout with each blob once. Blobs stream from the source
 // registry into the tar; memory does not grow with image size. Nothing is
 // written to w until every image has resolved.
-func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, error) {
+func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	now := o.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -117,7 +120,7 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 	if len(o.Images) == 0 && len(o.Removals) == 0 && !o.Renew {
 		return nil, fmt.Errorf("nothing to export: give at least one image (or --remove, or --renew to only renew the targets' expiry)")
 	}
-	if err := ValidDestination(o.Destination); err != nil {
+	if err := bundle.ValidDestination(o.Destination); err != nil {
 		return nil, err
 	}
 	st, err := trust.LoadState(ctx, o.Repo)
@@ -126,11 +129,37 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 	}
 	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
 	c := &collector{ctx: ctx, opts: ropts, manifests: map[v1.Hash][]byte{}, platforms: map[v1.Hash][]string{}, blobs: map[v1.Hash]*blobRef{}}
-
-	idx := &Index{Format: BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
-		Base:     Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},
-		Images:   []Image{},
+	idx := &bundle.Index{Format: bundle.BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
+		Base:     bundle.Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},
+		Images:   []bundle.Image{},
 		Removals: append([]string{}, o.Removals...)}
+	tops, err := c.resolveAll(idx, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRemovals(st, idx); err != nil {
+		return nil, err
+	}
+	head, err := headFiles(st, idx, tops, now)
+	if err != nil {
+		return nil, err
+	}
+	idx.Members = c.listing(head)
+	raw, err := bundle.EncodeIndex(idx)
+	if err != nil {
+		return nil, err
+	}
+	cw := &countingWriter{w: w, total: bundle.TarSize(raw, idx.Members), progress: o.Progress}
+	if err := c.write(ctx, cw, idx, raw, head, o); err != nil {
+		return nil, err
+	}
+	sum := bundle.MemberOf(bundle.IndexName, raw)
+	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared}, nil
+}
+
+// resolveAll resolves every image into idx and returns the descriptors of
+// the layout's index.json, each named by its target.
+func (c *collector) resolveAll(idx *bundle.Index, o Options) ([]v1.Descriptor, error) {
 	seen := map[string]string{}
 	var tops []v1.Descriptor
 	for i, spec := range o.Images {
@@ -142,132 +171,130 @@ func Export(ctx context.Context, w io.Writer, o ExportOptions) (*ExportResult, e
 			return nil, fmt.Errorf("%s and %s both become %s: rename one with SRC=REPOSITORY:TAG", prev, spec.Source, img.Name)
 		}
 		seen[img.Name] = spec.Source
-		img.Payload = fmt.Sprintf("%s%d.json", headPayloadPrefx, i)
+		img.Payload = bundle.PayloadMember(i)
 		idx.Images = append(idx.Images, img)
 		desc.Annotations = map[string]string{"org.opencontainers.image.ref.name": img.Name}
 		tops = append(tops, desc)
 	}
-	for _, r := range o.Removals {
-		if err := ValidTargetName(r); err != nil {
-			return nil, err
+	return tops, nil
+}
+
+// checkRemovals refuses a removal that is not a published target, or that
+// the same bundle also exports.
+func checkRemovals(st *trust.State, idx *bundle.Index) error {
+	for _, r := range idx.Removals {
+		if err := bundle.ValidTargetName(r); err != nil {
+			return err
 		}
 		if _, ok := st.Targets.Signed.Targets[r]; !ok {
-			return nil, fmt.Errorf("--remove %s: no such target in targets v%d", r, st.Targets.Signed.Version)
+			return fmt.Errorf("--remove %s: no such target in targets v%d", r, st.Targets.Signed.Version)
 		}
-		if _, ok := seen[r]; ok {
-			return nil, fmt.Errorf("%s is both exported and removed", r)
+		for _, img := range idx.Images {
+			if img.Name == r {
+				return fmt.Errorf("%s is both exported and removed", r)
+			}
 		}
 	}
+	return nil
+}
 
-	// The head.
+// headFiles are the small members before the blobs: the pending targets,
+// the root chain, one cosign payload per image, then the OCI layout files.
+func headFiles(st *trust.State, idx *bundle.Index, tops []v1.Descriptor, now time.Time) ([]bundle.File, error) {
 	pending, err := pendingTargets(st.Targets, idx, now)
 	if err != nil {
 		return nil, err
 	}
-	type file struct {
-		name string
-		data []byte
-	}
-	var head []file
-	head = append(head, file{PendingTargets, pending})
+	head := []bundle.File{{Name: bundle.PendingTargets, Data: pending}}
 	versions := make([]int64, 0, len(st.RootRaw))
 	for v := range st.RootRaw {
 		versions = append(versions, v)
 	}
 	sort.Slice(versions, func(i, j int) bool { return versions[i] < versions[j] })
 	for _, v := range versions {
-		head = append(head, file{fmt.Sprintf("%s%d.root.json", headRootPrefix, v), st.RootRaw[v]})
+		head = append(head, bundle.File{Name: bundle.HeadRootMember(v), Data: st.RootRaw[v]})
 	}
 	for _, img := range idx.Images {
-		p, err := Payload(o.Destination, img)
+		p, err := bundle.Payload(idx.Destination, img)
 		if err != nil {
 			return nil, err
 		}
-		head = append(head, file{img.Payload, p})
+		head = append(head, bundle.File{Name: img.Payload, Data: p})
 	}
 	layoutIdx, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: tops})
 	if err != nil {
 		return nil, err
 	}
-	head = append(head, file{LayoutFile, []byte(`{"imageLayoutVersion":"1.0.0"}`)}, file{LayoutIndex, layoutIdx})
-	for _, f := range head {
-		idx.Members = append(idx.Members, member(f.name, f.data))
-	}
-	for _, h := range c.order {
-		idx.Members = append(idx.Members, member(BlobName(h.String()), c.manifests[h]))
-	}
-	var total int64
-	for _, h := range c.blobOrder {
-		b := c.blobs[h]
-		idx.Members = append(idx.Members, Member{Name: BlobName(h.String()), Size: b.size, SHA256: h.Hex})
-	}
-	raw, err := json.MarshalIndent(idx, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := parseIndex(raw, "(export)"); err != nil {
-		return nil, fmt.Errorf("internal error: the index we wrote does not parse: %w", err)
-	}
-	// What the tar writer will write: a 512-byte header and the data padded
-	// to 512 bytes per member, and two zero blocks at the end.
-	total = tarSize(int64(len(raw))) + 1024
-	for _, m := range idx.Members {
-		total += tarSize(m.Size)
-	}
+	return append(head, bundle.File{Name: bundle.LayoutFile, Data: []byte(`{"imageLayoutVersion":"1.0.0"}`)}, bundle.File{Name: bundle.LayoutIndex, Data: layoutIdx}), nil
+}
 
-	// Write.
-	cw := &countingWriter{w: w, total: total, progress: o.Progress}
-	tw := newTarWriter(cw, idx.Created)
-	if err := tw.bytes(IndexName, raw); err != nil {
-		return nil, err
+// listing is the index's member list: head, manifests, then blobs.
+func (c *collector) listing(head []bundle.File) []bundle.Member {
+	var out []bundle.Member
+	for _, f := range head {
+		out = append(out, bundle.MemberOf(f.Name, f.Data))
+	}
+	for _, h := range c.order {
+		out = append(out, bundle.MemberOf(bundle.BlobName(h.String()), c.manifests[h]))
+	}
+	for _, h := range c.blobOrder {
+		out = append(out, bundle.Member{Name: bundle.BlobName(h.String()), Size: c.blobs[h].size, SHA256: h.Hex})
+	}
+	return out
+}
+
+// write writes the bundle in the order its index lists.
+func (c *collector) write(ctx context.Context, w io.Writer, idx *bundle.Index, raw []byte, head []bundle.File, o Options) error {
+	bw, err := bundle.NewWriter(w, idx, raw)
+	if err != nil {
+		return err
 	}
 	for _, f := range head {
-		if err := tw.bytes(f.name, f.data); err != nil {
-			return nil, err
+		if err := bw.Write(f); err != nil {
+			return err
 		}
 	}
 	for _, h := range c.order {
-		if err := tw.bytes(BlobName(h.String()), c.manifests[h]); err != nil {
-			return nil, err
+		if err := bw.Write(bundle.File{Name: bundle.BlobName(h.String()), Data: c.manifests[h]}); err != nil {
+			return err
 		}
 	}
-	if err := c.writeBlobs(ctx, tw, o.TempDir, o.Jobs); err != nil {
-		return nil, err
+	if err := c.writeBlobs(ctx, bw, o.TempDir, o.Jobs); err != nil {
+		return err
 	}
-	if err := tw.close(); err != nil {
-		return nil, fmt.Errorf("finishing the bundle: %w", err)
+	if err := bw.Close(); err != nil {
+		return fmt.Errorf("finishing the bundle: %w", err)
 	}
-	sum := member(IndexName, raw)
-	return &ExportResult{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared}, nil
+	return nil
 }
 
 // resolve fetches an image's top manifest and walks everything it references.
-func (c *collector) resolve(spec ImageSpec, platform *v1.Platform) (Image, v1.Descriptor, error) {
+func (c *collector) resolve(spec ImageSpec, platform *v1.Platform) (bundle.Image, v1.Descriptor, error) {
 	ref, err := parseRef(spec.Source)
 	if err != nil {
-		return Image{}, v1.Descriptor{}, err
+		return bundle.Image{}, v1.Descriptor{}, err
 	}
 	target := spec.Name
 	if target == "" {
 		tag, ok := ref.(name.Tag)
 		if !ok {
-			return Image{}, v1.Descriptor{}, fmt.Errorf("%s is a digest with no tag: name its target with %s=REPOSITORY:TAG", spec.Source, spec.Source)
+			return bundle.Image{}, v1.Descriptor{}, fmt.Errorf("%s is a digest with no tag: name its target with %s=REPOSITORY:TAG", spec.Source, spec.Source)
 		}
 		target = ref.Context().RepositoryStr() + ":" + tag.TagStr()
-		if err := ValidTargetName(target); err != nil {
-			return Image{}, v1.Descriptor{}, err
+		if err := bundle.ValidTargetName(target); err != nil {
+			return bundle.Image{}, v1.Descriptor{}, err
 		}
 	}
 	d, err := remote.Get(ref, c.opts...)
 	if err != nil {
-		return Image{}, v1.Descriptor{}, fmt.Errorf("resolving %s: %w", spec.Source, err)
+		return bundle.Image{}, v1.Descriptor{}, fmt.Errorf("resolving %s: %w", spec.Source, err)
 	}
 	desc := d.Descriptor
 	raw := d.Manifest
 	if platform != nil && desc.MediaType.IsIndex() {
 		im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 		if err != nil {
-			return Image{}, v1.Descriptor{}, fmt.Errorf("%s: %w", spec.Source, err)
+			return bundle.Image{}, v1.Descriptor{}, fmt.Errorf("%s: %w", spec.Source, err)
 		}
 		var child *v1.Descriptor
 		for i := range im.Manifests {
@@ -277,22 +304,22 @@ func (c *collector) resolve(spec ImageSpec, platform *v1.Platform) (Image, v1.De
 			}
 		}
 		if child == nil {
-			return Image{}, v1.Descriptor{}, fmt.Errorf("%s has no %s image", spec.Source, platform)
+			return bundle.Image{}, v1.Descriptor{}, fmt.Errorf("%s has no %s image", spec.Source, platform)
 		}
 		cd, err := remote.Get(ref.Context().Digest(child.Digest.String()), c.opts...)
 		if err != nil {
-			return Image{}, v1.Descriptor{}, fmt.Errorf("resolving %s for %s: %w", spec.Source, platform, err)
+			return bundle.Image{}, v1.Descriptor{}, fmt.Errorf("resolving %s for %s: %w", spec.Source, platform, err)
 		}
 		desc, raw = cd.Descriptor, cd.Manifest
 	}
-	if desc.Size > MaxManifestSize {
-		return Image{}, v1.Descriptor{}, fmt.Errorf("%s: manifest of %d bytes is over the limit of %d", spec.Source, desc.Size, MaxManifestSize)
+	if desc.Size > bundle.MaxManifestSize {
+		return bundle.Image{}, v1.Descriptor{}, fmt.Errorf("%s: manifest of %d bytes is over the limit of %d", spec.Source, desc.Size, bundle.MaxManifestSize)
 	}
 	platforms, err := c.walk(ref.Context(), desc, raw, 0)
 	if err != nil {
-		return Image{}, v1.Descriptor{}, fmt.Errorf("%s: %w", spec.Source, err)
+		return bundle.Image{}, v1.Descriptor{}, fmt.Errorf("%s: %w", spec.Source, err)
 	}
-	return Image{
+	return bundle.Image{
 		Name: target, Source: ref.Context().String() + "@" + desc.Digest.String(),
 		Digest: desc.Digest.String(), MediaType: string(desc.MediaType), Size: desc.Size, Platforms: platforms,
 	}, v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}, nil
@@ -308,8 +335,8 @@ func (c *collector) walk(repo name.Repository, desc v1.Descriptor, raw []byte, d
 	if h, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || h != desc.Digest {
 		return nil, fmt.Errorf("manifest %s does not match its digest", desc.Digest)
 	}
-	if int64(len(raw)) > MaxManifestSize {
-		return nil, fmt.Errorf("manifest %s of %d bytes is over the limit of %d", desc.Digest, len(raw), MaxManifestSize)
+	if int64(len(raw)) > bundle.MaxManifestSize {
+		return nil, fmt.Errorf("manifest %s of %d bytes is over the limit of %d", desc.Digest, len(raw), bundle.MaxManifestSize)
 	}
 	if _, done := c.manifests[desc.Digest]; done {
 		c.shared++
@@ -369,8 +396,8 @@ func (c *collector) walk(repo name.Repository, desc v1.Descriptor, raw []byte, d
 	c.manifests[desc.Digest] = raw
 	c.platforms[desc.Digest] = platforms
 	c.order = append(c.order, desc.Digest)
-	if len(c.order) > MaxManifests {
-		return nil, fmt.Errorf("more than %d manifests", MaxManifests)
+	if len(c.order) > bundle.MaxManifests {
+		return nil, fmt.Errorf("more than %d manifests", bundle.MaxManifests)
 	}
 	return platforms, nil
 }
@@ -387,7 +414,7 @@ func (c *collector) addBlob(repo name.Repository, d v1.Descriptor) {
 // writeBlobs fetches blobs Jobs at a time into temporary files while the
 // tar is written in order, so the network stays busy and memory stays flat;
 // no more than Jobs fetched blobs wait on disk at once.
-func (c *collector) writeBlobs(ctx context.Context, tw *tarWriter, tmpDir string, jobs int) error {
+func (c *collector) writeBlobs(ctx context.Context, tw *bundle.Writer, tmpDir string, jobs int) error {
 	if jobs <= 0 {
 		jobs = 4
 	}
@@ -448,8 +475,8 @@ func (c *collector) writeBlobs(ctx context.Context, tw *tarWriter, tmpDir string
 // fetchBlob downloads one blob to a temporary file; ggcr verifies its
 // digest as it reads, so a file that is complete is the right blob.
 func (c *collector) fetchBlob(ctx context.Context, b *blobRef, tmpDir string) (string, error) {
-	if b.size > MaxBlobSize {
-		return "", fmt.Errorf("blob %s: %d bytes is over the limit of %d", b.digest, b.size, MaxBlobSize)
+	if b.size > bundle.MaxBlobSize {
+		return "", fmt.Errorf("blob %s: %d bytes is over the limit of %d", b.digest, b.size, bundle.MaxBlobSize)
 	}
 	l, err := remote.Layer(b.repo.Digest(b.digest.String()), append(append([]remote.Option{}, c.opts...), remote.WithContext(ctx))...)
 	if err != nil {
@@ -478,20 +505,20 @@ func (c *collector) fetchBlob(ctx context.Context, b *blobRef, tmpDir string) (s
 	return f.Name(), nil
 }
 
-func (c *collector) writeFetched(tw *tarWriter, b *blobRef, path string) error {
+func (c *collector) writeFetched(tw *bundle.Writer, b *blobRef, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return tw.stream(BlobName(b.digest.String()), b.size, f)
+	return tw.Stream(bundle.BlobName(b.digest.String()), b.size, f)
 }
 
 // configPlatform reads os/architecture from an image's config blob: a
 // second small fetch, worth it so the signer sees what it signs.
 func (c *collector) configPlatform(repo name.Repository, cfg v1.Descriptor) ([]string, error) {
-	if cfg.Size > MaxManifestSize {
-		return nil, fmt.Errorf("config blob of %d bytes is over the limit of %d", cfg.Size, MaxManifestSize)
+	if cfg.Size > bundle.MaxManifestSize {
+		return nil, fmt.Errorf("config blob of %d bytes is over the limit of %d", cfg.Size, bundle.MaxManifestSize)
 	}
 	l, err := remote.Layer(repo.Digest(cfg.Digest.String()), c.opts...)
 	if err != nil {
@@ -502,7 +529,7 @@ func (c *collector) configPlatform(repo name.Repository, cfg v1.Descriptor) ([]s
 		return nil, err
 	}
 	defer rc.Close()
-	cf, err := v1.ParseConfigFile(io.LimitReader(rc, MaxManifestSize))
+	cf, err := v1.ParseConfigFile(io.LimitReader(rc, bundle.MaxManifestSize))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", cfg.Digest, err)
 	}
@@ -514,50 +541,12 @@ func (c *collector) configPlatform(repo name.Repository, cfg v1.Descriptor) ([]s
 
 // pendingTargets builds the pending (unsigned) targets: base plus this
 // bundle's images, minus its removals, version base+1.
-func pendingTargets(base *metadata.Metadata[metadata.TargetsType], idx *Index, now time.Time) ([]byte, error) {
-	next, err := ApplyIndex(base, idx, now, "")
+func pendingTargets(base *metadata.Metadata[metadata.TargetsType], idx *bundle.Index, now time.Time) ([]byte, error) {
+	next, err := bundle.ApplyIndex(base, idx, now, "")
 	if err != nil {
 		return nil, err
 	}
 	return next.ToBytes(true)
-}
-
-// ApplyIndex returns base's next version with idx's images added or
-// replaced and its removals removed. bundleSHA, when set, is recorded in
-// each added target's custom data (the signer binds its approval so).
-func ApplyIndex(base *metadata.Metadata[metadata.TargetsType], idx *Index, now time.Time, bundleSHA string) (*metadata.Metadata[metadata.TargetsType], error) {
-	next := trust.NextTargets(base, now, trust.DefaultExpiry()[trust.Targets])
-	for _, img := range idx.Images {
-		h, err := v1.NewHash(img.Digest)
-		if err != nil {
-			return nil, err
-		}
-		hb, err := hexBytes(h.Hex)
-		if err != nil {
-			return nil, err
-		}
-		custom, err := json.Marshal(TargetCustom{MediaType: img.MediaType, Source: img.Source, Platforms: img.Platforms, Bundle: bundleSHA})
-		if err != nil {
-			return nil, err
-		}
-		rm := json.RawMessage(custom)
-		next.Signed.Targets[img.Name] = &metadata.TargetFiles{Length: img.Size, Hashes: metadata.Hashes{"sha256": hb}, Custom: &rm, Path: img.Name}
-	}
-	for _, r := range idx.Removals {
-		delete(next.Signed.Targets, r)
-	}
-	return next, nil
-}
-
-// Payload is the cosign simple-signing payload for img pushed under dest:
-// {"critical":{"identity":{"docker-reference":DEST/REPO},"image":{"docker-manifest-digest":…},…}}.
-func Payload(dest string, img Image) ([]byte, error) {
-	repoName, _, _ := strings.Cut(img.Name, ":")
-	d, err := name.NewDigest(strings.TrimSuffix(dest, "/")+"/"+repoName+"@"+img.Digest, name.StrictValidation)
-	if err != nil {
-		return nil, fmt.Errorf("image %s under %s: %w", img.Name, dest, err)
-	}
-	return payload.Cosign{Image: d}.MarshalJSON()
 }
 
 type countingWriter struct {
@@ -574,5 +563,3 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-func tarSize(n int64) int64 { return 512 + (n+511)/512*512 }

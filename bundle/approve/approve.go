@@ -1,4 +1,9 @@
-package bundle
+// Package approve is the offline signer: it reads only a bundle's head,
+// shows what signing would change against the signer's TUF repository,
+// signs the next targets version and the cosign payloads with the targets
+// keys, and writes the approval (package bundle's format). It never
+// touches a network.
+package approve
 
 import (
 	"bytes"
@@ -11,6 +16,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -30,15 +36,15 @@ type Change struct {
 // Plan is what signing a bundle would do, computed from the bundle's head
 // and a repository (the signer's own, or any copy for inspect).
 type Plan struct {
-	Head        *Head    `json:"-"`
-	IndexSHA256 string   `json:"index_sha256"`
-	Destination string   `json:"destination"`
-	Created     string   `json:"created"`
-	BundleBase  int64    `json:"bundle_base_targets_version"`
-	Current     int64    `json:"current_targets_version"`
-	NewVersion  int64    `json:"new_targets_version"`
-	Rebased     bool     `json:"rebased"`
-	Changes     []Change `json:"changes"`
+	Head        *bundle.Head `json:"-"`
+	IndexSHA256 string       `json:"index_sha256"`
+	Destination string       `json:"destination"`
+	Created     string       `json:"created"`
+	BundleBase  int64        `json:"bundle_base_targets_version"`
+	Current     int64        `json:"current_targets_version"`
+	NewVersion  int64        `json:"new_targets_version"`
+	Rebased     bool         `json:"rebased"`
+	Changes     []Change     `json:"changes"`
 	state       *trust.State
 }
 
@@ -46,14 +52,14 @@ type Plan struct {
 // in dir. It checks every payload is exactly the one this image needs and
 // that the bundle was made against the same root of trust.
 func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error) {
-	head, err := ReadHead(r, file)
+	head, err := bundle.ReadHead(r, file)
 	if err != nil {
 		return nil, err
 	}
 	for _, img := range head.Index.Images {
-		want, err := Payload(head.Index.Destination, img)
+		want, err := bundle.Payload(head.Index.Destination, img)
 		if err != nil {
-			return nil, &FormatError{File: file, Reason: err.Error()}
+			return nil, &bundle.FormatError{File: file, Reason: err.Error()}
 		}
 		if !bytes.Equal(want, head.Payloads[img.Payload]) {
 			return nil, &trust.VerificationError{Role: "bundle", Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, img.Digest, head.Index.Destination)}
@@ -113,13 +119,13 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	}
 	if !p.Rebased {
 		// Same base: the exporter's pending targets must be what we build.
-		want, err := ApplyIndex(st.Targets, head.Index, time.Now(), "")
+		want, err := bundle.ApplyIndex(st.Targets, head.Index, time.Now(), "")
 		if err != nil {
 			return nil, err
 		}
 		got, err := metadata.Targets().FromBytes(head.Pending)
 		if err != nil {
-			return nil, &FormatError{File: file, Member: PendingTargets, Reason: err.Error()}
+			return nil, &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
 		}
 		if err := sameTargets(want, got); err != nil {
 			return nil, &trust.VerificationError{Role: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
@@ -129,7 +135,7 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	return p, nil
 }
 
-func imageChange(kind string, img Image, old string) Change {
+func imageChange(kind string, img bundle.Image, old string) Change {
 	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source}
 }
 
@@ -149,15 +155,15 @@ func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
 	return nil
 }
 
-// SignOptions configure Sign.
-type SignOptions struct {
+// Options configure Sign.
+type Options struct {
 	Keys []*hsm.Key
 	Now  time.Time
 	Tool string
 }
 
-// SignResult is what a signature approved.
-type SignResult struct {
+// Result is what a signature approved.
+type Result struct {
 	TargetsVersion int64    `json:"targets_version"`
 	SignedBy       []string `json:"signed_by"`
 	Images         int      `json:"images"`
@@ -171,7 +177,7 @@ type SignResult struct {
 // bound to this bundle) with every key given, and each image's cosign
 // payload with each key. It returns the approval's bytes; Record stores the
 // new targets version in the repository.
-func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
+func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if p.state == nil {
 		return nil, fmt.Errorf("internal error: a plan made without a repository cannot be signed")
 	}
@@ -209,15 +215,15 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 	if len(signers) < threshold {
 		return nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
 	}
-	next, err := ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
+	next, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
 	if err != nil {
 		return nil, err
 	}
-	cosignPub, err := CosignPub(root)
+	cosignPub, err := bundle.CosignPub(root)
 	if err != nil {
 		return nil, err
 	}
-	next.Signed.Targets[CosignPubTarget] = targetFile(CosignPubTarget, cosignPub)
+	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
 	for _, k := range signers {
 		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
 			return nil, err
@@ -230,9 +236,9 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Approval{Format: ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
-		Bundle:         BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
-		TargetsVersion: next.Signed.Version, Signatures: []Signature{}}
+	a := &bundle.Approval{Format: bundle.ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
+		Bundle:         bundle.BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
+		TargetsVersion: next.Signed.Version, Signatures: []bundle.Signature{}}
 	for _, img := range p.Head.Index.Images {
 		pl := p.Head.Payloads[img.Payload]
 		for i, k := range signers {
@@ -243,7 +249,7 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 			if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
 				return nil, fmt.Errorf("self-check of the cosign signature of %s failed: %w", img.Name, err)
 			}
-			a.Signatures = append(a.Signatures, Signature{Image: img.Name, Digest: img.Digest, Payload: img.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
+			a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: img.Digest, Payload: img.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -253,19 +259,19 @@ func (p *Plan) Sign(ctx context.Context, o SignOptions) (*SignResult, error) {
 	// Root versions the isolated side may not have yet: the signer cannot
 	// know which, so every one after v1 (the importer skips those it has);
 	// a rotation travels with the next approval.
-	var roots []ApprovalRoot
-	for v := max(2, root.Signed.Version-maxApprovalRoots+1); v <= root.Signed.Version; v++ {
-		roots = append(roots, ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
+	var roots []bundle.ApprovalRoot
+	for v := max(2, root.Signed.Version-bundle.MaxApprovalRoots+1); v <= root.Signed.Version; v++ {
+		roots = append(roots, bundle.ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
 	}
-	if err := writeApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
+	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
 		return nil, err
 	}
-	return &SignResult{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
+	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
 }
 
 // Record stores the signed targets version in the signer's repository, so
 // the next bundle builds on it.
-func (p *Plan) Record(ctx context.Context, dir string, res *SignResult) error {
+func (p *Plan) Record(ctx context.Context, dir string, res *Result) error {
 	unlock, err := trust.Lock(ctx, dir)
 	if err != nil {
 		return err

@@ -1,6 +1,6 @@
 //go:build cgo
 
-package pivsim
+package pivsimtest
 
 import (
 	"crypto"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-piv/piv-go/v2/piv"
 
+	"github.com/coldharbor/coldharbor/hsm/pivsim"
 	"github.com/coldharbor/coldharbor/internal/testenv"
 )
 
@@ -24,7 +25,7 @@ func yubicoPIVTool(t *testing.T, args ...string) (string, error) {
 	if err != nil {
 		testenv.Need(t, "yubico-piv-tool", "apt-get install yubico-piv-tool (make deps)")
 	}
-	out, err := exec.Command(path, append([]string{"-r", ReaderName(0)}, args...)...).CombinedOutput()
+	out, err := exec.Command(path, append([]string{"-r", pivsim.ReaderName(0)}, args...)...).CombinedOutput()
 	return string(out), err
 }
 

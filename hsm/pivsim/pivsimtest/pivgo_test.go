@@ -1,6 +1,6 @@
 //go:build cgo
 
-package pivsim
+package pivsimtest
 
 import (
 	"bytes"
@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/go-piv/piv-go/v2/piv"
+
+	"github.com/coldharbor/coldharbor/hsm/pivsim"
 )
 
 // These tests run the real stack: pcscd with vsmartcard-vpcd, the card on
@@ -29,7 +31,7 @@ import (
 // host: none of them is parallel.
 
 // plugged starts pcscd, plugs a new card into reader 0 and opens it with piv-go.
-func plugged(t *testing.T, opts ...Option) (*Card, *piv.YubiKey, string) {
+func plugged(t *testing.T, opts ...pivsim.Option) (*Card, *piv.YubiKey, string) {
 	t.Helper()
 	StartPCSCD(t)
 	path := filepath.Join(t.TempDir(), "card.json")
@@ -39,9 +41,9 @@ func plugged(t *testing.T, opts ...Option) (*Card, *piv.YubiKey, string) {
 
 func openYK(t *testing.T, reader int) *piv.YubiKey {
 	t.Helper()
-	yk, err := piv.Open(ReaderName(reader))
+	yk, err := piv.Open(pivsim.ReaderName(reader))
 	if err != nil {
-		t.Fatalf("piv.Open(%q): %v", ReaderName(reader), err)
+		t.Fatalf("piv.Open(%q): %v", pivsim.ReaderName(reader), err)
 	}
 	t.Cleanup(func() { yk.Close() })
 	return yk
@@ -223,7 +225,7 @@ func (l *logRecorder) count(sub string) int {
 
 func TestPIVGoGenerateAndSign(t *testing.T) {
 	logs := &logRecorder{}
-	_, yk, _ := plugged(t, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	_, yk, _ := plugged(t, pivsim.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	for _, tc := range []struct {
 		slot piv.Slot
 		key  piv.Key
@@ -376,7 +378,7 @@ func TestPIVGoAttestation(t *testing.T) {
 	if _, err := piv.Verify(f9, leaf); err == nil {
 		t.Error("piv.Verify (Yubico's roots) accepted a simulated attestation")
 	}
-	other, err := Open(filepath.Join(t.TempDir(), "other.json"))
+	other, err := pivsim.Open(filepath.Join(t.TempDir(), "other.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +489,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 	for _, reader := range []int{0, 1} {
 		yk.Close()
 		Unplug(t, card)
-		if _, err := piv.Open(ReaderName(0)); err == nil {
+		if _, err := piv.Open(pivsim.ReaderName(0)); err == nil {
 			t.Fatal("piv.Open found a card after Unplug")
 		}
 		card = Plug(t, path, reader)
@@ -520,7 +522,7 @@ func TestTwoReaders(t *testing.T) {
 		t.Fatalf("two cards with serial %d", a.Serial())
 	}
 	cards, err := piv.Cards()
-	if err != nil || !slices.Contains(cards, ReaderName(0)) || !slices.Contains(cards, ReaderName(1)) {
+	if err != nil || !slices.Contains(cards, pivsim.ReaderName(0)) || !slices.Contains(cards, pivsim.ReaderName(1)) {
 		t.Fatalf("piv.Cards() = %q, %v", cards, err)
 	}
 	for reader, card := range []*Card{a, b} {

@@ -1,6 +1,6 @@
 //go:build linux && cgo
 
-package pivsim
+package pivsimtest
 
 // #cgo pkg-config: libpcsclite
 // #include <stdlib.h>

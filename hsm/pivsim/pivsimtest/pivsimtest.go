@@ -1,6 +1,11 @@
 //go:build cgo
 
-package pivsim
+// Package pivsimtest plugs the software YubiKey (hsm/pivsim) into the real
+// stack (pcscd, vpcd, piv-go), which is one per host, for any package's
+// tests. It imports testing, so it is a package of its own: the coldharbor
+// binary links hsm/pivsim (keys simulate) but never this harness
+// (cmd/coldharbor's depcheck test checks that the binary links no testing).
+package pivsimtest
 
 import (
 	"bytes"
@@ -19,11 +24,9 @@ import (
 
 	"github.com/go-piv/piv-go/v2/piv"
 
+	"github.com/coldharbor/coldharbor/hsm/pivsim"
 	"github.com/coldharbor/coldharbor/internal/testenv"
 )
-
-// Test helpers, for this package's tests and any other package's: they run
-// against the real stack (pcscd, vpcd, piv-go), which is one per host.
 
 const (
 	// pcscdSocket is where libpcsclite looks for pcscd, unless
@@ -75,10 +78,10 @@ func StartPCSCD(t testing.TB) (stop func()) {
 		testenv.Need(t, "root, to start pcscd", "run the tests as root, or start pcscd (with vsmartcard-vpcd) yourself")
 	}
 	if err := os.MkdirAll(filepath.Dir(pcscdSocket), 0o755); err != nil {
-		t.Fatalf("pivsim: starting pcscd: %v", err)
+		t.Fatalf("pivsimtest: starting pcscd: %v", err)
 	}
 	if removeStale() {
-		t.Logf("pivsim: removed the socket of a pcscd that died without cleaning up")
+		t.Logf("pivsimtest: removed the socket of a pcscd that died without cleaning up")
 	}
 	args := []string{"-f"}
 	if os.Getenv("PIVSIM_PCSCD_DEBUG") != "" {
@@ -89,7 +92,7 @@ func StartPCSCD(t testing.TB) (stop func()) {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("pivsim: starting pcscd: %v", err)
+		t.Fatalf("pivsimtest: starting pcscd: %v", err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -113,18 +116,24 @@ func StartPCSCD(t testing.TB) (stop func()) {
 	})
 
 	deadline := time.Now().Add(startWait)
-	for !pcscdRunning() || !readerListed(ReaderName(0)) {
+	for !pcscdRunning() || !readerListed(pivsim.ReaderName(0)) {
 		select {
 		case <-exited:
-			t.Fatalf("pivsim: pcscd exited at start:\n%s", out.String())
+			t.Fatalf("pivsimtest: pcscd exited at start:\n%s", out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pivsim: pcscd did not list %q within %v:\n%s", ReaderName(0), startWait, out.String())
+			t.Fatalf("pivsimtest: pcscd did not list %q within %v:\n%s", pivsim.ReaderName(0), startWait, out.String())
 		}
 		time.Sleep(pollEvery)
 	}
 	return stop
+}
+
+// Card is a simulated card Plug plugged into a reader.
+type Card struct {
+	*pivsim.Card
+	reader string // the PC/SC name of the reader it is in
 }
 
 // Plug serves a card kept in statePath (made if absent, see Open) on vpcd
@@ -133,25 +142,25 @@ func StartPCSCD(t testing.TB) (stop func()) {
 // pcscd's next poll), Plug waits for it to go first. The card is unplugged
 // when t ends, or earlier with Unplug; plugging the same state file in
 // again is a re-insertion. Call StartPCSCD first.
-func Plug(t testing.TB, statePath string, reader int, opts ...Option) *Card {
+func Plug(t testing.TB, statePath string, reader int, opts ...pivsim.Option) *Card {
 	t.Helper()
 	if !pcscdRunning() {
-		t.Fatalf("pivsim.Plug: pcscd is not running: call pivsim.StartPCSCD(t) first")
+		t.Fatalf("pivsimtest.Plug: pcscd is not running: call pivsimtest.StartPCSCD(t) first")
 	}
-	name := ReaderName(reader)
+	name := pivsim.ReaderName(reader)
 	waitPresent(t, name, false)
 
-	card, err := Open(statePath, opts...)
+	sim, err := pivsim.Open(statePath, opts...)
 	if err != nil {
-		t.Fatalf("pivsim.Plug: %v", err)
+		t.Fatalf("pivsimtest.Plug: %v", err)
 	}
-	card.reader = name
+	card := &Card{Card: sim, reader: name}
 	served := make(chan error, 1)
-	go func() { served <- card.Serve(context.Background(), ReaderAddr(reader)) }()
+	go func() { served <- card.Serve(context.Background(), pivsim.ReaderAddr(reader)) }()
 	t.Cleanup(func() {
 		card.Close()
-		if err := <-served; err != nil && !errors.Is(err, ErrClosed) {
-			t.Errorf("pivsim: serving card %d: %v", card.Serial(), err)
+		if err := <-served; err != nil && !errors.Is(err, pivsim.ErrClosed) {
+			t.Errorf("pivsimtest: serving card %d: %v", card.Serial(), err)
 		}
 	})
 
@@ -171,7 +180,7 @@ func Plug(t testing.TB, statePath string, reader int, opts ...Option) *Card {
 		last = err
 		time.Sleep(pollEvery)
 	}
-	t.Fatalf("pivsim.Plug: piv-go does not see card %d in %q after %v: %v", card.Serial(), name, plugWait, last)
+	t.Fatalf("pivsimtest.Plug: piv-go does not see card %d in %q after %v: %v", card.Serial(), name, plugWait, last)
 	return nil
 }
 
@@ -180,9 +189,7 @@ func Plug(t testing.TB, statePath string, reader int, opts ...Option) *Card {
 func Unplug(t testing.TB, card *Card) {
 	t.Helper()
 	card.Close()
-	if card.reader != "" {
-		waitPresent(t, card.reader, false)
-	}
+	waitPresent(t, card.reader, false)
 }
 
 // waitPresent waits until pcscd sees a card in reader, or sees none.
@@ -192,16 +199,16 @@ func waitPresent(t testing.TB, reader string, present bool) {
 	for {
 		got, err := cardPresent(reader)
 		if err != nil {
-			t.Fatalf("pivsim: %v", err)
+			t.Fatalf("pivsimtest: %v", err)
 		}
 		if got == present {
 			return
 		}
 		if time.Now().After(deadline) {
 			if present {
-				t.Fatalf("pivsim: pcscd sees no card in %q after %v", reader, plugWait)
+				t.Fatalf("pivsimtest: pcscd sees no card in %q after %v", reader, plugWait)
 			}
-			t.Fatalf("pivsim: %q still holds a card after %v (another simulator plugged in?)", reader, plugWait)
+			t.Fatalf("pivsimtest: %q still holds a card after %v (another simulator plugged in?)", reader, plugWait)
 		}
 		time.Sleep(pollEvery)
 	}
@@ -217,21 +224,21 @@ func lockHost(t testing.TB) {
 	path := filepath.Join(os.TempDir(), hostLockName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
-		t.Fatalf("pivsim: lock %s: %v", path, err)
+		t.Fatalf("pivsimtest: lock %s: %v", path, err)
 	}
 	deadline := time.Now().Add(hostLockWait)
 	for {
 		got, err := tryLock(f)
 		if err != nil {
 			f.Close()
-			t.Fatalf("pivsim: lock %s: %v", path, err)
+			t.Fatalf("pivsimtest: lock %s: %v", path, err)
 		}
 		if got {
 			break
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			t.Fatalf("pivsim: another test held pcscd (%s) for over %v", path, hostLockWait)
+			t.Fatalf("pivsimtest: another test held pcscd (%s) for over %v", path, hostLockWait)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -282,7 +289,7 @@ func readerListed(name string) bool {
 func requireVPCD(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(startWait)
-	for !readerListed(ReaderName(0)) {
+	for !readerListed(pivsim.ReaderName(0)) {
 		if time.Now().After(deadline) {
 			testenv.Need(t, "vpcd readers in the running pcscd", "install vsmartcard-vpcd, then restart pcscd (it reads /etc/reader.conf.d only at start)")
 		}

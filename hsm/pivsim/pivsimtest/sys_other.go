@@ -1,0 +1,13 @@
+//go:build !linux
+
+package pivsimtest
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+func dieWithParent() *syscall.SysProcAttr { return nil }
+
+func tryLock(*os.File) (bool, error) { return false, errors.New("host lock: Linux only") }
