@@ -49,10 +49,16 @@ func ApplyIndex(base *metadata.Metadata[metadata.TargetsType], idx *Index, now t
 // Payload is the cosign simple-signing payload for img pushed under dest:
 // {"critical":{"identity":{"docker-reference":DEST/REPO},"image":{"docker-manifest-digest":…},…}}.
 func Payload(dest string, img Image) ([]byte, error) {
-	repoName, _, _ := strings.Cut(img.Name, ":")
-	d, err := name.NewDigest(strings.TrimSuffix(dest, "/")+"/"+repoName+"@"+img.Digest, name.StrictValidation)
+	return DigestPayload(dest, img.Name, img.Digest)
+}
+
+// DigestPayload is the cosign payload for the manifest digest in the
+// repository of target name under dest: an image's or one of its children's.
+func DigestPayload(dest, target, digest string) ([]byte, error) {
+	repoName, _, _ := strings.Cut(target, ":")
+	d, err := name.NewDigest(strings.TrimSuffix(dest, "/")+"/"+repoName+"@"+digest, name.StrictValidation)
 	if err != nil {
-		return nil, fmt.Errorf("image %s under %s: %w", img.Name, dest, err)
+		return nil, fmt.Errorf("image %s under %s: %w", target, dest, err)
 	}
 	return payload.Cosign{Image: d}.MarshalJSON()
 }

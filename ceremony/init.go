@@ -139,7 +139,7 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 			a, err := k.Attest(o.AttestationRoots)
 			if err != nil {
 				if !o.AllowUnattested {
-					return nil, &trust.VerificationError{Role: r.name, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway, recorded as such)", k.URI), Err: err}
+					return nil, &trust.VerificationError{What: r.name, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway, recorded as such)", k.URI), Err: err}
 				}
 				unattested[k] = err.Error()
 				continue

@@ -85,7 +85,7 @@ func Rotate(ctx context.Context, o RotateOptions) (*RotateResult, error) {
 
 	t, err := openTranscript(filepath.Join(o.Dir, trust.TranscriptFile), func() time.Time { return now })
 	if err != nil {
-		return nil, &trust.VerificationError{Role: "transcript", Reason: err.Error()}
+		return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: err.Error()}
 	}
 	if err := t.add(Entry{Step: "rotate.start", Version: next.Signed.Version, Detail: map[string]any{"expires": next.Signed.Expires}}); err != nil {
 		return nil, err
@@ -168,7 +168,7 @@ func Rotate(ctx context.Context, o RotateOptions) (*RotateResult, error) {
 	}
 	if _, _, err := trust.UpdateRoots(curBytes, trust.RootFile{Version: next.Signed.Version, Bytes: nextBytes}); err != nil {
 		_, oldThreshold := trust.RoleKeyIDs(cur, trust.Root)
-		return nil, &trust.VerificationError{Role: trust.Root, Version: next.Signed.Version, KeyIDs: res.SignedBy,
+		return nil, &trust.VerificationError{What: trust.Root, Version: next.Signed.Version, KeyIDs: res.SignedBy,
 			Reason: fmt.Sprintf("needs %d signature(s) by root v%d's keys and %d by its own; bring more holders (--key)", oldThreshold, cur.Signed.Version, threshold), Err: errors.Unwrap(err)}
 	}
 	if err := trust.Publish(ctx, o.Dir, trust.Publication{Roots: []*metadata.Metadata[metadata.RootType]{next}}); err != nil {
@@ -197,7 +197,7 @@ func recordAttestation(k *hsm.Key, id string, roots *x509.CertPool, allow bool, 
 	a, err := k.Attest(roots)
 	if err != nil {
 		if !allow {
-			return &trust.VerificationError{Role: trust.Root, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway)", k.URI), Err: err}
+			return &trust.VerificationError{What: trust.Root, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway)", k.URI), Err: err}
 		}
 		detail["attestation_refused"] = err.Error()
 		return nil

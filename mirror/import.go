@@ -6,7 +6,6 @@ package mirror
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +26,14 @@ import (
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/trust"
 )
+
+// ErrOnlineKeys: an import signs a new snapshot and timestamp, so it needs
+// both private keys.
+var ErrOnlineKeys = errors.New("import signs a new snapshot and timestamp: it needs the snapshot and timestamp private keys")
+
+// ErrOtherDestination: the bundle names another registry in the cosign
+// payloads its approval signs.
+var ErrOtherDestination = errors.New("the bundle was exported for another registry")
 
 // ImportOptions configure Import.
 type ImportOptions struct {
@@ -55,7 +62,11 @@ type ImportResult struct {
 	BlobsMounted int   `json:"blobs_mounted"`
 	BytesPushed  int64 `json:"bytes_pushed"`
 	Manifests    int   `json:"manifests"`
-	Signatures   int   `json:"signature_manifests"`
+	// Signatures counts the signature manifests in place, one per
+	// repository and signed digest (images and their platform manifests);
+	// SignaturesPresent of them were already there with our signatures.
+	Signatures        int `json:"signature_manifests"`
+	SignaturesPresent int `json:"signature_manifests_present"`
 }
 
 // plan is everything verified before the first byte goes to the registry.
@@ -73,9 +84,7 @@ type imagePlan struct {
 	img       bundle.Image
 	repo      name.Repository
 	manifests []manifestPush // children first, the image's own manifest last
-	sigs      []string       // base64 signatures over payload
-	sigImage  v1.Image       // the cosign signature manifest, built before any push
-	payload   []byte
+	sigs      []*sigPush     // the image's manifest's, then each child's
 }
 
 type manifestPush struct {
@@ -110,7 +119,7 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 		o.Jobs = 4
 	}
 	if o.SnapshotKey == nil || !o.SnapshotKey.Private() || o.TimestampKey == nil || !o.TimestampKey.Private() {
-		return nil, fmt.Errorf("import signs a new snapshot and timestamp: give --snapshot-key and --timestamp-key with their private keys")
+		return nil, ErrOnlineKeys
 	}
 	unlock, err := trust.Lock(ctx, o.Repo)
 	if err != nil {
@@ -172,23 +181,14 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	}); err != nil {
 		return nil, err
 	}
-	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
-		sigImg := ip.sigImage
-		tag, err := SignatureTag(ip.img.Digest)
-		if err != nil {
-			return err
-		}
-		if err := remote.Write(ip.repo.Tag(tag), sigImg, withCtx(ctx, ropts)...); err != nil {
-			return fmt.Errorf("pushing the cosign signature of %s: %w", ip.img.Name, err)
-		}
-		return nil
-	}); err != nil {
+	// Signatures by tag (Harbor records a signature only when it is PUT by
+	// tag), each repository and digest once, after the manifests they sign.
+	if err := pushSignatures(ctx, uniqueSignatures(p.images), ropts, o, log, res); err != nil {
 		return nil, err
 	}
 	for _, ip := range p.images {
 		res.Images = append(res.Images, ip.img.Name)
 	}
-	res.Signatures = len(p.images)
 	if err := trust.Publish(ctx, o.Repo, *pub); err != nil {
 		return nil, fmt.Errorf("publishing TUF metadata (images are pushed; run the same import again to finish): %w", err)
 	}
@@ -197,7 +197,7 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 }
 
 func refuse(role string, version int64, format string, a ...any) error {
-	return &trust.VerificationError{Role: role, Version: version, Reason: fmt.Sprintf(format, a...)}
+	return &trust.VerificationError{What: role, Version: version, Reason: fmt.Sprintf(format, a...)}
 }
 
 // verify does every check that needs no blob, then reads the manifests.
@@ -217,11 +217,11 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		}
 	}()
 	if af.Approval.Bundle != b.Ref() {
-		return nil, refuse("approval", 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Ref().IndexSHA256)
+		return nil, refuse(trust.WhatApproval, 0, "made for another bundle: it approves bundle index sha256 %s, this bundle's is %s", af.Approval.Bundle.IndexSHA256, b.Ref().IndexSHA256)
 	}
 	dest := b.Destination()
 	if strings.TrimSuffix(registry, "/") != strings.TrimSuffix(dest, "/") {
-		return nil, refuse("bundle", 0, "exported for %s, not %s: the signed cosign payloads name %s (pass --registry %s)", dest, registry, dest, dest)
+		return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("exported for %s, not %s: the signed cosign payloads name %s", dest, registry, dest), Err: ErrOtherDestination}
 	}
 	// Root versions the approval carries (a rotation on the signer's side):
 	// each verified as a client updates to it, by the trusted root's
@@ -242,7 +242,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		for _, s := range nt.Signatures {
 			signed = append(signed, s.KeyID)
 		}
-		return nil, &trust.VerificationError{Role: trust.Targets, Version: v, KeyIDs: signed,
+		return nil, &trust.VerificationError{What: trust.Targets, Version: v, KeyIDs: signed,
 			Reason: fmt.Sprintf("not signed by %d of the targets keys of root v%d (%s)", threshold, root.Signed.Version, strings.Join(shortIDs(ids), ", ")), Err: err}
 	}
 	if v != af.Approval.TargetsVersion {
@@ -252,7 +252,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		return nil, refuse(trust.Targets, v, "not newer than the published targets v%d (rollback or a bundle already imported)", st.PublishedTargets)
 	}
 	if nt.Signed.IsExpired(now) {
-		return nil, &trust.VerificationError{Role: trust.Targets, Version: v, Reason: "expired", Expires: nt.Signed.Expires}
+		return nil, &trust.VerificationError{What: trust.Targets, Version: v, Reason: "expired", Expires: nt.Signed.Expires}
 	}
 	cosignPub, err := bundle.CosignPub(root)
 	if err != nil {
@@ -271,7 +271,7 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 	for _, img := range b.Images() {
 		inBundle[img.Name] = true
 		if err := trust.CheckTargetName(img.Name); err != nil {
-			return nil, refuse("bundle", 0, "%v", err)
+			return nil, refuse(trust.WhatBundle, 0, "%v", err)
 		}
 		t, ok := nt.Signed.Targets[img.Name]
 		if !ok {
@@ -313,37 +313,8 @@ func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, regi
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", img.Name, err)
 		}
-		ip := imagePlan{img: img, repo: repo, payload: b.PayloadOf(img)}
-		want, err := bundle.Payload(dest, img)
-		if err != nil || string(want) != string(ip.payload) {
-			return nil, refuse("cosign", 0, "the payload for %s does not name %s", img.Name, img.Digest)
-		}
-		signedBy := map[string]bool{}
-		for _, s := range af.Approval.Signatures {
-			if s.Image != img.Name || s.Digest != img.Digest || s.Payload != img.Payload {
-				continue
-			}
-			// One signature per key and image (the format says so): copies
-			// would only grow the signature manifest past what registries take.
-			if signedBy[s.KeyID] {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("the approval holds two signatures on %s by the same key", img.Name)}
-			}
-			signedBy[s.KeyID] = true
-			pub, ok := keys[s.KeyID]
-			if !ok {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s is by a key that is not a targets key", img.Name)}
-			}
-			raw, err := base64.StdEncoding.DecodeString(s.Signature)
-			if err != nil || hsm.VerifySignature(pub, ip.payload, raw) != nil {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s does not verify", img.Name)}
-			}
-			ip.sigs = append(ip.sigs, s.Signature)
-		}
-		if len(ip.sigs) == 0 {
-			return nil, refuse("cosign", 0, "no signature by a targets key for %s", img.Name)
-		}
-		// Built now so that nothing about it can fail after tags are pushed.
-		if ip.sigImage, err = signatureImage(ip.payload, ip.sigs); err != nil {
+		ip := imagePlan{img: img, repo: repo}
+		if ip.sigs, err = imageSignatures(dest, b.PayloadBytes, af.Approval.Signatures, img, repo, keys); err != nil {
 			return nil, err
 		}
 		p.images = append(p.images, ip)
@@ -370,38 +341,38 @@ func (p *plan) readManifests(ctx context.Context) error {
 		var walk func(digest string, mt types.MediaType, size int64, depth int) error
 		walk = func(digest string, mt types.MediaType, size int64, depth int) error {
 			if depth > 4 {
-				return refuse("bundle", 0, "%s: indexes nested more than 4 deep", ip.img.Name)
+				return refuse(trust.WhatBundle, 0, "%s: indexes nested more than 4 deep", ip.img.Name)
 			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			if seen, ok := visited[digest]; ok {
 				if seen != size {
-					return refuse("bundle", 0, "manifest %s is listed with sizes %d and %d", digest, seen, size)
+					return refuse(trust.WhatBundle, 0, "manifest %s is listed with sizes %d and %d", digest, seen, size)
 				}
 				return nil
 			}
 			visited[digest] = size
 			if total++; total > bundle.MaxManifests {
-				return refuse("bundle", 0, "more than %d manifests", bundle.MaxManifests)
+				return refuse(trust.WhatBundle, 0, "more than %d manifests", bundle.MaxManifests)
 			}
 			raw, err := p.b.ReadBlob(digest, bundle.MaxManifestSize)
 			if err != nil {
 				return err
 			}
 			if int64(len(raw)) != size {
-				return refuse("bundle", 0, "manifest %s is %d bytes, its parent says %d", digest, len(raw), size)
+				return refuse(trust.WhatBundle, 0, "manifest %s is %d bytes, its parent says %d", digest, len(raw), size)
 			}
 			reached[digest] = true
 			switch {
 			case mt.IsIndex():
 				im, err := v1.ParseIndexManifest(strings.NewReader(string(raw)))
 				if err != nil {
-					return refuse("bundle", 0, "index %s: %v", digest, err)
+					return refuse(trust.WhatBundle, 0, "index %s: %v", digest, err)
 				}
 				for _, c := range im.Manifests {
 					if !c.MediaType.IsIndex() && !c.MediaType.IsImage() {
-						return refuse("bundle", 0, "index %s lists %s of media type %q: only image manifests and indexes are carried", digest, c.Digest, c.MediaType)
+						return refuse(trust.WhatBundle, 0, "index %s lists %s of media type %q: only image manifests and indexes are carried", digest, c.Digest, c.MediaType)
 					}
 					if err := walk(c.Digest.String(), c.MediaType, c.Size, depth+1); err != nil {
 						return err
@@ -410,7 +381,7 @@ func (p *plan) readManifests(ctx context.Context) error {
 			case mt.IsImage():
 				m, err := v1.ParseManifest(strings.NewReader(string(raw)))
 				if err != nil {
-					return refuse("bundle", 0, "manifest %s: %v", digest, err)
+					return refuse(trust.WhatBundle, 0, "manifest %s: %v", digest, err)
 				}
 				for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
 					if err := p.addBlob(ip, d); err != nil {
@@ -418,12 +389,15 @@ func (p *plan) readManifests(ctx context.Context) error {
 					}
 				}
 			default:
-				return refuse("bundle", 0, "%s: media type %s is neither an image nor an index", digest, mt)
+				return refuse(trust.WhatBundle, 0, "%s: media type %s is neither an image nor an index", digest, mt)
 			}
 			ip.manifests = append(ip.manifests, manifestPush{digest: digest, mediaType: mt, raw: raw})
 			return nil
 		}
 		if err := walk(ip.img.Digest, types.MediaType(ip.img.MediaType), ip.img.Size, 0); err != nil {
+			return err
+		}
+		if err := checkChildren(ip); err != nil {
 			return err
 		}
 	}
@@ -432,7 +406,7 @@ func (p *plan) readManifests(ctx context.Context) error {
 	}
 	for _, d := range p.b.Blobs() {
 		if !reached[d] {
-			return refuse("bundle", 0, "blob %s is not referenced by any signed image", d)
+			return refuse(trust.WhatBundle, 0, "blob %s is not referenced by any signed image", d)
 		}
 	}
 	return nil
@@ -441,10 +415,10 @@ func (p *plan) readManifests(ctx context.Context) error {
 func (p *plan) addBlob(ip *imagePlan, d v1.Descriptor) error {
 	size, ok := p.b.HasBlob(d.Digest.String())
 	if !ok {
-		return refuse("bundle", 0, "%s needs blob %s, which the bundle lacks", ip.img.Name, d.Digest)
+		return refuse(trust.WhatBundle, 0, "%s needs blob %s, which the bundle lacks", ip.img.Name, d.Digest)
 	}
 	if size != d.Size {
-		return refuse("bundle", 0, "blob %s is %d bytes, its manifest says %d", d.Digest, size, d.Size)
+		return refuse(trust.WhatBundle, 0, "blob %s is %d bytes, its manifest says %d", d.Digest, size, d.Size)
 	}
 	bp, ok := p.blobs[d.Digest.String()]
 	if !ok {
@@ -487,7 +461,7 @@ func pushBlobs(ctx context.Context, p *plan, ropts []remote.Option, o ImportOpti
 				if err := remote.WriteLayer(repo, layer, withCtx(gctx, ropts)...); err != nil {
 					var de *bundle.DigestError
 					if errors.As(err, &de) {
-						return &trust.VerificationError{Role: "bundle", Reason: "blob does not match its digest (nothing was tagged)", Err: de}
+						return &trust.VerificationError{What: trust.WhatBundle, Reason: "blob does not match its digest (nothing was tagged)", Err: de}
 					}
 					return fmt.Errorf("uploading blob %s to %s: %w", bp.digest, repo, err)
 				}
@@ -578,4 +552,23 @@ func eachImage(ctx context.Context, images []imagePlan, jobs int, f func(context
 
 func withCtx(ctx context.Context, opts []remote.Option) []remote.Option {
 	return append(append([]remote.Option{}, opts...), remote.WithContext(ctx))
+}
+
+// pushSignatures writes the signature manifests, Jobs at a time.
+func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option, o ImportOptions, log *slog.Logger, res *ImportResult) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Jobs)
+	var present atomic.Int64
+	for _, sp := range sigs {
+		g.Go(func() error {
+			wrote, err := pushSignature(gctx, sp, ropts, log)
+			if err == nil && !wrote {
+				present.Add(1)
+			}
+			return err
+		})
+	}
+	err := g.Wait()
+	res.Signatures, res.SignaturesPresent = len(sigs), int(present.Load())
+	return err
 }

@@ -117,7 +117,7 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	snap := st.Snapshot
 	if snapDue {
 		if o.Snapshot == nil {
-			return nil, fmt.Errorf("the snapshot is due (it expires %s, before the new timestamp) and no snapshot key was given: pass --snapshot-key", expiryOf(st.Snapshot))
+			return nil, fmt.Errorf("%w (it expires %s, before the new timestamp)", ErrSnapshotKeyNeeded, expiryOf(st.Snapshot))
 		}
 		if err := mustBeRoleKey(st.Root, Snapshot, o.Snapshot); err != nil {
 			return nil, err
@@ -179,7 +179,7 @@ func mustBeRoleKey(root *metadata.Metadata[metadata.RootType], role string, s hs
 			return nil
 		}
 	}
-	return &VerificationError{Role: role, KeyIDs: []string{id}, Reason: fmt.Sprintf("the key given is not a %s key of root v%d", role, root.Signed.Version)}
+	return &VerificationError{What: role, KeyIDs: []string{id}, Reason: fmt.Sprintf("the key given is not a %s key of root v%d", role, root.Signed.Version)}
 }
 
 func expiryOf(s *metadata.Metadata[metadata.SnapshotType]) string {
@@ -216,7 +216,7 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 		return nil, refusal(Timestamp, ts.Signed.Version, err)
 	}
 	if st.Timestamp != nil && ts.Signed.Version <= st.Timestamp.Signed.Version {
-		return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("not above the trusted timestamp v%d (a replayed or stale refresh)", st.Timestamp.Signed.Version)}
+		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("not above the trusted timestamp v%d (a replayed or stale refresh)", st.Timestamp.Signed.Version)}
 	}
 	named := int64(0)
 	if m, ok := ts.Signed.Meta[Snapshot+".json"]; ok && m != nil {
@@ -228,7 +228,7 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 	}
 	pub := Publication{Timestamp: ts}
 	if snapshot == nil && named != publishedSnap {
-		return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, but the published one is v%d and the refresh bundle carries none", named, publishedSnap)}
+		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, but the published one is v%d and the refresh bundle carries none", named, publishedSnap)}
 	}
 	if snapshot != nil {
 		sn, err := metadata.Snapshot().FromBytes(snapshot)
@@ -239,13 +239,13 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 			return nil, refusal(Snapshot, sn.Signed.Version, err)
 		}
 		if st.Snapshot != nil && sn.Signed.Version <= st.Snapshot.Signed.Version {
-			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("not above the trusted snapshot v%d", st.Snapshot.Signed.Version)}
+			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("not above the trusted snapshot v%d", st.Snapshot.Signed.Version)}
 		}
 		if named != sn.Signed.Version {
-			return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, not the v%d the refresh bundle carries", named, sn.Signed.Version)}
+			return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, not the v%d the refresh bundle carries", named, sn.Signed.Version)}
 		}
 		if t := snapshotTargets(sn); t < st.PublishedTargets {
-			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("names targets v%d, older than the published v%d", t, st.PublishedTargets)}
+			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("names targets v%d, older than the published v%d", t, st.PublishedTargets)}
 		}
 		pub.Snapshot = sn
 	}

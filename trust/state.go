@@ -94,7 +94,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 			return nil, refusal(Snapshot, snapVer, err)
 		}
 		if sn.Signed.Version != snapVer {
-			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("file %s holds version %d", FileName(Snapshot, snapVer), sn.Signed.Version)}
+			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("file %s holds version %d", FileName(Snapshot, snapVer), sn.Signed.Version)}
 		}
 		st.Snapshot = sn
 		if m, ok := sn.Signed.Meta[Targets+".json"]; ok {
@@ -120,7 +120,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		break
 	}
 	if st.Targets == nil {
-		return nil, &VerificationError{Role: Targets, Reason: "no targets metadata: the repository was not initialised (coldharbor ceremony init)"}
+		return nil, &VerificationError{What: Targets, Reason: "no targets metadata", Err: ErrNotInitialised}
 	}
 	if err := checkRecord(dir, st); err != nil {
 		return nil, err
@@ -157,7 +157,7 @@ func RoleKeys(root *metadata.Metadata[metadata.RootType], role string) ([]RoleKe
 	for _, id := range ids {
 		k, ok := root.Signed.Keys[id]
 		if !ok {
-			return nil, &VerificationError{Role: Root, Version: root.Signed.Version, KeyIDs: []string{id}, Reason: fmt.Sprintf("lists %s key %s but does not define it", role, id)}
+			return nil, &VerificationError{What: Root, Version: root.Signed.Version, KeyIDs: []string{id}, Reason: fmt.Sprintf("lists %s key %s but does not define it", role, id)}
 		}
 		pub, err := k.ToPublicKey()
 		if err != nil {

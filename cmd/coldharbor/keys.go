@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -154,12 +153,12 @@ the chain does not verify.`,
 						return err
 					}
 					defer k.Close()
-					if k.Attest == nil {
-						return fmt.Errorf("%s: %w", k.URI, hsm.ErrNoAttestation)
+					a, err := trust.Attest(k, roots)
+					if trust.IsVerification(err) {
+						return withHint(err, "was the key generated on this device? is --attestation-ca right?")
 					}
-					a, err := k.Attest(roots)
 					if err != nil {
-						return attestationRefusal(k.URI.String(), err)
+						return err
 					}
 					if asJSON {
 						return writeJSON(c.App.Writer, a)
@@ -197,13 +196,6 @@ func attestationRoots(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return pool, nil
-}
-
-func attestationRefusal(key string, err error) error {
-	if errors.Is(err, hsm.ErrAttestation) {
-		return &trust.VerificationError{Role: "attestation", Reason: key + ": the key's attestation does not chain to a trusted root (was it generated on this device? is --attestation-ca right?)", Err: err}
-	}
-	return err
 }
 
 type keyInfo struct {

@@ -18,7 +18,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/mirror"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -143,7 +145,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &u):
 		return exitUsage
-	case trust.IsVerification(err), bundle.IsFormatError(err), errors.As(err, new(*bundle.DigestError)):
+	case trust.IsVerification(err):
 		return exitRefused
 	case errors.As(err, &x):
 		return exitExpiring
@@ -156,6 +158,9 @@ func hintFor(err error) string {
 	if errors.As(err, &h) {
 		return h.hint
 	}
+	if hint := libraryHint(err); hint != "" {
+		return hint
+	}
 	var u *usageError
 	switch {
 	case errors.As(err, &u):
@@ -166,10 +171,32 @@ func hintFor(err error) string {
 		return "export COLDHARBOR_PASSWORD (file keys) or COLDHARBOR_PIN (YubiKeys), or run in a terminal to be asked"
 	case errors.Is(err, os.ErrNotExist):
 		return "check the path; keys are named by URI, e.g. file:root1.key"
-	case trust.IsVerification(err), errors.As(err, new(*bundle.DigestError)):
-		return "this does not verify against the trusted root: do not use it; the error says what failed"
 	case bundle.IsFormatError(err):
 		return "the file is not a well-formed coldharbor bundle or approval (damaged in transit, or hostile): nothing was changed"
+	case trust.IsVerification(err):
+		return "this does not verify against the trusted root: do not use it; the error says what failed"
+	}
+	return ""
+}
+
+// libraryHint is the next step for what the library says is missing: flag
+// names live here, never in library errors.
+func libraryHint(err error) string {
+	for _, h := range []struct {
+		err  error
+		hint string
+	}{
+		{trust.ErrNotInitialised, "is this a coldharbor repository? create one with 'coldharbor ceremony init'"},
+		{trust.ErrSnapshotKeyNeeded, "pass --snapshot-key: the snapshot must be re-signed before the new timestamp"},
+		{mirror.ErrNoTrustedRoot, "pass --root root.json (check its sha256 against the ceremony's paper record)"},
+		{mirror.ErrNoCache, "set --cache DIR"},
+		{mirror.ErrOnlineKeys, "give --snapshot-key and --timestamp-key with their private keys"},
+		{mirror.ErrOtherDestination, "pass --registry with the destination the bundle was exported for (the error names it), or export again for this registry"},
+		{export.ErrNothing, "give at least one image (or --remove, or --renew to only renew the targets' expiry)"},
+	} {
+		if errors.Is(err, h.err) {
+			return h.hint
+		}
 	}
 	return ""
 }

@@ -187,7 +187,8 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE")
+	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSIGNED\tSOURCE")
+	signed := 0
 	for _, ch := range p.Changes {
 		d := ch.Digest
 		if ch.Kind == "changed" {
@@ -196,9 +197,17 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 		if ch.Kind == "removed" {
 			d = ch.OldDigest
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), ch.Source)
+		n := "-"
+		if ch.Signed > 0 {
+			n = fmt.Sprint(ch.Signed)
+			signed += ch.Signed
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), n, ch.Source)
 	}
 	tw.Flush()
+	if signed > 0 {
+		fmt.Fprintf(w, "\ncosign payloads: %d (each image's manifest and each platform manifest of an index, as cosign sign --recursive), one signature each per key\n", signed)
+	}
 }
 
 func signCommand(e env) *cli.Command {
@@ -212,7 +221,10 @@ bundled digests), shows what changes and asks for confirmation (--yes for
 scripts; without a terminal it never asks and refuses without --yes).
 
 Then signs the next targets version with every --key (at least the targets
-threshold) and each image's cosign payload with each key, records the new
+threshold) and, with each key, the cosign payload of each image's manifest and
+of each platform manifest of an index (as cosign sign --recursive: registries
+and Harbor's cosign policy check the manifest a client pulls, and docker and
+containerd pull platform manifests by digest), records the new
 targets version in --repo, and writes a small approval bound to this bundle.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},
