@@ -83,7 +83,7 @@ func readTarget(ctx context.Context, s metaSource, name string, t *metadata.Targ
 		return nil, fmt.Errorf("reading target %s: %w", name, err)
 	}
 	if err := t.VerifyLengthHashes(data); err != nil {
-		return nil, &trust.VerificationError{Role: trust.Targets, Reason: fmt.Sprintf("target file %s does not match its signed length and hash", name), Err: err}
+		return nil, &trust.VerificationError{What: trust.Targets, Reason: fmt.Sprintf("target file %s does not match its signed length and hash", name), Err: err}
 	}
 	return data, nil
 }

@@ -64,7 +64,7 @@ func (g *Gate) Reload(ctx context.Context) error {
 		return g.failed(err)
 	}
 	if old != nil && v.Timestamp.Signed.Version < old.tsVersion {
-		return g.failed(&trust.VerificationError{Role: trust.Timestamp, Version: v.Timestamp.Signed.Version,
+		return g.failed(&trust.VerificationError{What: trust.Timestamp, Version: v.Timestamp.Signed.Version,
 			Reason: fmt.Sprintf("older than the version v%d already served (rollback)", old.tsVersion)})
 	}
 	st, err := g.newState(ctx, ts, v)
@@ -161,7 +161,7 @@ func mediaTypeOf(t *metadata.TargetFiles) string {
 func (g *Gate) cosignKeys(ctx context.Context, v *trust.Verified) (map[string]crypto.PublicKey, error) {
 	t, ok := v.Targets.Signed.Targets[cosignPubTarget]
 	if !ok {
-		return nil, &trust.VerificationError{Role: trust.Targets, Version: v.Targets.Signed.Version, Reason: "no cosign.pub target, so --require-signature has no key to check with"}
+		return nil, &trust.VerificationError{What: trust.Targets, Version: v.Targets.Signed.Version, Reason: "no cosign.pub target, so --require-signature has no key to check with"}
 	}
 	data, err := g.src.ReadTarget(ctx, cosignPubTarget, t)
 	if err != nil {
@@ -185,7 +185,7 @@ func (g *Gate) cosignKeys(ctx context.Context, v *trust.Verified) (map[string]cr
 		keys[id] = pub
 	}
 	if len(keys) == 0 {
-		return nil, &trust.VerificationError{Role: trust.Targets, Reason: "cosign.pub holds no key"}
+		return nil, &trust.VerificationError{What: trust.Targets, Reason: "cosign.pub holds no key"}
 	}
 	return keys, nil
 }
