@@ -13,8 +13,6 @@ import (
 	"github.com/coldharbor/coldharbor/trust"
 )
 
-func readApproval(path string) (*bundle.ApprovalFile, error) { return bundle.OpenApproval(path) }
-
 // targetsKeys maps root's targets key IDs to their public keys.
 func targetsKeys(root *metadata.Metadata[metadata.RootType]) (map[string]crypto.PublicKey, error) {
 	keys, err := trust.RoleKeys(root, trust.Targets)

@@ -28,7 +28,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// Exit codes (DESIGN.md): scripts and cron jobs rely on them.
+// Exit codes (docs/design.md, section 6): scripts and cron jobs rely on them.
 const (
 	exitOK       = 0
 	exitError    = 1
