@@ -34,6 +34,9 @@ type Change struct {
 	// Signed is how many manifests of the image get a cosign signature:
 	// its own and, for an index, each child (cosign sign --recursive).
 	Signed int `json:"signed_manifests,omitempty"`
+	// Attached summarises what travels attached to the image, for example
+	// "2 signatures, 1 SBOM, 1 provenance"; signed with the target.
+	Attached string `json:"attached,omitempty"`
 }
 
 // Plan is what signing a bundle would do, computed from the bundle's head
@@ -147,7 +150,7 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 
 func imageChange(kind string, img bundle.Image, old string) Change {
 	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source,
-		Signed: len(img.SignedDigests())}
+		Signed: len(img.SignedDigests()), Attached: bundle.Summary(img.Attachments)}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
