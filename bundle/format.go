@@ -93,6 +93,9 @@ type Image struct {
 	// Children are the manifests an index reaches, each signed too; none
 	// for a single manifest.
 	Children []Child `json:"children,omitempty"`
+	// Attachments are what the source attaches to the image's manifests
+	// (signatures, attestations, SBOMs), carried as blobs of the bundle.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 // Member is one tar member as the index records it.
@@ -137,6 +140,9 @@ type TargetCustom struct {
 	// Bundle is the index sha256 of the bundle that brought this version:
 	// signed, so an approval cannot be replayed against another bundle.
 	Bundle string `json:"bundle,omitempty"`
+	// Attachments the image carries, signed so that none can go missing
+	// between export and import.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 var (
@@ -216,6 +222,18 @@ type FormatError struct {
 	File   string // bundle or approval path
 	Member string
 	Reason string
+}
+
+// As makes a format error a refusal: errors.As finds a
+// *trust.VerificationError (What: bundle) in it, so callers check one type.
+func (e *FormatError) As(target any) bool { return asRefusal(e, target) }
+
+func asRefusal(err error, target any) bool {
+	v, ok := target.(**trust.VerificationError)
+	if ok {
+		*v = &trust.VerificationError{What: trust.WhatBundle, Err: err}
+	}
+	return ok
 }
 
 func (e *FormatError) Error() string {

@@ -360,8 +360,8 @@ func TestPlanRefusals(t *testing.T) {
 			if !errors.As(err, &ve) {
 				t.Fatalf("MakePlan: %T %v, want a *trust.VerificationError", err, err)
 			}
-			if ve.Role != c.role || !regexp.MustCompile(c.re).MatchString(err.Error()) {
-				t.Errorf("MakePlan: role %q: %v\nwant role %q and a message matching %q", ve.Role, err, c.role, c.re)
+			if ve.What != c.role || !regexp.MustCompile(c.re).MatchString(err.Error()) {
+				t.Errorf("MakePlan: role %q: %v\nwant role %q and a message matching %q", ve.What, err, c.role, c.re)
 			}
 		})
 	}
@@ -417,8 +417,8 @@ func TestSignKeys(t *testing.T) {
 			if isVE := errors.As(err, &ve); isVE != c.verify {
 				t.Errorf("Sign: %T %v; want a VerificationError: %v", err, err, c.verify)
 			}
-			if ve != nil && c.name == "not a targets key" && (ve.Role != trust.Targets || len(ve.KeyIDs) != 1 || ve.KeyIDs[0] != intruderID) {
-				t.Errorf("VerificationError names role %q keys %v, want targets and %s", ve.Role, ve.KeyIDs, intruderID)
+			if ve != nil && c.name == "not a targets key" && (ve.What != trust.Targets || len(ve.KeyIDs) != 1 || ve.KeyIDs[0] != intruderID) {
+				t.Errorf("VerificationError names role %q keys %v, want targets and %s", ve.What, ve.KeyIDs, intruderID)
 			}
 			if !regexp.MustCompile(c.re).MatchString(err.Error()) {
 				t.Errorf("Sign: %v\nwant a message matching %q", err, c.re)

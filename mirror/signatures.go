@@ -30,6 +30,9 @@ type sigPush struct {
 	keys     map[string]crypto.PublicKey // key ID → key, of the signatures below
 	sigs     []string                    // base64 DER signatures over payload
 	manifest v1.Image                    // built before any push
+	// upstream are the source's signature layers on this digest (its .sig
+	// attachment), merged into manifest; they must stay under the tag too.
+	upstream []v1.Descriptor
 }
 
 // imageSignatures checks the approval's signatures over img's manifest and
@@ -42,7 +45,7 @@ func imageSignatures(dest string, payloads func(member string) []byte, all []bun
 		sp := &sigPush{image: img.Name, repo: repo, digest: sd.Digest, payload: payloads(sd.Payload), keys: map[string]crypto.PublicKey{}}
 		want, err := bundle.DigestPayload(dest, img.Name, sd.Digest)
 		if err != nil || string(want) != string(sp.payload) {
-			return nil, refuse("cosign", 0, "the payload for %s does not name %s", img.Name, sd.Digest)
+			return nil, refuse(trust.WhatCosign, 0, "the payload for %s does not name %s", img.Name, sd.Digest)
 		}
 		for _, s := range all {
 			if s.Image != img.Name || s.Digest != sd.Digest || s.Payload != sd.Payload {
@@ -51,21 +54,21 @@ func imageSignatures(dest string, payloads func(member string) []byte, all []bun
 			// One signature per key and manifest (the format says so): copies
 			// would only grow the signature manifest past what registries take.
 			if _, dup := sp.keys[s.KeyID]; dup {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("the approval holds two signatures on %s (%s) by the same key", img.Name, sd.Digest)}
+				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("the approval holds two signatures on %s (%s) by the same key", img.Name, sd.Digest)}
 			}
 			pub, ok := keys[s.KeyID]
 			if !ok {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s (%s) is by a key that is not a targets key", img.Name, sd.Digest)}
+				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s (%s) is by a key that is not a targets key", img.Name, sd.Digest)}
 			}
 			raw, err := base64.StdEncoding.DecodeString(s.Signature)
 			if err != nil || hsm.VerifySignature(pub, sp.payload, raw) != nil {
-				return nil, &trust.VerificationError{Role: "cosign", KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s (%s) does not verify", img.Name, sd.Digest)}
+				return nil, &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("signature on %s (%s) does not verify", img.Name, sd.Digest)}
 			}
 			sp.keys[s.KeyID] = pub
 			sp.sigs = append(sp.sigs, s.Signature)
 		}
 		if len(sp.sigs) == 0 {
-			return nil, refuse("cosign", 0, "no signature by a targets key for %s (%s)", img.Name, sd.Digest)
+			return nil, refuse(trust.WhatCosign, 0, "no signature by a targets key for %s (%s)", img.Name, sd.Digest)
 		}
 		// Built now so that nothing about it can fail after tags are pushed.
 		if sp.manifest, err = signatureImage(sp.payload, sp.sigs); err != nil {
@@ -86,18 +89,18 @@ func checkChildren(ip *imagePlan) error {
 		walked[m.digest] = true
 	}
 	if len(ip.img.Children) == 0 && len(walked) > 0 {
-		return refuse("bundle", 0, "%s: the bundle signs its index but none of its %d child manifests (made by an older coldharbor?): export and sign it again", ip.img.Name, len(walked))
+		return refuse(trust.WhatBundle, 0, "%s: the bundle signs its index but none of its %d child manifests (made by an older coldharbor?): export and sign it again", ip.img.Name, len(walked))
 	}
 	listed := map[string]bool{}
 	for _, c := range ip.img.Children {
 		if !walked[c.Digest] {
-			return refuse("bundle", 0, "%s: child manifest %s is signed but the image does not hold it", ip.img.Name, c.Digest)
+			return refuse(trust.WhatBundle, 0, "%s: child manifest %s is signed but the image does not hold it", ip.img.Name, c.Digest)
 		}
 		listed[c.Digest] = true
 	}
 	for d := range walked {
 		if !listed[d] {
-			return refuse("bundle", 0, "%s: child manifest %s has no signature in the bundle", ip.img.Name, d)
+			return refuse(trust.WhatBundle, 0, "%s: child manifest %s has no signature in the bundle", ip.img.Name, d)
 		}
 	}
 	return nil
@@ -137,7 +140,7 @@ func pushSignature(ctx context.Context, sp *sigPush, ropts []remote.Option, log 
 	had := false
 	if desc, err := remote.Get(ref, withCtx(ctx, ropts)...); err == nil {
 		had = true
-		if coveredBy(desc.Manifest, sp) {
+		if coveredBy(desc.Manifest, sp) && holdsLayers(desc.Manifest, sp.upstream) == nil {
 			return false, nil
 		}
 	}
