@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -33,7 +32,7 @@ func ApplyIndex(base *metadata.Metadata[metadata.TargetsType], idx *Index, now t
 		if err != nil {
 			return nil, err
 		}
-		custom, err := json.Marshal(TargetCustom{MediaType: img.MediaType, Source: img.Source, Platforms: img.Platforms, Bundle: bundleSHA})
+		custom, err := json.Marshal(TargetCustom{MediaType: img.MediaType, Source: img.Source, Platforms: img.Platforms, Bundle: bundleSHA, Attachments: img.Attachments})
 		if err != nil {
 			return nil, err
 		}
@@ -66,6 +65,5 @@ func DigestPayload(dest, target, digest string) ([]byte, error) {
 // TargetFile is the target entry of a file published as a target (the
 // cosign.pub target): its length and sha256.
 func TargetFile(name string, data []byte) *metadata.TargetFiles {
-	s := sha256.Sum256(data)
-	return &metadata.TargetFiles{Length: int64(len(data)), Hashes: metadata.Hashes{"sha256": s[:]}, Path: name}
+	return trust.FileTarget(name, data)
 }

@@ -28,6 +28,10 @@ type State struct {
 	PublishedTargets int64
 	// Published is that version's metadata (nil when nothing is published).
 	Published *metadata.Metadata[metadata.TargetsType]
+	// Rotated names the online roles (snapshot, timestamp) whose metadata
+	// here was signed before the root version given rotated their keys:
+	// the next import or refresh must sign them anew.
+	Rotated map[string]int64
 }
 
 // LoadState verifies the root chain from the pinned root and loads the
@@ -66,7 +70,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		if err != nil {
 			return nil, refusal(Timestamp, 0, err)
 		}
-		if err := st.Root.VerifyDelegate(Timestamp, ts); err != nil {
+		if err := st.verifyOnline(dir, Timestamp, FileName(Timestamp, 0), b, ts); err != nil {
 			return nil, refusal(Timestamp, ts.Signed.Version, err)
 		}
 		st.Timestamp = ts
@@ -90,7 +94,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		if err != nil {
 			return nil, refusal(Snapshot, snapVer, err)
 		}
-		if err := st.Root.VerifyDelegate(Snapshot, sn); err != nil {
+		if err := st.verifyOnline(dir, Snapshot, FileName(Snapshot, snapVer), b, sn); err != nil {
 			return nil, refusal(Snapshot, snapVer, err)
 		}
 		if sn.Signed.Version != snapVer {
@@ -102,7 +106,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		}
 	}
 	for v := max(highestVersion(dir, Targets), st.PublishedTargets); v > 0; v-- {
-		tg, err := LoadTargetsVersion(dir, st.Root, v)
+		tg, err := st.LoadTargetsVersion(dir, v)
 		// A version over the client's size limit that was never published
 		// is a signer's record of an approval the isolated side refused:
 		// build on the one before (a new version is numbered above it).
@@ -130,7 +134,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		}
 		tg, err := metadata.Targets().FromBytes(b)
 		if err == nil {
-			err = st.Root.VerifyDelegate(Targets, tg)
+			err = st.verifyOnline(dir, Targets, FileName(Targets, st.PublishedTargets), b, tg)
 		}
 		if err != nil {
 			return nil, refusal(Targets, st.PublishedTargets, err)
@@ -174,8 +178,8 @@ func RoleKeyIDs(root *metadata.Metadata[metadata.RootType], role string) ([]stri
 }
 
 // LoadTargetsVersion reads targets version v from dir and verifies it
-// against root: its signatures and that the file holds that version.
-func LoadTargetsVersion(dir string, root *metadata.Metadata[metadata.RootType], v int64) (*metadata.Metadata[metadata.TargetsType], error) {
+// against st's root: its signatures and that the file holds that version.
+func (st *State) LoadTargetsVersion(dir string, v int64) (*metadata.Metadata[metadata.TargetsType], error) {
 	b, err := readMeta(dir, Targets, v)
 	if errors.Is(err, ErrTooLarge) {
 		return nil, err
@@ -185,7 +189,7 @@ func LoadTargetsVersion(dir string, root *metadata.Metadata[metadata.RootType], 
 	}
 	tg, err := metadata.Targets().FromBytes(b)
 	if err == nil {
-		err = root.VerifyDelegate(Targets, tg)
+		err = st.verifyOnline(dir, Targets, FileName(Targets, v), b, tg)
 	}
 	if err == nil && tg.Signed.Version != v {
 		err = fmt.Errorf("file %s holds version %d", FileName(Targets, v), tg.Signed.Version)

@@ -34,6 +34,9 @@ type Change struct {
 	// Signed is how many manifests of the image get a cosign signature:
 	// its own and, for an index, each child (cosign sign --recursive).
 	Signed int `json:"signed_manifests,omitempty"`
+	// Attached summarises what travels attached to the image, for example
+	// "2 signatures, 1 SBOM, 1 provenance"; signed with the target.
+	Attached string `json:"attached,omitempty"`
 }
 
 // Plan is what signing a bundle would do, computed from the bundle's head
@@ -152,7 +155,7 @@ func (p *Plan) against(st *trust.State, dir string, o PlanOptions) error {
 		return &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
 	}
 	if o.DiscardUnimported && p.BundleBase < p.Current {
-		base, err := trust.LoadTargetsVersion(dir, st.Root, p.BundleBase)
+		base, err := st.LoadTargetsVersion(dir, p.BundleBase)
 		if err != nil {
 			return fmt.Errorf("reading targets v%d, the bundle's base: %w", p.BundleBase, err)
 		}
@@ -230,7 +233,7 @@ func diffNames(a, b *metadata.Metadata[metadata.TargetsType]) []string {
 
 func imageChange(kind string, img bundle.Image, old string) Change {
 	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source,
-		Signed: len(img.SignedDigests())}
+		Signed: len(img.SignedDigests()), Attached: bundle.Summary(img.Attachments)}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/bundle/export"
+	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/mirror"
 	"github.com/coldharbor/coldharbor/trust"
@@ -27,7 +28,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// Exit codes (DESIGN.md): scripts and cron jobs rely on them.
+// Exit codes (docs/design.md, section 6): scripts and cron jobs rely on them.
 const (
 	exitOK       = 0
 	exitError    = 1
@@ -169,6 +170,8 @@ func hintFor(err error) string {
 		return "check COLDHARBOR_PASSWORD (or COSIGN_PASSWORD): it must be the password the key was generated with"
 	case errors.Is(err, hsm.ErrNoSecret):
 		return "export COLDHARBOR_PASSWORD (file keys) or COLDHARBOR_PIN (YubiKeys), or run in a terminal to be asked"
+	case errors.As(err, new(*hsm.PINError)):
+		return "check COLDHARBOR_PIN (or what you typed): every wrong PIN uses up a try"
 	case errors.Is(err, os.ErrNotExist):
 		return "check the path; keys are named by URI, e.g. file:root1.key"
 	case bundle.IsFormatError(err):
@@ -194,6 +197,16 @@ func libraryHint(err error) string {
 		{mirror.ErrOtherDestination, "pass --registry with the destination the bundle was exported for (the error names it), or export again for this registry"},
 		{export.ErrNothing, "give at least one image (or --remove, or --renew to only renew the targets' expiry)"},
 		{bundle.ErrLimit, "split the IMAGE arguments (or --images-from) over several bundles, or drop targets with 'export --remove NAME'"},
+		{hsm.ErrPINBlocked, "unblock the PIN first: a YubiKey's with its PUK (ykman piv access unblock-pin), a PKCS#11 token's by its security officer"},
+		{hsm.ErrNoCard, "plug the YubiKey in and check that pcscd runs; 'coldharbor keys list' shows what this machine sees"},
+		{hsm.ErrKeyExists, "pass --force to replace it (the old key is lost for good)"},
+		{hsm.ErrNoKey, "generate one first: coldharbor keys generate URI"},
+		{hsm.ErrObjectNotFound, "'coldharbor keys list --pkcs11-module PATH' shows the keys of the module's tokens and the URI of each"},
+		{hsm.ErrObjectAmbiguous, "'coldharbor keys list --pkcs11-module PATH' shows the keys of the module's tokens and the URI of each"},
+		{hsm.ErrNotSupported, "use a file: key (coldharbor keys generate file:PATH), or a coldharbor built with cgo (make build)"},
+		{hsm.ErrAttestation, "was the key generated on this device? with simulated keys pass --attestation-ca; to accept the key anyway pass --allow-unattested (recorded in the transcript)"},
+		{ceremony.ErrRepositoryExists, "rotate its root with 'coldharbor ceremony rotate', or pass --force to start over (discarding this root of trust)"},
+		{ceremony.ErrPending, "each missing holder runs 'coldharbor ceremony sign --repo DIR --key URI' ('coldharbor ceremony status' shows who is missing); 'ceremony init --force' starts over"},
 	} {
 		if errors.Is(err, h.err) {
 			return h.hint
@@ -254,6 +267,7 @@ Exit codes: 0 success, 1 error, 2 usage, 3 verification refused,
 			verifyCommand(e),
 			statusCommand(e),
 			refreshCommand(e),
+			serveCommand(e),
 		},
 	}
 	setUsageErrors(app.Commands)

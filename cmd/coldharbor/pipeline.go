@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -35,7 +36,12 @@ payload per image naming its repository under --dest.
 IMAGE is SRC (keeps its repository path and tag: docker.io/library/alpine:3.20
 becomes library/alpine:3.20) or SRC=REPOSITORY:TAG to rename. Multi-arch
 indexes are kept whole unless --platform picks one. Registry credentials come
-from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
+from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.
+
+What the source attaches to each manifest of an image (cosign's .sig, .att and
+.sbom tags, and OCI 1.1 referrers such as cosign v3 signatures, SBOMs and
+provenance) comes along, listed against its subject and signed with the
+image's target: the importer refuses a bundle that lacks or alters one.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "a copy of the published TUF repository in `DIR`"},
 			&cli.StringFlag{Name: "dest", Usage: "the target registry, `HOST[/PREFIX]`, as the isolated side will push to it"},
@@ -44,6 +50,8 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 			&cli.StringFlag{Name: "platform", Usage: "keep only `OS/ARCH[/VARIANT]` of multi-arch images"},
 			&cli.StringSliceFlag{Name: "remove", Usage: "propose removing target `REPOSITORY:TAG` (repeat)"},
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
+			&cli.StringFlag{Name: "attachments", Value: "all", Usage: "what the source attaches to each image that comes along: `all` (cosign signatures, attestations, SBOMs and every OCI 1.1 referrer), signatures, or none"},
+			&cli.StringSliceFlag{Name: "attachment-type", Usage: "keep only attachments of artifact (or config, or layer) media type `MEDIATYPE` (repeat)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
@@ -60,6 +68,9 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 			}
 			if err := bundle.ValidDestination(c.String("dest")); err != nil {
 				return usagef("--dest: %v", err)
+			}
+			if err := export.ValidAttachments(c.String("attachments")); err != nil {
+				return usagef("%v", err)
 			}
 			args := c.Args().Slice()
 			if f := c.String("images-from"); f != "" {
@@ -100,6 +111,7 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
 					Platform: platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
+					Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
 				})
 				return err
 			})
@@ -110,8 +122,8 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 				return writeJSON(c.App.Writer, res)
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "Wrote %s: %d image(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
-				out, len(res.Index.Images), res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+			fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
+				out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
 			printImages(c, res.Index.Images)
 			fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
 			return nil
@@ -121,9 +133,13 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 
 func printImages(c *cli.Context, imgs []bundle.Image) {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE")
+	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE\tATTACHED")
 	for _, i := range imgs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", i.Name, i.Digest, i.Size, strings.Join(i.Platforms, ","), i.Source)
+		attached := bundle.Summary(i.Attachments)
+		if attached == "" {
+			attached = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", i.Name, i.Digest, i.Size, strings.Join(i.Platforms, ","), i.Source, attached)
 	}
 	tw.Flush()
 }
@@ -191,7 +207,7 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSIGNED\tSOURCE")
+	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSIGNED\tSOURCE\tATTACHED")
 	signed := 0
 	for _, ch := range p.Changes {
 		d := ch.Digest
@@ -206,7 +222,11 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 			n = fmt.Sprint(ch.Signed)
 			signed += ch.Signed
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), n, ch.Source)
+		attached := ch.Attached
+		if attached == "" && ch.Kind != "removed" {
+			attached = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), n, ch.Source, attached)
 	}
 	tw.Flush()
 	if signed > 0 {
@@ -333,6 +353,13 @@ targets, each manifest and cosign.pub as target files, and a new snapshot and
 timestamp signed with the online keys. A refusal (exit 3) tags nothing and
 publishes nothing; an interrupted import can be run again.
 
+--signature-format auto (the default) asks the target what it shows as signed:
+Harbor through /api/v2.0/systeminfo (its version is shown to signed-in users
+only), another registry whether it serves the OCI referrers API. Every Harbor
+and every registry shows cosign's legacy .sig signatures, and coldharbor does
+not write sigstore bundles yet, so auto writes legacy everywhere for now; the
+decision and its reason are logged with --verbose and recorded in --output json.
+
 With one argument, a refresh bundle ('coldharbor refresh --out'): verifies its
 timestamp (and snapshot) against the pinned root — signatures, versions above
 the trusted ones, expiry — and publishes them. Needs only --repo.`,
@@ -342,6 +369,8 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			&cli.StringFlag{Name: "snapshot-key", Usage: "the snapshot key `URI`"},
 			&cli.StringFlag{Name: "timestamp-key", Usage: "the timestamp key `URI`"},
 			&cli.IntFlag{Name: "jobs", Usage: "upload `N` blobs at once", Value: 4},
+			&cli.StringFlag{Name: "signature-format", Value: mirror.SignatureFormatAuto,
+				Usage: "cosign signature `FORMAT`: auto (ask the target), legacy (sha256-<hex>.sig tags, cosign 2.x), bundle (sigstore bundle referrers: not yet)"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
@@ -364,6 +393,13 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
 				return usagef("--jobs must be between 1 and 64")
 			}
+			switch c.String("signature-format") {
+			case mirror.SignatureFormatAuto, mirror.SignatureFormatLegacy:
+			case mirror.SignatureFormatBundle:
+				return withHint(usagef("--signature-format bundle: %v", mirror.ErrBundleFormatNotYet), "leave --signature-format at auto")
+			default:
+				return usagef("--signature-format %q: want auto, legacy or bundle", c.String("signature-format"))
+			}
 			keys := map[string]*hsm.Key{}
 			for _, f := range []string{"snapshot-key", "timestamp-key"} {
 				k, err := e.openKey(c.Context, c.String(f))
@@ -377,6 +413,10 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			if err != nil {
 				return err
 			}
+			tr, err := transport(c)
+			if err != nil {
+				return err
+			}
 			ctx, cancel := withDeadline(c)
 			defer cancel()
 			e.warnUnpinned(c.String("repo"))
@@ -385,6 +425,7 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 				Repo: c.String("repo"), Registry: c.String("registry"),
 				SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
 				Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
+				SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
 			})
 			if err != nil {
 				return err
@@ -393,8 +434,9 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 				return writeJSON(c.App.Writer, res)
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d signature manifest(s)\n",
-				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests, res.Signatures)
+			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d %s signature manifest(s) (%d already there)\n",
+				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests,
+				res.Signatures, res.SignatureFormat.Chosen, res.SignaturesPresent)
 			for _, n := range res.Images {
 				fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
 			}
