@@ -14,7 +14,7 @@ COSIGN := $(TOOLS_DIR)/cosign-$(COSIGN_VERSION)/cosign
 # images with it and verify what import carries (~3.5 min, cached the same way).
 COSIGN3_VERSION := v3.1.3
 COSIGN3 := $(TOOLS_DIR)/cosign-$(COSIGN3_VERSION)/cosign
-# crane pulls through Harbor in the tests and races coldharbor in `make bench`;
+# crane pulls through Harbor and the serve gate in the tests and races coldharbor in `make bench`;
 # pinned to the go-containerregistry version the module uses, cached like cosign.
 CRANE_VERSION := v0.22.1
 CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane

@@ -11,7 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// cosign 2.x's signature layout (FACTS.md): tag sha256-<hex>.sig in the
+// cosign 2.x's signature layout (docs/design.md, section 4), which cosign
+// 3.x still verifies and Harbor shows as signed: tag sha256-<hex>.sig in the
 // image's repository; an OCI manifest whose config is an OCI config listing
 // the layers; one layer per signature, media type simplesigning, the
 // payload as blob and the base64 DER signature in an annotation.
