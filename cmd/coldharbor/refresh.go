@@ -143,7 +143,7 @@ func writeRefreshBundle(out string, res *trust.RefreshResult, publish func() err
 		return err
 	}
 	var buf bytes.Buffer
-	if err := bundle.WriteRefresh(&buf, "coldharbor "+version, time.Now(), snapBytes, tsBytes); err != nil {
+	if err := bundle.WriteRefreshRoots(&buf, "coldharbor "+version, time.Now(), res.Roots, snapBytes, tsBytes); err != nil {
 		return err
 	}
 	return writeFileAtomic(out, func(f *os.File) error {
@@ -216,7 +216,7 @@ func importRefresh(c *cli.Context, path string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	res, err := trust.ApplyRefresh(c.Context, dir, rf.Timestamp, rf.Snapshot, time.Now())
+	res, err := trust.ApplyRefreshRoots(c.Context, dir, rf.Roots, rf.Timestamp, rf.Snapshot, time.Now())
 	if err != nil {
 		return err
 	}
