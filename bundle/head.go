@@ -195,6 +195,9 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 		if err := checkAttachments(img, seen); err != nil {
 			return nil, bad("%v", err)
 		}
+		if err := checkUpstream(img); err != nil {
+			return nil, bad("%v", err)
+		}
 	}
 	for _, r := range idx.Removals {
 		if err := ValidTargetName(r); err != nil {

@@ -52,6 +52,7 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
 			&cli.StringFlag{Name: "attachments", Value: "all", Usage: "what the source attaches to each image that comes along: `all` (cosign signatures, attestations, SBOMs and every OCI 1.1 referrer), signatures, or none"},
 			&cli.StringSliceFlag{Name: "attachment-type", Usage: "keep only attachments of artifact (or config, or layer) media type `MEDIATYPE` (repeat)"},
+			&cli.StringSliceFlag{Name: "verify-upstream-key", Usage: "refuse an image unless its vendor's cosign signature (legacy .sig or v3 sigstore bundle) verifies with this public `KEY` (a PEM file or PEM text; repeat: any one will do)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
@@ -71,6 +72,14 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			}
 			if err := export.ValidAttachments(c.String("attachments")); err != nil {
 				return usagef("%v", err)
+			}
+			var upstream []export.UpstreamKey
+			for _, k := range c.StringSlice("verify-upstream-key") {
+				uk, err := export.LoadUpstreamKey(k)
+				if err != nil {
+					return usagef("--verify-upstream-key: %v", err)
+				}
+				upstream = append(upstream, uk)
 			}
 			args := c.Args().Slice()
 			if f := c.String("images-from"); f != "" {
@@ -111,7 +120,7 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
 					Platform: platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
-					Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
+					Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: upstream,
 				})
 				return err
 			})
@@ -136,6 +145,9 @@ func printImages(c *cli.Context, imgs []bundle.Image) {
 	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE\tATTACHED")
 	for _, i := range imgs {
 		attached := bundle.Summary(i.Attachments)
+		if u := i.Upstream; u != nil {
+			attached += "; upstream signature verified with key " + u.Key
+		}
 		if attached == "" {
 			attached = "-"
 		}
