@@ -10,7 +10,7 @@ BIN := bin/coldharbor
 COSIGN_VERSION := v2.6.5
 TOOLS_DIR ?= $(HOME)/.cache/coldharbor/tools
 COSIGN := $(TOOLS_DIR)/cosign-$(COSIGN_VERSION)/cosign
-# crane pulls through Harbor in the tests and races coldharbor in `make bench`;
+# crane pulls through Harbor and the serve gate in the tests and races coldharbor in `make bench`;
 # pinned to the go-containerregistry version the module uses, cached like cosign.
 CRANE_VERSION := v0.22.1
 CRANE := $(TOOLS_DIR)/crane-$(CRANE_VERSION)/crane

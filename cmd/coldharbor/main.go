@@ -266,6 +266,7 @@ Exit codes: 0 success, 1 error, 2 usage, 3 verification refused,
 			verifyCommand(e),
 			statusCommand(e),
 			refreshCommand(e),
+			serveCommand(e),
 		},
 	}
 	setUsageErrors(app.Commands)

@@ -58,3 +58,13 @@ func Crane(t testing.TB) string {
 	}
 	return path
 }
+
+// Skopeo returns the path of Debian's skopeo, a second, independent client.
+func Skopeo(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("skopeo")
+	if err != nil {
+		Need(t, "skopeo", "run 'make test' (make deps installs it)")
+	}
+	return path
+}
