@@ -185,3 +185,57 @@ func (p *Plan) matchApproval(af *bundle.ApprovalFile) (*metadata.Metadata[metada
 	}
 	return tg, nil
 }
+
+// ApprovalState is what inspect shows of an approval.
+type ApprovalState struct {
+	Bundle         bundle.BundleRef `json:"bundle"`
+	Created        time.Time        `json:"created"`
+	Tool           string           `json:"tool"`
+	TargetsVersion int64            `json:"targets_version"`
+	Roots          []int64          `json:"root_versions"`
+	Cosign         int              `json:"cosign_signatures"`
+	// Checked is true when State was verified against a repository's root;
+	// otherwise State is what the approval says of itself.
+	Checked  bool                  `json:"checked"`
+	Complete bool                  `json:"complete"`
+	State    *trust.SignatureState `json:"state"`
+}
+
+// InspectApproval reports an approval's state: with dir, every targets
+// signature verified against that repository's root (after the root
+// versions the approval carries); without, what the approval says.
+func InspectApproval(ctx context.Context, af *bundle.ApprovalFile, dir string) (*ApprovalState, error) {
+	a := af.Approval
+	s := &ApprovalState{Bundle: a.Bundle, Created: a.Created, Tool: a.Tool, TargetsVersion: a.TargetsVersion, Cosign: len(a.Signatures)}
+	for _, r := range af.Roots {
+		s.Roots = append(s.Roots, r.Version)
+	}
+	tg, err := metadata.Targets().FromBytes(af.Targets)
+	if err != nil {
+		return nil, &trust.VerificationError{What: trust.Targets, Reason: "the approval's targets.json does not parse", Err: err}
+	}
+	if dir == "" {
+		s.State = &trust.SignatureState{SignedBy: []string{}, MaySign: []string{}}
+		for _, sig := range tg.Signatures {
+			s.State.SignedBy = append(s.State.SignedBy, sig.KeyID)
+		}
+		if p := a.Partial; p != nil {
+			s.State.Threshold, s.State.MaySign, s.State.Missing = p.Threshold, p.MaySign, p.Missing
+		}
+		s.Complete = a.Partial == nil
+		return s, nil
+	}
+	st, err := trust.LoadState(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	root, _, err := st.AcceptRoots(af.Roots)
+	if err != nil {
+		return nil, err
+	}
+	if s.State, err = trust.CheckSignatures(root, trust.Targets, tg); err != nil {
+		return nil, err
+	}
+	s.Checked, s.Complete = true, s.State.Complete()
+	return s, nil
+}

@@ -147,11 +147,16 @@ func printImages(c *cli.Context, imgs []bundle.Image) {
 func inspectCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
-		Usage:     "show what a bundle holds and what it changes",
-		ArgsUsage: "BUNDLE",
+		Usage:     "show what a bundle holds and what it changes, or an approval's state",
+		ArgsUsage: "BUNDLE|APPROVAL",
 		Description: `Reads only the bundle's head (never its blobs) and shows the images, digests,
 sizes and platforms; with --repo, also the change to the targets: added,
-changed, unchanged and removed names.`,
+changed, unchanged and removed names.
+
+Given an approval, shows its state: the bundle it approves, the targets
+version, who has signed, who may still sign and how many signatures are
+missing (a partial approval). With --repo every targets signature is verified
+against that repository's root; without, the approval's own account is shown.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "compare with the TUF repository in `DIR`"},
 			outputFlag(),
@@ -164,6 +169,9 @@ changed, unchanged and removed names.`,
 			path, err := oneArg(c, "BUNDLE")
 			if err != nil {
 				return err
+			}
+			if isApproval(path) {
+				return inspectApproval(c, path, asJSON)
 			}
 			p, err := planFor(c, path, c.String("repo"))
 			if err != nil {
@@ -240,76 +248,118 @@ this signer's repository (same root of trust, payloads naming exactly the
 bundled digests), shows what changes and asks for confirmation (--yes for
 scripts; without a terminal it never asks and refuses without --yes).
 
-Then signs the next targets version with every --key (at least the targets
-threshold) and, with each key, the cosign payload of each image's manifest and
-of each platform manifest of an index (as cosign sign --recursive: registries
-and Harbor's cosign policy check the manifest a client pulls, and docker and
-containerd pull platform manifests by digest), records the new
-targets version in --repo, and writes a small approval bound to this bundle.`,
+Then signs the next targets version with every --key and, with each key, the
+cosign payload of each image's manifest and of each platform manifest of an
+index (as cosign sign --recursive: registries and Harbor's cosign policy check
+the manifest a client pulls, and docker and containerd pull platform manifests
+by digest), records the new targets version in --repo, and writes a small
+approval bound to this bundle.
+
+Targets holders who are never in one room sign in several sittings: with
+fewer keys than the targets threshold the approval is partial (it says who
+signed and who may still sign; import refuses it, and the targets version is
+not recorded yet). Each further holder runs sign BUNDLE --approval FILE --key
+URI: their signatures (targets and every cosign payload) are added to FILE (or
+written to -o), refusing an approval for another bundle or for another targets
+version than this repository would sign now. The sitting that meets the
+threshold records the version in --repo.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},
 			&cli.StringSliceFlag{Name: "key", Usage: "a targets key `URI` (repeat up to the threshold)"},
 			&cli.StringFlag{Name: "output-file", Aliases: []string{"o"}, Usage: "write the approval to `FILE`"},
+			&cli.StringFlag{Name: "approval", Usage: "add these keys' signatures to the partial approval `FILE` (written back unless -o)"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking (scripts)"},
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			path, err := oneArg(c, "BUNDLE")
-			if err != nil {
-				return err
-			}
-			if c.String("repo") == "" || c.String("output-file") == "" || len(c.StringSlice("key")) == 0 {
-				return usagef("--repo, --key and -o are required")
-			}
-			for _, u := range c.StringSlice("key") {
-				if _, err := hsm.ParseURI(u); err != nil {
-					return usagef("%v", err)
-				}
-			}
-			p, err := planFor(c, path, c.String("repo"))
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				printPlan(c, p, true)
-			}
-			if !c.Bool("yes") {
-				if err := confirm(e, fmt.Sprintf("Sign targets v%d with these changes?", p.NewVersion)); err != nil {
-					return err
-				}
-			}
-			keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
-			if err != nil {
-				return err
-			}
-			defer closeKeys()
-			res, err := p.Sign(c.Context, approve.Options{Keys: keys, Tool: "coldharbor " + version})
-			if err != nil {
-				return err
-			}
-			out := c.String("output-file")
-			if err := writeFileAtomic(out, func(f *os.File) error {
-				if _, err := f.Write(res.Approval); err != nil {
-					return err
-				}
-				// Record before the approval appears: an approval whose
-				// version the signer forgot would be signed again.
-				return p.Record(c.Context, c.String("repo"), res)
-			}); err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			fmt.Fprintf(c.App.Writer, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
-				res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
-			return nil
-		},
+		Action: func(c *cli.Context) error { return signAction(c, e) },
 	}
+}
+
+func signAction(c *cli.Context, e env) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	path, err := oneArg(c, "BUNDLE")
+	if err != nil {
+		return err
+	}
+	out, partial := c.String("output-file"), c.String("approval")
+	if out == "" {
+		out = partial
+	}
+	if c.String("repo") == "" || out == "" || len(c.StringSlice("key")) == 0 {
+		return usagef("--repo, --key and -o (or --approval) are required")
+	}
+	if err := checkKeyURIs(c.StringSlice("key")...); err != nil {
+		return err
+	}
+	var af *bundle.ApprovalFile
+	if partial != "" {
+		if af, err = bundle.OpenApproval(partial); err != nil {
+			return err
+		}
+	}
+	p, err := planFor(c, path, c.String("repo"))
+	if err != nil {
+		return err
+	}
+	if !asJSON {
+		printPlan(c, p, true)
+	}
+	if !c.Bool("yes") {
+		if err := confirm(e, fmt.Sprintf("Sign targets v%d with these changes?", p.NewVersion)); err != nil {
+			return err
+		}
+	}
+	keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	o := approve.Options{Keys: keys, Tool: "coldharbor " + version}
+	var res *approve.Result
+	if af != nil {
+		res, err = p.AddSignatures(c.Context, af, o)
+	} else {
+		res, err = p.Sign(c.Context, o)
+	}
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(out, func(f *os.File) error {
+		if _, err := f.Write(res.Approval); err != nil {
+			return err
+		}
+		// Record before the approval appears: an approval whose
+		// version the signer forgot would be signed again.
+		return p.Record(c.Context, c.String("repo"), res)
+	}); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	printSigned(c, res, out)
+	return nil
+}
+
+func printSigned(c *cli.Context, res *approve.Result, out string) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
+		res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
+	if res.Complete {
+		return
+	}
+	fmt.Fprintf(w, "\nPartial approval: %d of the %d targets signatures; %d more needed. Signed by:\n", len(res.State.SignedBy), res.State.Threshold, res.State.Missing)
+	for _, id := range res.State.SignedBy {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	fmt.Fprintln(w, "May still sign:")
+	for _, id := range res.State.MaySign {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	fmt.Fprintf(w, "Each of them runs: coldharbor sign BUNDLE --repo DIR --approval %s --key URI\n", out)
 }
 
 // confirm asks on the terminal; without one it refuses.
@@ -589,4 +639,48 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+func isApproval(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return bundle.IsApproval(f)
+}
+
+func inspectApproval(c *cli.Context, path string, asJSON bool) error {
+	af, err := bundle.OpenApproval(path)
+	if err != nil {
+		return err
+	}
+	s, err := approve.InspectApproval(c.Context, af, c.String("repo"))
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, s)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "approval of bundle %s\n  targets v%d, created %s by %s, %d cosign signature(s)\n", s.Bundle.IndexSHA256, s.TargetsVersion, s.Created.Format(time.RFC3339), s.Tool, s.Cosign)
+	state := "complete"
+	if !s.Complete {
+		state = fmt.Sprintf("PARTIAL: %d more targets signature(s) needed (threshold %d)", s.State.Missing, s.State.Threshold)
+	}
+	how := "verified against " + c.String("repo")
+	if !s.Checked {
+		how = "as the approval says; pass --repo DIR to verify the signatures"
+	}
+	fmt.Fprintf(w, "  state: %s (%s)\nsigned by:\n", state, how)
+	for _, id := range s.State.SignedBy {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	if len(s.State.MaySign) > 0 {
+		fmt.Fprintln(w, "may still sign:")
+		for _, id := range s.State.MaySign {
+			fmt.Fprintf(w, "  %s\n", id)
+		}
+	}
+	return nil
 }
