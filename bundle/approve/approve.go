@@ -59,21 +59,8 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	for _, img := range head.Index.Images {
-		// Children only as the index lists them, so nothing the image does
-		// not hold is signed; each payload exactly the one for its digest.
-		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
-			return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
-		}
-		for _, sd := range img.SignedDigests() {
-			want, err := bundle.DigestPayload(head.Index.Destination, img.Name, sd.Digest)
-			if err != nil {
-				return nil, &bundle.FormatError{File: file, Reason: err.Error()}
-			}
-			if !bytes.Equal(want, head.Payloads[sd.Payload]) {
-				return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, sd.Digest, head.Index.Destination)}
-			}
-		}
+	if err := step1Payloads(head, file); err != nil {
+		return nil, err
 	}
 	p := &Plan{Head: head, IndexSHA256: head.IndexSHA256, Destination: head.Index.Destination,
 		Created: head.Index.Created.Format(time.RFC3339), BundleBase: head.Index.Base.TargetsVersion}
@@ -86,30 +73,96 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 		}
 		return p, nil
 	}
-	st, err := trust.LoadState(ctx, dir)
-	if err != nil {
+	// 2. The signer's own repository, its root chain verified from its pin.
+	if p.state, err = trust.LoadState(ctx, dir); err != nil {
 		return nil, err
 	}
-	p.state = st
-	// The bundle's root chain must be ours: the same bytes for every
-	// version both have, and none we lack.
-	for v, b := range head.Roots {
+	if err := p.step3Roots(); err != nil {
+		return nil, err
+	}
+	if err := p.step5Base(); err != nil {
+		return nil, err
+	}
+	p.changes()
+	if err := p.step4Pending(file); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// The signer's checks are numbered as in docs/bundle-format.md section 8.
+
+// 1. Every image's children are those its index copy lists, and every
+// payload is exactly the one for its digest under the destination.
+func step1Payloads(head *bundle.Head, file string) error {
+	for _, img := range head.Index.Images {
+		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
+			return &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
+		}
+		for _, sd := range img.SignedDigests() {
+			want, err := bundle.DigestPayload(head.Index.Destination, img.Name, sd.Digest)
+			if err != nil {
+				return &bundle.FormatError{File: file, Reason: err.Error()}
+			}
+			if !bytes.Equal(want, head.Payloads[sd.Payload]) {
+				return &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, sd.Digest, head.Index.Destination)}
+			}
+		}
+	}
+	return nil
+}
+
+// 3. The bundle's root chain is ours: the same bytes for every version,
+// and none we lack.
+func (p *Plan) step3Roots() error {
+	st := p.state
+	for v, b := range p.Head.Roots {
 		mine, ok := st.RootRaw[v]
 		if !ok {
-			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
+			return &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
 		}
 		if !bytes.Equal(mine, b) {
-			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
+			return &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
 		}
 	}
-	p.Current = st.Targets.Signed.Version
+	return nil
+}
+
+// 5. A base newer than our targets means our repository is stale; an
+// older one means we rebase.
+func (p *Plan) step5Base() error {
+	p.Current = p.state.Targets.Signed.Version
 	p.NewVersion = p.Current + 1
 	if p.BundleBase > p.Current {
-		return nil, &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
+		return &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
 	}
 	p.Rebased = p.BundleBase != p.Current
-	cur := st.Targets.Signed.Targets
-	for _, img := range head.Index.Images {
+	return nil
+}
+
+// 4. On the same base, the exporter's pending targets are what we build.
+func (p *Plan) step4Pending(file string) error {
+	if p.Rebased {
+		return nil
+	}
+	want, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, time.Now(), "")
+	if err != nil {
+		return err
+	}
+	got, err := metadata.Targets().FromBytes(p.Head.Pending)
+	if err != nil {
+		return &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
+	}
+	if err := sameTargets(want, got); err != nil {
+		return &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+	}
+	return nil
+}
+
+// changes lists what signing would do to our targets, by name.
+func (p *Plan) changes() {
+	cur := p.state.Targets.Signed.Targets
+	for _, img := range p.Head.Index.Images {
 		old, ok := cur[img.Name]
 		switch {
 		case !ok:
@@ -120,29 +173,14 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 			p.Changes = append(p.Changes, imageChange("unchanged", img, ""))
 		}
 	}
-	for _, r := range head.Index.Removals {
+	for _, r := range p.Head.Index.Removals {
 		old, ok := cur[r]
 		if !ok {
 			continue // already gone: nothing to do
 		}
 		p.Changes = append(p.Changes, Change{Kind: "removed", Name: r, OldDigest: "sha256:" + old.Hashes["sha256"].String(), Size: old.Length})
 	}
-	if !p.Rebased {
-		// Same base: the exporter's pending targets must be what we build.
-		want, err := bundle.ApplyIndex(st.Targets, head.Index, time.Now(), "")
-		if err != nil {
-			return nil, err
-		}
-		got, err := metadata.Targets().FromBytes(head.Pending)
-		if err != nil {
-			return nil, &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
-		}
-		if err := sameTargets(want, got); err != nil {
-			return nil, &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
-		}
-	}
 	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
-	return p, nil
 }
 
 func imageChange(kind string, img bundle.Image, old string) Change {
@@ -197,51 +235,13 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 		now = time.Now()
 	}
 	root := p.state.Root
-	ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
-	allowed := map[string]bool{}
-	for _, id := range ids {
-		allowed[id] = true
-	}
-	var signers []*hsm.Key
-	var signedBy []string
-	seen := map[string]bool{}
-	for _, k := range o.Keys {
-		id, err := trust.KeyID(k.Public)
-		if err != nil {
-			return nil, err
-		}
-		if seen[id] {
-			return nil, fmt.Errorf("%s: the same key is given twice (key ID %s)", k.URI, id)
-		}
-		seen[id] = true
-		if !allowed[id] {
-			return nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
-		}
-		if !k.Private() {
-			return nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
-		}
-		signers = append(signers, k)
-		signedBy = append(signedBy, id)
-	}
-	if len(signers) < threshold {
-		return nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
-	}
-	next, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
+	signers, signedBy, err := targetsSigners(root, o.Keys)
 	if err != nil {
 		return nil, err
 	}
-	cosignPub, err := bundle.CosignPub(root)
+	next, cosignPub, err := p.signTargets(now, signers)
 	if err != nil {
 		return nil, err
-	}
-	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
-	for _, k := range signers {
-		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
-			return nil, err
-		}
-	}
-	if err := root.VerifyDelegate(trust.Targets, next); err != nil {
-		return nil, fmt.Errorf("self-check of targets v%d failed: %w", next.Signed.Version, err)
 	}
 	targetsRaw, err := next.ToBytes(true)
 	if err != nil {
@@ -249,25 +249,9 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	}
 	a := &bundle.Approval{Format: bundle.ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
 		Bundle:         bundle.BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
-		TargetsVersion: next.Signed.Version, Signatures: []bundle.Signature{}}
-	// The image's manifest and each child's, as cosign sign --recursive.
-	for _, img := range p.Head.Index.Images {
-		for _, sd := range img.SignedDigests() {
-			pl := p.Head.Payloads[sd.Payload]
-			for i, k := range signers {
-				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
-				if err != nil {
-					return nil, fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
-				}
-				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
-					return nil, fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
-				}
-				a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
+		TargetsVersion: next.Signed.Version}
+	if a.Signatures, err = p.signPayloads(ctx, signers, signedBy); err != nil {
+		return nil, err
 	}
 	var buf bytes.Buffer
 	// Root versions the isolated side may not have yet: the signer cannot
@@ -281,6 +265,91 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
+}
+
+// targetsSigners checks that keys are distinct private targets keys of
+// root, at least its threshold, and returns them with their key IDs.
+func targetsSigners(root *metadata.Metadata[metadata.RootType], keys []*hsm.Key) ([]*hsm.Key, []string, error) {
+	ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
+	allowed := map[string]bool{}
+	for _, id := range ids {
+		allowed[id] = true
+	}
+	var signers []*hsm.Key
+	var signedBy []string
+	seen := map[string]bool{}
+	for _, k := range keys {
+		id, err := trust.KeyID(k.Public)
+		if err != nil {
+			return nil, nil, err
+		}
+		if seen[id] {
+			return nil, nil, fmt.Errorf("%s: the same key is given twice (key ID %s)", k.URI, id)
+		}
+		seen[id] = true
+		if !allowed[id] {
+			return nil, nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
+		}
+		if !k.Private() {
+			return nil, nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
+		}
+		signers = append(signers, k)
+		signedBy = append(signedBy, id)
+	}
+	if len(signers) < threshold {
+		return nil, nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
+	}
+	return signers, signedBy, nil
+}
+
+// signTargets builds the next targets version (ours plus the bundle's
+// images, each bound to this bundle, and the cosign.pub target), signs it
+// with every key and checks it against our root.
+func (p *Plan) signTargets(now time.Time, signers []*hsm.Key) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
+	root := p.state.Root
+	next, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
+	if err != nil {
+		return nil, nil, err
+	}
+	cosignPub, err := bundle.CosignPub(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
+	for _, k := range signers {
+		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := root.VerifyDelegate(trust.Targets, next); err != nil {
+		return nil, nil, fmt.Errorf("self-check of targets v%d failed: %w", next.Signed.Version, err)
+	}
+	return next, cosignPub, nil
+}
+
+// signPayloads signs the cosign payload of every image's manifest and each
+// child's (as cosign sign --recursive) with every key, checking each.
+func (p *Plan) signPayloads(ctx context.Context, signers []*hsm.Key, signedBy []string) ([]bundle.Signature, error) {
+	out := []bundle.Signature{}
+	for _, img := range p.Head.Index.Images {
+		for _, sd := range img.SignedDigests() {
+			pl := p.Head.Payloads[sd.Payload]
+			for i, k := range signers {
+				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
+				if err != nil {
+					return nil, fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
+				}
+				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
+					return nil, fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
+				}
+				out = append(out, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // Record stores the signed targets version in the signer's repository, so
