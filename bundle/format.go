@@ -93,6 +93,9 @@ type Image struct {
 	// Children are the manifests an index reaches, each signed too; none
 	// for a single manifest.
 	Children []Child `json:"children,omitempty"`
+	// Attachments are what the source attaches to the image's manifests
+	// (signatures, attestations, SBOMs), carried as blobs of the bundle.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 // Member is one tar member as the index records it.
@@ -137,6 +140,9 @@ type TargetCustom struct {
 	// Bundle is the index sha256 of the bundle that brought this version:
 	// signed, so an approval cannot be replayed against another bundle.
 	Bundle string `json:"bundle,omitempty"`
+	// Attachments the image carries, signed so that none can go missing
+	// between export and import.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 var (

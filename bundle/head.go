@@ -224,6 +224,9 @@ func (idx *Index) checkImages(seen map[string]bool) error {
 		if err := checkSignedList(img, seen); err != nil {
 			return err
 		}
+		if err := checkAttachments(img, seen); err != nil {
+			return err
+		}
 	}
 	for _, r := range idx.Removals {
 		if err := ValidTargetName(r); err != nil {

@@ -158,6 +158,10 @@ func (c *checker) step8Targets() error {
 			return refuse(trust.Targets, v, "image %s is in the bundle but not in the signed targets", img.Name)
 		case t.Length != img.Size || "sha256:"+t.Hashes["sha256"].String() != img.Digest:
 			return refuse(trust.Targets, v, "image %s: the bundle has %s (%d bytes), the signed target is sha256:%s (%d bytes)", img.Name, img.Digest, img.Size, t.Hashes["sha256"], t.Length)
+		case checkSignedAttachments(img, t, v) != nil:
+			// Before the binding: a bundle re-written without an
+			// attachment is refused naming it (10a).
+			return checkSignedAttachments(img, t, v)
 		case custom(t).Bundle != id:
 			return refuse(trust.Targets, v, "target %s was signed for bundle %q, not this one", img.Name, custom(t).Bundle)
 		}
@@ -222,6 +226,9 @@ func (p *plan) step10Manifests(ctx context.Context) error {
 		if err := checkChildren(ip); err != nil {
 			return err
 		}
+	}
+	if err := p.step10aAttachments(w.reached); err != nil {
+		return err
 	}
 	for d := range p.blobs {
 		w.reached[d] = true

@@ -57,11 +57,18 @@ type setup struct {
 	dst                 *flaky
 }
 
-func newSetup(t *testing.T) *setup {
+func newSetup(t *testing.T) *setup { return newSetupReferrers(t, false) }
+
+// newSetupReferrers is newSetup with registries that serve the OCI 1.1
+// referrers API (referrers true) or not (clients use the fallback tag).
+func newSetupReferrers(t *testing.T, referrers bool) *setup {
 	ctx := context.Background()
-	src := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	reg := func() http.Handler {
+		return registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(referrers))
+	}
+	src := httptest.NewServer(reg())
 	t.Cleanup(src.Close)
-	dst := &flaky{h: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	dst := &flaky{h: reg()}
 	dsrv := httptest.NewServer(dst)
 	t.Cleanup(dsrv.Close)
 	srcHost := strings.TrimPrefix(src.URL, "http://")

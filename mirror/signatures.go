@@ -30,6 +30,9 @@ type sigPush struct {
 	keys     map[string]crypto.PublicKey // key ID → key, of the signatures below
 	sigs     []string                    // base64 DER signatures over payload
 	manifest v1.Image                    // built before any push
+	// upstream are the source's signature layers on this digest (its .sig
+	// attachment), merged into manifest; they must stay under the tag too.
+	upstream []v1.Descriptor
 }
 
 // imageSignatures checks the approval's signatures over img's manifest and
@@ -137,7 +140,7 @@ func pushSignature(ctx context.Context, sp *sigPush, ropts []remote.Option, log 
 	had := false
 	if desc, err := remote.Get(ref, withCtx(ctx, ropts)...); err == nil {
 		had = true
-		if coveredBy(desc.Manifest, sp) {
+		if coveredBy(desc.Manifest, sp) && holdsLayers(desc.Manifest, sp.upstream) == nil {
 			return false, nil
 		}
 	}

@@ -46,6 +46,9 @@ type RefreshResult struct {
 	SnapshotV   int64                                      `json:"snapshot_version"`
 	TimestampEx time.Time                                  `json:"timestamp_expires"`
 	SnapshotEx  time.Time                                  `json:"snapshot_expires"`
+	// Roots are the root versions after v1 this side has: a refresh bundle
+	// carries them, so a rotation of the online keys reaches the site.
+	Roots []RootFile `json:"-"`
 }
 
 // Refresh re-signs the timestamp when it is due, and the snapshot when its
@@ -93,6 +96,11 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		snap = pub.Snapshot
 	}
 	res.TimestampV, res.TimestampEx = pub.Timestamp.Signed.Version, pub.Timestamp.Signed.Expires
+	for v := int64(2); v <= st.Root.Signed.Version; v++ {
+		if b, ok := st.RootRaw[v]; ok {
+			res.Roots = append(res.Roots, RootFile{Version: v, Bytes: b})
+		}
+	}
 	res.SnapshotV, res.SnapshotEx = snap.Signed.Version, snap.Signed.Expires
 	if !o.Publish {
 		return res, nil
@@ -217,6 +225,14 @@ func expiryOf(s *metadata.Metadata[metadata.SnapshotType]) string {
 // result must verify as a client would at now. It takes the repository's
 // lock.
 func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, now time.Time) (*RefreshResult, error) {
+	return ApplyRefreshRoots(ctx, dir, nil, timestamp, snapshot, now)
+}
+
+// ApplyRefreshRoots is ApplyRefresh for a refresh bundle that also carries
+// root versions (a rotation of the online keys on the signer's side): each
+// must follow on from the trusted root as a client updates to it, and the
+// timestamp and snapshot are verified against the newest.
+func ApplyRefreshRoots(ctx context.Context, dir string, roots []RootFile, timestamp, snapshot []byte, now time.Time) (*RefreshResult, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
@@ -229,46 +245,23 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 	if err != nil {
 		return nil, err
 	}
+	root, newRoots, err := st.AcceptRoots(roots)
+	if err != nil {
+		return nil, err
+	}
 	ts, err := metadata.Timestamp().FromBytes(timestamp)
 	if err != nil {
 		return nil, refusal(Timestamp, 0, err)
 	}
-	if err := st.Root.VerifyDelegate(Timestamp, ts); err != nil {
+	if err := root.VerifyDelegate(Timestamp, ts); err != nil {
 		return nil, refusal(Timestamp, ts.Signed.Version, err)
 	}
 	if st.Timestamp != nil && ts.Signed.Version <= st.Timestamp.Signed.Version {
 		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("not above the trusted timestamp v%d (a replayed or stale refresh)", st.Timestamp.Signed.Version)}
 	}
-	named := int64(0)
-	if m, ok := ts.Signed.Meta[Snapshot+".json"]; ok && m != nil {
-		named = m.Version
-	}
-	var publishedSnap int64
-	if st.Snapshot != nil {
-		publishedSnap = st.Snapshot.Signed.Version
-	}
-	pub := Publication{Timestamp: ts}
-	if snapshot == nil && named != publishedSnap {
-		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, but the published one is v%d and the refresh bundle carries none", named, publishedSnap)}
-	}
-	if snapshot != nil {
-		sn, err := metadata.Snapshot().FromBytes(snapshot)
-		if err != nil {
-			return nil, refusal(Snapshot, 0, err)
-		}
-		if err := st.Root.VerifyDelegate(Snapshot, sn); err != nil {
-			return nil, refusal(Snapshot, sn.Signed.Version, err)
-		}
-		if st.Snapshot != nil && sn.Signed.Version <= st.Snapshot.Signed.Version {
-			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("not above the trusted snapshot v%d", st.Snapshot.Signed.Version)}
-		}
-		if named != sn.Signed.Version {
-			return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, not the v%d the refresh bundle carries", named, sn.Signed.Version)}
-		}
-		if t := snapshotTargets(sn); t < st.PublishedTargets {
-			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("names targets v%d, older than the published v%d", t, st.PublishedTargets)}
-		}
-		pub.Snapshot = sn
+	pub := Publication{Roots: newRoots, Timestamp: ts}
+	if pub.Snapshot, err = refreshSnapshot(st, root, ts, snapshot); err != nil {
+		return nil, err
 	}
 	if err := VerifyPublication(ctx, dir, pub, now); err != nil {
 		return nil, err
@@ -284,6 +277,42 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 		res.SnapshotV, res.SnapshotEx = st.Snapshot.Signed.Version, st.Snapshot.Signed.Expires
 	}
 	return res, nil
+}
+
+// refreshSnapshot checks the snapshot a refresh bundle carries (nil: none)
+// against root, the timestamp that names it and what is published.
+func refreshSnapshot(st *State, root *metadata.Metadata[metadata.RootType], ts *metadata.Metadata[metadata.TimestampType], snapshot []byte) (*metadata.Metadata[metadata.SnapshotType], error) {
+	named := int64(0)
+	if m, ok := ts.Signed.Meta[Snapshot+".json"]; ok && m != nil {
+		named = m.Version
+	}
+	var publishedSnap int64
+	if st.Snapshot != nil {
+		publishedSnap = st.Snapshot.Signed.Version
+	}
+	if snapshot == nil {
+		if named != publishedSnap {
+			return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, but the published one is v%d and the refresh bundle carries none", named, publishedSnap)}
+		}
+		return nil, nil
+	}
+	sn, err := metadata.Snapshot().FromBytes(snapshot)
+	if err != nil {
+		return nil, refusal(Snapshot, 0, err)
+	}
+	if err := root.VerifyDelegate(Snapshot, sn); err != nil {
+		return nil, refusal(Snapshot, sn.Signed.Version, err)
+	}
+	if st.Snapshot != nil && sn.Signed.Version <= st.Snapshot.Signed.Version {
+		return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("not above the trusted snapshot v%d", st.Snapshot.Signed.Version)}
+	}
+	if named != sn.Signed.Version {
+		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, not the v%d the refresh bundle carries", named, sn.Signed.Version)}
+	}
+	if t := snapshotTargets(sn); t < st.PublishedTargets {
+		return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("names targets v%d, older than the published v%d", t, st.PublishedTargets)}
+	}
+	return sn, nil
 }
 
 // snapshotTargets is the targets version a snapshot names (0 if none).

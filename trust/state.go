@@ -124,13 +124,18 @@ func (st *State) loadSnapshot(dir string) error {
 // loadTargets loads the newest targets version here (the signer's side may
 // hold one newer than the published one).
 func (st *State) loadTargets(dir string) error {
-	v := max(highestVersion(dir, Targets), st.PublishedTargets)
-	if v == 0 {
-		return &VerificationError{What: Targets, Reason: "no targets metadata", Err: ErrNotInitialised}
+	for v := max(highestVersion(dir, Targets), st.PublishedTargets); v > 0; v-- {
+		tg, err := st.LoadTargetsVersion(dir, v)
+		// A version over the client's size limit that was never published
+		// is a signer's record of an approval the isolated side refused:
+		// build on the one before (a new version is numbered above it).
+		if errors.Is(err, ErrTooLarge) && v > st.PublishedTargets {
+			continue
+		}
+		st.Targets = tg
+		return err
 	}
-	tg, err := readRole[metadata.TargetsType](st, dir, Targets, v)
-	st.Targets = tg
-	return err
+	return &VerificationError{What: Targets, Reason: "no targets metadata", Err: ErrNotInitialised}
 }
 
 // loadPublished loads the targets version the snapshot names.
@@ -214,4 +219,10 @@ func RoleKeyIDs(root *metadata.Metadata[metadata.RootType], role string) ([]stri
 		return nil, 0
 	}
 	return append([]string(nil), r.KeyIDs...), r.Threshold
+}
+
+// LoadTargetsVersion reads targets version v from dir and verifies it
+// against st's root: its signatures and that the file holds that version.
+func (st *State) LoadTargetsVersion(dir string, v int64) (*metadata.Metadata[metadata.TargetsType], error) {
+	return readRole[metadata.TargetsType](st, dir, Targets, v)
 }

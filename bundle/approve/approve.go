@@ -34,6 +34,9 @@ type Change struct {
 	// Signed is how many manifests of the image get a cosign signature:
 	// its own and, for an index, each child (cosign sign --recursive).
 	Signed int `json:"signed_manifests,omitempty"`
+	// Attached summarises what travels attached to the image, for example
+	// "2 signatures, 1 SBOM, 1 provenance"; signed with the target.
+	Attached string `json:"attached,omitempty"`
 }
 
 // Plan is what signing a bundle would do, computed from the bundle's head
@@ -48,18 +51,37 @@ type Plan struct {
 	NewVersion  int64        `json:"new_targets_version"`
 	Rebased     bool         `json:"rebased"`
 	Changes     []Change     `json:"changes"`
-	state       *trust.State
+	// Discarded are the targets that versions signed here after the
+	// bundle's base changed, dropped by PlanOptions.DiscardUnimported.
+	Discarded []string `json:"discarded,omitempty"`
+	state     *trust.State
+	base      *metadata.Metadata[metadata.TargetsType] // what the new version is built on
+}
+
+// PlanOptions configure MakePlanWith.
+type PlanOptions struct {
+	// DiscardUnimported builds the new version on the bundle's base (the
+	// version the isolated side had published when the bundle was made)
+	// instead of on targets versions signed here since: for when the
+	// isolated side refused those approvals, or they were lost. What they
+	// changed is dropped (Plan.Discarded lists it).
+	DiscardUnimported bool
 }
 
 // MakePlan reads a bundle's head from r and compares it with the repository
 // in dir. It checks every payload is exactly the one this image needs and
 // that the bundle was made against the same root of trust.
 func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error) {
+	return MakePlanWith(ctx, r, file, dir, PlanOptions{})
+}
+
+// MakePlanWith is MakePlan with options.
+func MakePlanWith(ctx context.Context, r io.Reader, file, dir string, o PlanOptions) (*Plan, error) {
 	head, err := bundle.ReadHead(r, file)
 	if err != nil {
 		return nil, err
 	}
-	if err := step1Payloads(head, file); err != nil {
+	if err := checkPayloads(head, file); err != nil {
 		return nil, err
 	}
 	p := &Plan{Head: head, IndexSHA256: head.IndexSHA256, Destination: head.Index.Destination,
@@ -73,28 +95,24 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 		}
 		return p, nil
 	}
-	// 2. The signer's own repository, its root chain verified from its pin.
-	if p.state, err = trust.LoadState(ctx, dir); err != nil {
+	st, err := trust.LoadState(ctx, dir)
+	if err != nil {
 		return nil, err
 	}
-	if err := p.step3Roots(); err != nil {
+	if err := p.against(st, dir, o); err != nil {
 		return nil, err
 	}
-	if err := p.step5Base(); err != nil {
+	if err := p.checkPending(file); err != nil {
 		return nil, err
 	}
-	p.changes()
-	if err := p.step4Pending(file); err != nil {
-		return nil, err
-	}
+	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
 	return p, nil
 }
 
-// The signer's checks are numbered as in docs/bundle-format.md section 8.
-
-// 1. Every image's children are those its index copy lists, and every
-// payload is exactly the one for its digest under the destination.
-func step1Payloads(head *bundle.Head, file string) error {
+// checkPayloads checks each image's children are the ones its index lists
+// (so nothing the image does not hold is signed) and each payload is
+// exactly the one for its digest.
+func checkPayloads(head *bundle.Head, file string) error {
 	for _, img := range head.Index.Images {
 		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
 			return &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
@@ -112,11 +130,15 @@ func step1Payloads(head *bundle.Head, file string) error {
 	return nil
 }
 
-// 3. The bundle's root chain is ours: the same bytes for every version,
-// and none we lack.
-func (p *Plan) step3Roots() error {
-	st := p.state
-	for v, b := range p.Head.Roots {
+// against compares the bundle with the signer's repository: the same root
+// chain, a base no newer than ours, and the changes to the targets the new
+// version is built on.
+func (p *Plan) against(st *trust.State, dir string, o PlanOptions) error {
+	p.state, p.base = st, st.Targets
+	head := p.Head
+	// The bundle's root chain must be ours: the same bytes for every
+	// version both have, and none we lack.
+	for v, b := range head.Roots {
 		mine, ok := st.RootRaw[v]
 		if !ok {
 			return &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
@@ -125,43 +147,29 @@ func (p *Plan) step3Roots() error {
 			return &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
 		}
 	}
-	return nil
-}
-
-// 5. A base newer than our targets means our repository is stale; an
-// older one means we rebase.
-func (p *Plan) step5Base() error {
-	p.Current = p.state.Targets.Signed.Version
-	p.NewVersion = p.Current + 1
+	p.Current = st.Targets.Signed.Version
+	// Above every version with a file here, even one that does not load
+	// (over the client's limit): metadata is never rewritten.
+	p.NewVersion = max(p.Current, trust.HighestVersion(dir, trust.Targets)) + 1
 	if p.BundleBase > p.Current {
 		return &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
 	}
-	p.Rebased = p.BundleBase != p.Current
+	if o.DiscardUnimported && p.BundleBase < p.Current {
+		base, err := st.LoadTargetsVersion(dir, p.BundleBase)
+		if err != nil {
+			return fmt.Errorf("reading targets v%d, the bundle's base: %w", p.BundleBase, err)
+		}
+		p.Discarded = diffNames(base, st.Targets)
+		p.base = base
+	}
+	p.Rebased = p.BundleBase != p.base.Signed.Version
+	p.changes()
 	return nil
 }
 
-// 4. On the same base, the exporter's pending targets are what we build.
-func (p *Plan) step4Pending(file string) error {
-	if p.Rebased {
-		return nil
-	}
-	want, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, time.Now(), "")
-	if err != nil {
-		return err
-	}
-	got, err := metadata.Targets().FromBytes(p.Head.Pending)
-	if err != nil {
-		return &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
-	}
-	if err := sameTargets(want, got); err != nil {
-		return &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
-	}
-	return nil
-}
-
-// changes lists what signing would do to our targets, by name.
+// changes lists what the bundle does to the targets built on.
 func (p *Plan) changes() {
-	cur := p.state.Targets.Signed.Targets
+	cur := p.base.Signed.Targets
 	for _, img := range p.Head.Index.Images {
 		old, ok := cur[img.Name]
 		switch {
@@ -180,12 +188,52 @@ func (p *Plan) changes() {
 		}
 		p.Changes = append(p.Changes, Change{Kind: "removed", Name: r, OldDigest: "sha256:" + old.Hashes["sha256"].String(), Size: old.Length})
 	}
-	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
+}
+
+// checkPending compares, when the bundle was built on the version we build
+// on, the exporter's pending targets with what we build.
+func (p *Plan) checkPending(file string) error {
+	if p.Rebased {
+		return nil
+	}
+	want, err := bundle.ApplyIndex(p.base, p.Head.Index, time.Now(), "")
+	if err != nil {
+		return err
+	}
+	got, err := metadata.Targets().FromBytes(p.Head.Pending)
+	if err != nil {
+		return &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
+	}
+	if err := sameTargets(want, got); err != nil {
+		return &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+	}
+	return nil
+}
+
+// diffNames lists the targets that differ between a and b (added, changed
+// or removed in b).
+func diffNames(a, b *metadata.Metadata[metadata.TargetsType]) []string {
+	var out []string
+	for n, t := range b.Signed.Targets {
+		if n == bundle.CosignPubTarget {
+			continue // rebuilt from root in every version
+		}
+		if o, ok := a.Signed.Targets[n]; !ok || o.Length != t.Length || !o.Hashes.Equal(t.Hashes) {
+			out = append(out, n)
+		}
+	}
+	for n := range a.Signed.Targets {
+		if _, ok := b.Signed.Targets[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func imageChange(kind string, img bundle.Image, old string) Change {
 	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source,
-		Signed: len(img.SignedDigests())}
+		Signed: len(img.SignedDigests()), Attached: bundle.Summary(img.Attachments)}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
@@ -235,23 +283,59 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 		now = time.Now()
 	}
 	root := p.state.Root
-	signers, signedBy, err := targetsSigners(root, o.Keys)
+	signers, signedBy, err := signersFor(root, o.Keys)
 	if err != nil {
 		return nil, err
 	}
-	next, cosignPub, err := p.signTargets(now, signers)
+	next, err := bundle.ApplyIndex(p.base, p.Head.Index, now, p.IndexSHA256)
 	if err != nil {
 		return nil, err
+	}
+	next.Signed.Version = p.NewVersion
+	cosignPub, err := bundle.CosignPub(root)
+	if err != nil {
+		return nil, err
+	}
+	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
+	for _, k := range signers {
+		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
+			return nil, err
+		}
+	}
+	if err := root.VerifyDelegate(trust.Targets, next); err != nil {
+		return nil, fmt.Errorf("self-check of targets v%d failed: %w", next.Signed.Version, err)
 	}
 	targetsRaw, err := next.ToBytes(true)
 	if err != nil {
 		return nil, err
 	}
+	// Never sign (and so never record) what the isolated side's TUF
+	// clients would refuse to download.
+	if err := bundle.CheckLimit(fmt.Sprintf("bytes of targets v%d (%d targets)", next.Signed.Version, len(next.Signed.Targets)), int64(len(targetsRaw)), trust.MaxTargetsSize,
+		"no TUF client would download it: remove targets no longer needed in this bundle or an earlier one, then sign again"); err != nil {
+		return nil, err
+	}
 	a := &bundle.Approval{Format: bundle.ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
 		Bundle:         bundle.BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
-		TargetsVersion: next.Signed.Version}
-	if a.Signatures, err = p.signPayloads(ctx, signers, signedBy); err != nil {
-		return nil, err
+		TargetsVersion: next.Signed.Version, Signatures: []bundle.Signature{}}
+	// The image's manifest and each child's, as cosign sign --recursive.
+	for _, img := range p.Head.Index.Images {
+		for _, sd := range img.SignedDigests() {
+			pl := p.Head.Payloads[sd.Payload]
+			for i, k := range signers {
+				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
+				if err != nil {
+					return nil, fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
+				}
+				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
+					return nil, fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
+				}
+				a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
 	}
 	var buf bytes.Buffer
 	// Root versions the isolated side may not have yet: the signer cannot
@@ -264,12 +348,15 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
 		return nil, err
 	}
+	if err := bundle.CheckLimit("bytes of approval", int64(buf.Len()), bundle.MaxApproval, "the importer would refuse it: sign with fewer keys, or export fewer images per bundle"); err != nil {
+		return nil, err
+	}
 	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
 }
 
-// targetsSigners checks that keys are distinct private targets keys of
-// root, at least its threshold, and returns them with their key IDs.
-func targetsSigners(root *metadata.Metadata[metadata.RootType], keys []*hsm.Key) ([]*hsm.Key, []string, error) {
+// signersFor picks the keys that sign: each a private targets key of root,
+// none twice, at least the threshold; with their key IDs.
+func signersFor(root *metadata.Metadata[metadata.RootType], keys []*hsm.Key) ([]*hsm.Key, []string, error) {
 	ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
 	allowed := map[string]bool{}
 	for _, id := range ids {
@@ -300,56 +387,6 @@ func targetsSigners(root *metadata.Metadata[metadata.RootType], keys []*hsm.Key)
 		return nil, nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
 	}
 	return signers, signedBy, nil
-}
-
-// signTargets builds the next targets version (ours plus the bundle's
-// images, each bound to this bundle, and the cosign.pub target), signs it
-// with every key and checks it against our root.
-func (p *Plan) signTargets(now time.Time, signers []*hsm.Key) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
-	root := p.state.Root
-	next, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
-	if err != nil {
-		return nil, nil, err
-	}
-	cosignPub, err := bundle.CosignPub(root)
-	if err != nil {
-		return nil, nil, err
-	}
-	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
-	for _, k := range signers {
-		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
-			return nil, nil, err
-		}
-	}
-	if err := root.VerifyDelegate(trust.Targets, next); err != nil {
-		return nil, nil, fmt.Errorf("self-check of targets v%d failed: %w", next.Signed.Version, err)
-	}
-	return next, cosignPub, nil
-}
-
-// signPayloads signs the cosign payload of every image's manifest and each
-// child's (as cosign sign --recursive) with every key, checking each.
-func (p *Plan) signPayloads(ctx context.Context, signers []*hsm.Key, signedBy []string) ([]bundle.Signature, error) {
-	out := []bundle.Signature{}
-	for _, img := range p.Head.Index.Images {
-		for _, sd := range img.SignedDigests() {
-			pl := p.Head.Payloads[sd.Payload]
-			for i, k := range signers {
-				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
-				if err != nil {
-					return nil, fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
-				}
-				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
-					return nil, fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
-				}
-				out = append(out, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
 }
 
 // Record stores the signed targets version in the signer's repository, so

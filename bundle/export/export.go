@@ -76,6 +76,12 @@ type Options struct {
 	// Renew allows a bundle with no images and no removals: signed and
 	// imported, it renews the targets' expiry and changes nothing else.
 	Renew bool
+	// Attachments selects what the source attaches to each image that
+	// travels with it: all (default, also ""), signatures or none.
+	Attachments string
+	// AttachmentTypes, when set, keeps only attachments whose artifact
+	// type, config media type or a layer media type is one of these.
+	AttachmentTypes []string
 	// Jobs is how many blobs are fetched at once. Default 4.
 	Jobs int
 	// TempDir holds blobs fetched ahead of the one being written (at most
@@ -93,6 +99,9 @@ type Result struct {
 	// SharedBlobs counts blob references satisfied by a blob already in the
 	// bundle (layers images share are written once).
 	SharedBlobs int `json:"shared_blobs"`
+	// Attachments counts the attachments carried (signatures, attestations,
+	// SBOMs, other referrers), listed per image in the index.
+	Attachments int `json:"attachments"`
 }
 
 type blobRef struct {
@@ -111,6 +120,8 @@ type collector struct {
 	blobOrder []v1.Hash
 	shared    int
 	copies    []v1.Hash // the indexes whose copies go in the head, first reached first
+	// attachmentCount counts attachments listed, over all images.
+	attachmentCount int
 }
 
 // Write resolves the images, then writes the bundle to w: the index, the
@@ -127,6 +138,15 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		return nil, ErrNothing
 	}
 	if err := bundle.ValidDestination(o.Destination); err != nil {
+		return nil, err
+	}
+	// Before any image is resolved: a reader refuses more, however long
+	// the export took.
+	if err := bundle.CheckLimit("images in one bundle", int64(len(o.Images)), bundle.MaxImages,
+		fmt.Sprintf("export them in several bundles of at most %d images, signed and imported one after another", bundle.MaxImages)); err != nil {
+		return nil, err
+	}
+	if err := ValidAttachments(o.Attachments); err != nil {
 		return nil, err
 	}
 	st, err := trust.LoadState(ctx, o.Repo)
@@ -151,8 +171,16 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	idx.Members = c.listing(head)
+	// Every limit a reader (signer, importer, TUF client) sets, before a
+	// blob is fetched.
+	if err := checkLimits(st, idx, head, now); err != nil {
+		return nil, err
+	}
 	raw, err := bundle.EncodeIndex(idx)
 	if err != nil {
+		return nil, err
+	}
+	if err := bundle.CheckLimit("bytes of bundle index", int64(len(raw)), bundle.MaxIndexSize, fewerImages); err != nil {
 		return nil, err
 	}
 	cw := &countingWriter{w: w, total: bundle.TarSize(raw, idx.Members), progress: o.Progress}
@@ -160,7 +188,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	sum := bundle.MemberOf(bundle.IndexName, raw)
-	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared}, nil
+	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared, Attachments: c.attachmentCount}, nil
 }
 
 // resolveAll resolves every image into idx and returns the descriptors of
@@ -178,6 +206,17 @@ func (c *collector) resolveAll(idx *bundle.Index, o Options) ([]v1.Descriptor, e
 			return nil, fmt.Errorf("%s and %s both become %s: rename one with SRC=REPOSITORY:TAG", prev, spec.Source, img.Name)
 		}
 		seen[img.Name] = spec.Source
+		ref, err := parseRef(spec.Source)
+		if err != nil {
+			return nil, err
+		}
+		top, err := v1.NewHash(img.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if img.Attachments, err = c.attachments(ref.Context(), top, o); err != nil {
+			return nil, fmt.Errorf("%s: %w", spec.Source, err)
+		}
 		img.Payload = bundle.PayloadMember(i)
 		if err := c.children(&img, &nextPayload); err != nil {
 			return nil, err
