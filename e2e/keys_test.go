@@ -27,23 +27,7 @@ import (
 // timestamp key and refuses the old one; refresh there likewise, and the
 // real cosign verifies the images with a new targets YubiKey's key.
 func TestKeyLifecycleWithYubiKeys(t *testing.T) {
-	ctx := context.Background()
-	pivsimtest.StartPCSCD(t)
-	w := newWorld(t)
-	w.env = append(w.env, "COLDHARBOR_PIN=123456")
-	fix, err := testimages.New(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testimages.Push(ctx, w.src.Host, fix, remote.WithAuthFromKeychain(w.src.Keychain()), remote.WithTransport(w.src.Transport())); err != nil {
-		t.Fatal(err)
-	}
-	caCert, caKey := newCA(t)
-	caFile := w.path("sim-ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644)
-	card := func(name string, serial uint32, reader int) *pivsimtest.Card {
-		return pivsimtest.Plug(t, w.path(name+".card"), reader, pivsim.WithSerial(serial), pivsim.WithAttestationCA(caCert, caKey))
-	}
+	w, card, caFile := newSimWorld(t)
 	yk := func(serial uint32) string { return "yubikey:serial=" + itoa(serial) + ";slot=9c" }
 	key := func(k string) string { return "file:" + w.path("keys", k+".key") }
 	os.MkdirAll(w.path("keys"), 0o700)
@@ -136,4 +120,27 @@ func keyID(t *testing.T, w *world, pub string) string {
 		t.Fatalf("key ID of %s: %v", pub, err)
 	}
 	return k.KeyID
+}
+
+// newSimWorld starts pcscd for software YubiKeys, the registries with two
+// seeded images in the source, and one attestation CA for every simulated
+// card (as Yubico's is for real ones); card plugs one into a reader.
+func newSimWorld(t *testing.T) (w *world, card func(name string, serial uint32, reader int) *pivsimtest.Card, caFile string) {
+	pivsimtest.StartPCSCD(t)
+	w = newWorld(t)
+	w.env = append(w.env, "COLDHARBOR_PIN=123456")
+	fix, err := testimages.New(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testimages.Push(context.Background(), w.src.Host, fix, remote.WithAuthFromKeychain(w.src.Keychain()), remote.WithTransport(w.src.Transport())); err != nil {
+		t.Fatal(err)
+	}
+	caCert, caKey := newCA(t)
+	caFile = w.path("sim-ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644)
+	card = func(name string, serial uint32, reader int) *pivsimtest.Card {
+		return pivsimtest.Plug(t, w.path(name+".card"), reader, pivsim.WithSerial(serial), pivsim.WithAttestationCA(caCert, caKey))
+	}
+	return w, card, caFile
 }

@@ -48,10 +48,11 @@ func (p *Plan) signersOf(keys []*hsm.Key) ([]*hsm.Key, []string, error) {
 // buildTargets is the unsigned next targets version this plan approves,
 // with cosign.pub naming root's targets keys.
 func (p *Plan) buildTargets(now time.Time) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
-	next, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
+	next, err := bundle.ApplyIndex(p.base, p.Head.Index, now, p.IndexSHA256)
 	if err != nil {
 		return nil, nil, err
 	}
+	next.Signed.Version = p.NewVersion
 	cosignPub, err := bundle.CosignPub(p.state.Root)
 	if err != nil {
 		return nil, nil, err
@@ -104,12 +105,21 @@ func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.Targe
 	if err != nil {
 		return nil, err
 	}
+	// Never sign (and so never record) what the isolated side's TUF
+	// clients would refuse to download.
+	if err := bundle.CheckLimit(fmt.Sprintf("bytes of targets v%d (%d targets)", next.Signed.Version, len(next.Signed.Targets)), int64(len(targetsRaw)), trust.MaxTargetsSize,
+		"no TUF client would download it: remove targets no longer needed in this bundle or an earlier one, then sign again"); err != nil {
+		return nil, err
+	}
 	var roots []bundle.ApprovalRoot
 	for v := max(2, root.Signed.Version-bundle.MaxApprovalRoots+1); v <= root.Signed.Version; v++ {
 		roots = append(roots, bundle.ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
 	}
 	var buf bytes.Buffer
 	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
+		return nil, err
+	}
+	if err := bundle.CheckLimit("bytes of approval", int64(buf.Len()), bundle.MaxApproval, "the importer would refuse it: sign with fewer keys, or export fewer images per bundle"); err != nil {
 		return nil, err
 	}
 	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures),

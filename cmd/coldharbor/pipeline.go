@@ -56,79 +56,98 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			for _, f := range []string{"repo", "dest", "output-file"} {
-				if c.String(f) == "" {
-					return usagef("--%s is required", f)
-				}
-			}
-			if err := bundle.ValidDestination(c.String("dest")); err != nil {
-				return usagef("--dest: %v", err)
-			}
-			if err := export.ValidAttachments(c.String("attachments")); err != nil {
-				return usagef("%v", err)
-			}
-			args := c.Args().Slice()
-			if f := c.String("images-from"); f != "" {
-				more, err := readLines(f)
-				if err != nil {
-					return err
-				}
-				args = append(args, more...)
-			}
-			var specs []export.ImageSpec
-			for _, a := range args {
-				s, err := export.ParseImageArg(a)
-				if err != nil {
-					return usagef("%v", err)
-				}
-				specs = append(specs, s)
-			}
-			if len(specs) == 0 && len(c.StringSlice("remove")) == 0 && !c.Bool("renew") {
-				return usagef("no IMAGE given (--renew makes a bundle that only renews the targets' expiry)")
-			}
-			var platform *v1.Platform
-			if p := c.String("platform"); p != "" {
-				if platform, err = v1.ParsePlatform(p); err != nil {
-					return usagef("--platform: %v", err)
-				}
-			}
-			ropts, err := remoteOptions(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withDeadline(c)
-			defer cancel()
-			out := c.String("output-file")
-			var res *export.Result
-			err = writeFileAtomic(out, func(f *os.File) error {
-				var err error
-				res, err = export.Write(ctx, f, export.Options{
-					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
-					Platform: platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
-					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
-					Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
-				})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
-				out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
-			printImages(c, res.Index.Images)
-			fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
-			return nil
-		},
+		Action: func(c *cli.Context) error { return exportAction(c, e) },
 	}
+}
+
+// exportFlags are export's flags and arguments, checked.
+type exportFlags struct {
+	asJSON   bool
+	specs    []export.ImageSpec
+	platform *v1.Platform
+}
+
+func parseExportFlags(c *cli.Context) (exportFlags, error) {
+	var f exportFlags
+	var err error
+	if f.asJSON, err = jsonOutput(c); err != nil {
+		return f, err
+	}
+	for _, name := range []string{"repo", "dest", "output-file"} {
+		if c.String(name) == "" {
+			return f, usagef("--%s is required", name)
+		}
+	}
+	if err := bundle.ValidDestination(c.String("dest")); err != nil {
+		return f, usagef("--dest: %v", err)
+	}
+	if err := export.ValidAttachments(c.String("attachments")); err != nil {
+		return f, usagef("%v", err)
+	}
+	args := c.Args().Slice()
+	if path := c.String("images-from"); path != "" {
+		more, err := readLines(path)
+		if err != nil {
+			return f, err
+		}
+		args = append(args, more...)
+	}
+	for _, a := range args {
+		s, err := export.ParseImageArg(a)
+		if err != nil {
+			return f, usagef("%v", err)
+		}
+		f.specs = append(f.specs, s)
+	}
+	if len(f.specs) == 0 && len(c.StringSlice("remove")) == 0 && !c.Bool("renew") {
+		return f, usagef("no IMAGE given (--renew makes a bundle that only renews the targets' expiry)")
+	}
+	if p := c.String("platform"); p != "" {
+		if f.platform, err = v1.ParsePlatform(p); err != nil {
+			return f, usagef("--platform: %v", err)
+		}
+	}
+	if err := inputDir("--repo", c.String("repo")); err != nil {
+		return f, err
+	}
+	return f, outputDir("--output-file", c.String("output-file"))
+}
+
+func exportAction(c *cli.Context, e env) error {
+	f, err := parseExportFlags(c)
+	if err != nil {
+		return err
+	}
+	ropts, err := remoteOptions(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withDeadline(c)
+	defer cancel()
+	out := c.String("output-file")
+	var res *export.Result
+	err = writeFileAtomic(out, func(file *os.File) error {
+		var err error
+		res, err = export.Write(ctx, file, export.Options{
+			Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
+			Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
+			Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
+			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
+		out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+	printImages(c, res.Index.Images)
+	fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
+	return nil
 }
 
 func printImages(c *cli.Context, imgs []bundle.Image) {
@@ -192,7 +211,7 @@ func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return approve.MakePlan(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo)
+	return approve.MakePlanWith(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo, approve.PlanOptions{DiscardUnimported: c.Bool("discard-unimported")})
 }
 
 func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
@@ -201,9 +220,13 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 	if withRepo {
 		fmt.Fprintf(w, "  targets v%d -> v%d", p.Current, p.NewVersion)
 		if p.Rebased {
-			fmt.Fprintf(w, " (the bundle was built against v%d; the new version is built from this repository's v%d plus the bundle's images)", p.BundleBase, p.Current)
+			fmt.Fprintf(w, " (the bundle was built against v%d; the new version is built from this repository's v%d plus the bundle's images; if the isolated side refused the approvals signed since, sign with --discard-unimported)", p.BundleBase, p.Current)
 		}
 		fmt.Fprintln(w)
+		if len(p.Discarded) > 0 {
+			fmt.Fprintf(w, "  built on v%d, the bundle's base: dropping what targets versions signed here since changed (%d target(s): %s)\n",
+				p.BundleBase, len(p.Discarded), strings.Join(p.Discarded, ", "))
+		}
 	}
 	fmt.Fprintln(w)
 	if len(p.Changes) == 0 {
@@ -255,6 +278,12 @@ the manifest a client pulls, and docker and containerd pull platform manifests
 by digest), records the new targets version in --repo, and writes a small
 approval bound to this bundle.
 
+A bundle made against an older targets version than this signer's is rebased:
+the new version keeps what was signed here since. When the isolated side
+refused those approvals (or they were lost), --discard-unimported builds on the
+bundle's base instead and drops them. A version no TUF client would download
+(targets over 5,000,000 bytes) is never signed nor recorded.
+
 Targets holders who are never in one room sign in several sittings: with
 fewer keys than the targets threshold the approval is partial (it says who
 signed and who may still sign; import refuses it, and the targets version is
@@ -269,6 +298,7 @@ threshold records the version in --repo.`,
 			&cli.StringFlag{Name: "output-file", Aliases: []string{"o"}, Usage: "write the approval to `FILE`"},
 			&cli.StringFlag{Name: "approval", Usage: "add these keys' signatures to the partial approval `FILE` (written back unless -o)"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking (scripts)"},
+			&cli.BoolFlag{Name: "discard-unimported", Usage: "build on the bundle's base version, dropping targets versions signed here since (when the isolated side refused their approvals, or they were lost)"},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error { return signAction(c, e) },
@@ -300,6 +330,9 @@ func signAction(c *cli.Context, e env) error {
 			return err
 		}
 	}
+	if err := outputDir("--output-file", out); err != nil {
+		return err
+	}
 	p, err := planFor(c, path, c.String("repo"))
 	if err != nil {
 		return err
@@ -317,13 +350,7 @@ func signAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer closeKeys()
-	o := approve.Options{Keys: keys, Tool: "coldharbor " + version}
-	var res *approve.Result
-	if af != nil {
-		res, err = p.AddSignatures(c.Context, af, o)
-	} else {
-		res, err = p.Sign(c.Context, o)
-	}
+	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version})
 	if err != nil {
 		return err
 	}
@@ -342,6 +369,14 @@ func signAction(c *cli.Context, e env) error {
 	}
 	printSigned(c, res, out)
 	return nil
+}
+
+// signOrAdd signs a new approval, or adds to the partial one af.
+func signOrAdd(c *cli.Context, p *approve.Plan, af *bundle.ApprovalFile, o approve.Options) (*approve.Result, error) {
+	if af != nil {
+		return p.AddSignatures(c.Context, af, o)
+	}
+	return p.Sign(c.Context, o)
 }
 
 func printSigned(c *cli.Context, res *approve.Result, out string) {
@@ -413,76 +448,95 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() == 1 {
-				return importRefresh(c, c.Args().First(), asJSON)
-			}
-			if c.NArg() != 2 {
-				return usagef("import takes BUNDLE and APPROVAL, or one refresh bundle (got %d arguments)", c.NArg())
-			}
-			for _, f := range []string{"repo", "registry", "snapshot-key", "timestamp-key"} {
-				if c.String(f) == "" {
-					return usagef("--%s is required", f)
-				}
-			}
-			if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
-				return usagef("--jobs must be between 1 and 64")
-			}
-			switch c.String("signature-format") {
-			case mirror.SignatureFormatAuto, mirror.SignatureFormatLegacy:
-			case mirror.SignatureFormatBundle:
-				return withHint(usagef("--signature-format bundle: %v", mirror.ErrBundleFormatNotYet), "leave --signature-format at auto")
-			default:
-				return usagef("--signature-format %q: want auto, legacy or bundle", c.String("signature-format"))
-			}
-			keys := map[string]*hsm.Key{}
-			for _, f := range []string{"snapshot-key", "timestamp-key"} {
-				k, err := e.openKey(c.Context, c.String(f))
-				if err != nil {
-					return err
-				}
-				defer k.Close()
-				keys[f] = k
-			}
-			ropts, err := remoteOptions(c)
-			if err != nil {
-				return err
-			}
-			tr, err := transport(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withDeadline(c)
-			defer cancel()
-			e.warnUnpinned(c.String("repo"))
-			start := time.Now()
-			res, err := mirror.Import(ctx, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
-				Repo: c.String("repo"), Registry: c.String("registry"),
-				SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
-				Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
-				SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
-			})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d %s signature manifest(s) (%d already there)\n",
-				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests,
-				res.Signatures, res.SignatureFormat.Chosen, res.SignaturesPresent)
-			for _, n := range res.Images {
-				fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
-			}
-			fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
-			return nil
-		},
+		Action: func(c *cli.Context) error { return importAction(c, e) },
 	}
+}
+
+// checkImportFlags checks import's flags and its two input files; the
+// single-argument form (a refresh bundle) is checked by importRefresh.
+func checkImportFlags(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usagef("import takes BUNDLE and APPROVAL, or one refresh bundle (got %d arguments)", c.NArg())
+	}
+	for _, f := range []string{"repo", "registry", "snapshot-key", "timestamp-key"} {
+		if c.String(f) == "" {
+			return usagef("--%s is required", f)
+		}
+	}
+	if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
+		return usagef("--jobs must be between 1 and 64")
+	}
+	switch c.String("signature-format") {
+	case mirror.SignatureFormatAuto, mirror.SignatureFormatLegacy:
+	case mirror.SignatureFormatBundle:
+		return withHint(usagef("--signature-format bundle: %v", mirror.ErrBundleFormatNotYet), "leave --signature-format at auto")
+	default:
+		return usagef("--signature-format %q: want auto, legacy or bundle", c.String("signature-format"))
+	}
+	if err := inputDir("--repo", c.String("repo")); err != nil {
+		return err
+	}
+	for i, what := range []string{"BUNDLE", "APPROVAL"} {
+		if err := inputFile(what, c.Args().Get(i)); err != nil {
+			return err
+		}
+	}
+	return checkKeyURIs(c.String("snapshot-key"), c.String("timestamp-key"))
+}
+
+func importAction(c *cli.Context, e env) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	if c.NArg() == 1 {
+		return importRefresh(c, c.Args().First(), asJSON)
+	}
+	if err := checkImportFlags(c); err != nil {
+		return err
+	}
+	ropts, err := remoteOptions(c)
+	if err != nil {
+		return err
+	}
+	tr, err := transport(c)
+	if err != nil {
+		return err
+	}
+	keys := map[string]*hsm.Key{}
+	for _, f := range []string{"snapshot-key", "timestamp-key"} {
+		k, err := e.openKey(c.Context, c.String(f))
+		if err != nil {
+			return err
+		}
+		defer k.Close()
+		keys[f] = k
+	}
+	ctx, cancel := withDeadline(c)
+	defer cancel()
+	e.warnUnpinned(c.String("repo"))
+	start := time.Now()
+	res, err := mirror.Import(ctx, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
+		Repo: c.String("repo"), Registry: c.String("registry"),
+		SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
+		Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
+		SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d %s signature manifest(s) (%d already there), %d attachment(s); all read back\n",
+		len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests,
+		res.Signatures, res.SignatureFormat.Chosen, res.SignaturesPresent, res.Attachments)
+	for _, n := range res.Images {
+		fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
+	}
+	fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
+	return nil
 }
 
 func sourceFlags() []cli.Flag {
@@ -529,7 +583,10 @@ persistent cache) and lists every target.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(c.App.Writer, ts)
+				if ts == nil {
+					ts = []mirror.Target{}
+				}
+				return writeJSON(c.App.Writer, map[string]any{"targets": ts})
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tROLE\tEXPIRES")
@@ -573,7 +630,14 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 			defer cancel()
 			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts})
 			if asJSON {
-				if jerr := writeJSON(c.App.Writer, checks); jerr != nil {
+				if checks == nil {
+					checks = []mirror.Check{}
+				}
+				verified := map[string]any{"images": checks, "verified": err == nil}
+				if err != nil {
+					verified["error"] = err.Error()
+				}
+				if jerr := writeJSON(c.App.Writer, verified); jerr != nil {
 					return jerr
 				}
 			} else {
