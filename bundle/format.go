@@ -110,13 +110,26 @@ type Member struct {
 
 // Approval is coldharbor-approval.json, the first member of an approval.
 type Approval struct {
-	Format         string      `json:"format"`
-	Tool           string      `json:"tool"`
-	Created        time.Time   `json:"created"`
-	Bundle         BundleRef   `json:"bundle"`
-	TargetsVersion int64       `json:"targets_version"`
-	Signatures     []Signature `json:"signatures"`
-	Members        []Member    `json:"members"`
+	Format         string    `json:"format"`
+	Tool           string    `json:"tool"`
+	Created        time.Time `json:"created"`
+	Bundle         BundleRef `json:"bundle"`
+	TargetsVersion int64     `json:"targets_version"`
+	// Partial is set while the targets threshold is not met: the holders
+	// who have signed and those who may still sign (each adds their
+	// signatures in a later sitting). Import refuses a partial approval.
+	// It informs; the signatures in targets.json are what counts.
+	Partial    *Partial    `json:"partial,omitempty"`
+	Signatures []Signature `json:"signatures"`
+	Members    []Member    `json:"members"`
+}
+
+// Partial is the state of an approval short of the targets threshold.
+type Partial struct {
+	Threshold int      `json:"threshold"`
+	SignedBy  []string `json:"signed_by"`
+	MaySign   []string `json:"may_sign"`
+	Missing   int      `json:"missing"`
 }
 
 // BundleRef binds an approval to exactly one bundle: the sha256 and size of
