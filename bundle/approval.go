@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/trust"
@@ -119,30 +118,14 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 	return af, nil
 }
 
-// CosignPub renders root's targets keys as concatenated PEM public keys, in
-// the order root lists them: the file published as the "cosign.pub" target.
-// cosign reads the first key of such a file; coldharbor verify reads all.
+// CosignPub renders root's targets keys as the "cosign.pub" target's
+// content (trust.CosignPub).
 func CosignPub(root *metadata.Metadata[metadata.RootType]) ([]byte, error) {
-	keys, err := trust.RoleKeys(root, trust.Targets)
-	if err != nil {
-		return nil, err
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("root has no targets keys")
-	}
-	var out []byte
-	for _, k := range keys {
-		p, err := cryptoutils.MarshalPublicKeyToPEM(k.Public)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p...)
-	}
-	return out, nil
+	return trust.CosignPub(root)
 }
 
 // CosignPubTarget is the name of the target that publishes the cosign keys.
-const CosignPubTarget = "cosign.pub"
+const CosignPubTarget = trust.CosignPubTarget
 
 func sha256Hex(data []byte) string {
 	s := sha256.Sum256(data)

@@ -180,7 +180,7 @@ func TestExportRefusals(t *testing.T) {
 			o.Images = []export.ImageSpec{{Source: w.src(testimages.AppOne)}, {Source: w.src(testimages.AppOne)}}
 		}, "both become demo/app-one:1.0"},
 		{"removal not in targets", func(o *export.Options) { o.Removals = []string{"demo/gone:1.0"} },
-			"--remove demo/gone:1.0: no such target in targets v1"},
+			"cannot remove demo/gone:1.0: no such target in targets v1"},
 		{"removal not a target name", func(o *export.Options) { o.Removals = []string{"Demo/Gone"} }, `invalid image name "Demo/Gone"`},
 		{"nothing to export", func(o *export.Options) { o.Images = nil }, "nothing to export"},
 		{"destination with a scheme", func(o *export.Options) { o.Destination = "https://registry.internal" }, "want HOST[/PREFIX]"},

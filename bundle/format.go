@@ -37,6 +37,7 @@ const (
 	PendingTargets   = "head/targets.json"
 	headRootPrefix   = "head/root/"
 	headPayloadPrefx = "head/payloads/"
+	headIndexPrefix  = "head/indexes/" // + hex: a copy of an index manifest, so the signer sees its children
 	LayoutFile       = "oci/oci-layout"
 	LayoutIndex      = "oci/index.json"
 	blobPrefix       = "oci/blobs/sha256/"
@@ -89,6 +90,12 @@ type Image struct {
 	Size      int64    `json:"size"`
 	Platforms []string `json:"platforms"`
 	Payload   string   `json:"payload"` // member holding its cosign simple-signing payload
+	// Children are the manifests an index reaches, each signed too; none
+	// for a single manifest.
+	Children []Child `json:"children,omitempty"`
+	// Attachments are what the source attaches to the image's manifests
+	// (signatures, attestations, SBOMs), carried as blobs of the bundle.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 // Member is one tar member as the index records it.
@@ -119,7 +126,7 @@ type BundleRef struct {
 // Signature is one cosign signature over one image's payload.
 type Signature struct {
 	Image     string `json:"image"`   // target name
-	Digest    string `json:"digest"`  // the image digest the payload names
+	Digest    string `json:"digest"`  // the image's or a child's digest: the one the payload names
 	Payload   string `json:"payload"` // payload member in the bundle
 	KeyID     string `json:"keyid"`   // TUF key ID of the targets key
 	Signature string `json:"signature"`
@@ -133,6 +140,9 @@ type TargetCustom struct {
 	// Bundle is the index sha256 of the bundle that brought this version:
 	// signed, so an approval cannot be replayed against another bundle.
 	Bundle string `json:"bundle,omitempty"`
+	// Attachments the image carries, signed so that none can go missing
+	// between export and import.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 var (
@@ -154,12 +164,19 @@ func memberKind(name string) string {
 		return "head"
 	case strings.HasPrefix(name, headPayloadPrefx) && payloadRE.MatchString(name[len(headPayloadPrefx):]):
 		return "head"
+	case strings.HasPrefix(name, headIndexPrefix) && hexRE.MatchString(name[len(headIndexPrefix):]):
+		return "head"
 	case name == LayoutFile, name == LayoutIndex:
 		return "layout"
 	case strings.HasPrefix(name, blobPrefix) && hexRE.MatchString(name[len(blobPrefix):]):
 		return "blob"
 	}
 	return ""
+}
+
+// IndexCopyName is the head member holding a copy of the index with digest.
+func IndexCopyName(digest string) string {
+	return headIndexPrefix + strings.TrimPrefix(digest, "sha256:")
 }
 
 // BlobName is the member name of a blob with the given digest.
@@ -205,6 +222,18 @@ type FormatError struct {
 	File   string // bundle or approval path
 	Member string
 	Reason string
+}
+
+// As makes a format error a refusal: errors.As finds a
+// *trust.VerificationError (What: bundle) in it, so callers check one type.
+func (e *FormatError) As(target any) bool { return asRefusal(e, target) }
+
+func asRefusal(err error, target any) bool {
+	v, ok := target.(**trust.VerificationError)
+	if ok {
+		*v = &trust.VerificationError{What: trust.WhatBundle, Err: err}
+	}
+	return ok
 }
 
 func (e *FormatError) Error() string {

@@ -349,25 +349,37 @@ func checkSignatures(t testing.TB, root *metadata.Metadata[metadata.RootType], h
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("root targets keys: %v (%d)", err, len(keys))
 	}
-	if len(a.Signatures) != len(head.Index.Images) {
-		t.Fatalf("%d signatures for %d images", len(a.Signatures), len(head.Index.Images))
+	// The image's manifest and each child's (cosign sign --recursive), in
+	// image order.
+	type want struct {
+		img bundle.Image
+		sd  bundle.Signed
+	}
+	var wants []want
+	for _, img := range head.Index.Images {
+		for _, sd := range img.SignedDigests() {
+			wants = append(wants, want{img, sd})
+		}
+	}
+	if len(a.Signatures) != len(wants) {
+		t.Fatalf("%d signatures for %d images and their children", len(a.Signatures), len(wants))
 	}
 	for i, s := range a.Signatures {
-		img := head.Index.Images[i]
-		if s.Image != img.Name || s.Digest != img.Digest || s.Payload != img.Payload || s.KeyID != keys[0].ID {
-			t.Errorf("signature %d: %+v; want image %s %s %s by %s", i, s, img.Name, img.Digest, img.Payload, keys[0].ID)
+		w := wants[i]
+		if s.Image != w.img.Name || s.Digest != w.sd.Digest || s.Payload != w.sd.Payload || s.KeyID != keys[0].ID {
+			t.Errorf("signature %d: %+v; want image %s %s %s by %s", i, s, w.img.Name, w.sd.Digest, w.sd.Payload, keys[0].ID)
 		}
 		sig, err := base64.StdEncoding.DecodeString(s.Signature)
 		if err != nil {
 			t.Errorf("signature %d: %v", i, err)
 			continue
 		}
-		if err := hsm.VerifySignature(keys[0].Public, head.Payloads[img.Payload], sig); err != nil {
-			t.Errorf("signature of %s does not verify over its payload: %v", img.Name, err)
+		if err := hsm.VerifySignature(keys[0].Public, head.Payloads[w.sd.Payload], sig); err != nil {
+			t.Errorf("signature of %s (%s) does not verify over its payload: %v", w.img.Name, w.sd.Digest, err)
 		}
-		other := head.Payloads[head.Index.Images[(i+1)%len(head.Index.Images)].Payload]
+		other := head.Payloads[wants[(i+1)%len(wants)].sd.Payload]
 		if hsm.VerifySignature(keys[0].Public, other, sig) == nil {
-			t.Errorf("signature of %s also verifies over another image's payload", img.Name)
+			t.Errorf("signature of %s (%s) also verifies over another manifest's payload", w.img.Name, w.sd.Digest)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Head is what the signer reads: the index and the head members, each
@@ -17,6 +19,13 @@ type Head struct {
 	Pending     []byte // head/targets.json (unsigned)
 	Roots       map[int64][]byte
 	Payloads    map[string][]byte // member name → payload bytes
+	Indexes     map[string][]byte // digest → index manifest (head/indexes/<hex>, hash-checked)
+}
+
+// IndexBytes returns the bytes of an index the head carries, for Descendants.
+func (h *Head) IndexBytes(digest string) ([]byte, bool) {
+	b, ok := h.Indexes[digest]
+	return b, ok
 }
 
 // ReadHead reads a bundle's index and head from r and stops at the first
@@ -32,7 +41,7 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(raw)
-	head := &Head{Index: idx, IndexRaw: raw, IndexSHA256: hex.EncodeToString(sum[:]), Roots: map[int64][]byte{}, Payloads: map[string][]byte{}}
+	head := &Head{Index: idx, IndexRaw: raw, IndexSHA256: hex.EncodeToString(sum[:]), Roots: map[int64][]byte{}, Payloads: map[string][]byte{}, Indexes: map[string][]byte{}}
 	var total int64
 	for _, m := range idx.Members {
 		if memberKind(m.Name) != "head" {
@@ -52,6 +61,8 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 			var v int64
 			fmt.Sscanf(m.Name[len(headRootPrefix):], "%d", &v)
 			head.Roots[v] = data
+		case strings.HasPrefix(m.Name, headIndexPrefix):
+			head.Indexes["sha256:"+m.Name[len(headIndexPrefix):]] = data
 		default:
 			head.Payloads[m.Name] = data
 		}
@@ -69,8 +80,10 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 		}
 	}
 	for _, img := range idx.Images {
-		if _, ok := head.Payloads[img.Payload]; !ok {
-			return nil, &FormatError{File: file, Reason: fmt.Sprintf("image %s: payload %s is not in the head", img.Name, img.Payload)}
+		for _, sd := range img.SignedDigests() {
+			if _, ok := head.Payloads[sd.Payload]; !ok {
+				return nil, &FormatError{File: file, Reason: fmt.Sprintf("image %s: payload %s is not in the head", img.Name, sd.Payload)}
+			}
 		}
 	}
 	return head, nil
@@ -131,6 +144,9 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 		if kind == "blob" && m.SHA256 != strings.TrimPrefix(m.Name, blobPrefix) {
 			return nil, bad("blob %q: sha256 %s is not its name", m.Name, m.SHA256)
 		}
+		if strings.HasPrefix(m.Name, headIndexPrefix) && (m.SHA256 != m.Name[len(headIndexPrefix):] || m.Size > MaxManifestSize) {
+			return nil, bad("index copy %q: sha256 %s is not its name, or it is over %d bytes", m.Name, m.SHA256, MaxManifestSize)
+		}
 	}
 	for _, f := range []string{PendingTargets, LayoutFile, LayoutIndex} {
 		if !seen[f] {
@@ -173,8 +189,11 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 		if !seen[BlobName(img.Digest)] {
 			return nil, bad("image %s: its manifest %s is not in the bundle", img.Name, img.Digest)
 		}
-		if memberKind(img.Payload) != "head" || !strings.HasPrefix(img.Payload, headPayloadPrefx) || !seen[img.Payload] {
-			return nil, bad("image %s: payload %q is not a head member", img.Name, img.Payload)
+		if err := checkSignedList(img, seen); err != nil {
+			return nil, bad("%v", err)
+		}
+		if err := checkAttachments(img, seen); err != nil {
+			return nil, bad("%v", err)
 		}
 	}
 	for _, r := range idx.Removals {
@@ -187,4 +206,35 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 		names[r] = true
 	}
 	return &idx, nil
+}
+
+// checkSignedList checks what an image asks to be signed: its payload and
+// each child's are listed head payload members; children have valid,
+// distinct digests; an index's copy is in the head (the signer derives the
+// children from it); a single manifest has no children.
+func checkSignedList(img Image, listed map[string]bool) error {
+	if len(img.Children) > maxChildren {
+		return fmt.Errorf("image %s: %d children is over the limit of %d", img.Name, len(img.Children), maxChildren)
+	}
+	if types.MediaType(img.MediaType).IsIndex() {
+		if !listed[IndexCopyName(img.Digest)] {
+			return fmt.Errorf("image %s: the head lacks a copy of its index (%s)", img.Name, IndexCopyName(img.Digest))
+		}
+	} else if len(img.Children) > 0 {
+		return fmt.Errorf("image %s: a %s has no child manifests to sign", img.Name, img.MediaType)
+	}
+	seen := map[string]bool{}
+	for _, sd := range img.SignedDigests() {
+		if !digestRE.MatchString(sd.Digest) {
+			return fmt.Errorf("image %s: digest %q is not sha256:<64 hex>", img.Name, sd.Digest)
+		}
+		if seen[sd.Digest] {
+			return fmt.Errorf("image %s: manifest %s is listed twice for signing", img.Name, sd.Digest)
+		}
+		seen[sd.Digest] = true
+		if !strings.HasPrefix(sd.Payload, headPayloadPrefx) || memberKind(sd.Payload) != "head" || !listed[sd.Payload] {
+			return fmt.Errorf("image %s: payload %q is not a head member", img.Name, sd.Payload)
+		}
+	}
+	return nil
 }

@@ -52,8 +52,9 @@ func (b *Bundle) Destination() string { return b.Head.Index.Destination }
 // Images are the images the bundle carries, in index order.
 func (b *Bundle) Images() []Image { return b.Head.Index.Images }
 
-// PayloadOf is the cosign payload the head carries for img (nil if none).
-func (b *Bundle) PayloadOf(img Image) []byte { return b.Head.Payloads[img.Payload] }
+// PayloadBytes returns the payload member with the given name (an image's
+// or a child's; see Image.SignedDigests), nil if the head has none.
+func (b *Bundle) PayloadBytes(member string) []byte { return b.Head.Payloads[member] }
 
 // Close closes the bundle file.
 func (b *Bundle) Close() error { return b.f.Close() }
@@ -183,6 +184,9 @@ type DigestError struct {
 	Member    string
 	Want, Got string
 }
+
+// As makes a digest mismatch a refusal, as FormatError.As does.
+func (e *DigestError) As(target any) bool { return asRefusal(e, target) }
 
 func (e *DigestError) Error() string {
 	return fmt.Sprintf("%s: content has digest %s, expected %s (tampered or corrupt)", e.Member, e.Got, e.Want)

@@ -102,7 +102,7 @@ func TestSignerReadsOnlyHead(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ReadApproval: %v", err)
 			}
-			if af.Approval.Bundle.IndexSHA256 != res.IndexSHA256 || af.Approval.TargetsVersion != 2 || len(af.Approval.Signatures) != 3 {
+			if af.Approval.Bundle.IndexSHA256 != res.IndexSHA256 || af.Approval.TargetsVersion != 2 || len(af.Approval.Signatures) != 5 {
 				t.Fatalf("approval %+v is not for the original bundle", af.Approval)
 			}
 			root := signerRoot(t, w)
@@ -360,8 +360,8 @@ func TestPlanRefusals(t *testing.T) {
 			if !errors.As(err, &ve) {
 				t.Fatalf("MakePlan: %T %v, want a *trust.VerificationError", err, err)
 			}
-			if ve.Role != c.role || !regexp.MustCompile(c.re).MatchString(err.Error()) {
-				t.Errorf("MakePlan: role %q: %v\nwant role %q and a message matching %q", ve.Role, err, c.role, c.re)
+			if ve.What != c.role || !regexp.MustCompile(c.re).MatchString(err.Error()) {
+				t.Errorf("MakePlan: role %q: %v\nwant role %q and a message matching %q", ve.What, err, c.role, c.re)
 			}
 		})
 	}
@@ -417,8 +417,8 @@ func TestSignKeys(t *testing.T) {
 			if isVE := errors.As(err, &ve); isVE != c.verify {
 				t.Errorf("Sign: %T %v; want a VerificationError: %v", err, err, c.verify)
 			}
-			if ve != nil && c.name == "not a targets key" && (ve.Role != trust.Targets || len(ve.KeyIDs) != 1 || ve.KeyIDs[0] != intruderID) {
-				t.Errorf("VerificationError names role %q keys %v, want targets and %s", ve.Role, ve.KeyIDs, intruderID)
+			if ve != nil && c.name == "not a targets key" && (ve.What != trust.Targets || len(ve.KeyIDs) != 1 || ve.KeyIDs[0] != intruderID) {
+				t.Errorf("VerificationError names role %q keys %v, want targets and %s", ve.What, ve.KeyIDs, intruderID)
 			}
 			if !regexp.MustCompile(c.re).MatchString(err.Error()) {
 				t.Errorf("Sign: %v\nwant a message matching %q", err, c.re)
@@ -447,13 +447,14 @@ func TestSignKeys(t *testing.T) {
 
 // TestSign checks what a signature approves: targets v2 verified by the
 // signer's root, each image bound to the bundle, cosign.pub published, one
-// verifying cosign signature per image; and Record stores v2 in the
+// verifying cosign signature per image and per platform manifest of the
+// index (3 images, 2 platforms: 5); and Record stores v2 in the
 // signer's repository.
 func TestSign(t *testing.T) {
 	w := newWorld(t)
 	path, res := w.export(t, w.exportOptions())
 	p, sr := w.sign(t, path)
-	if sr.TargetsVersion != 2 || sr.Images != 3 || sr.Signatures != 3 || len(sr.SignedBy) != 1 {
+	if sr.TargetsVersion != 2 || sr.Images != 3 || sr.Signatures != 5 || len(sr.SignedBy) != 1 {
 		t.Errorf("sign result %+v", sr)
 	}
 	af, err := bundle.ReadApproval(bytes.NewReader(sr.Approval), "approval.tar")

@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -33,7 +32,7 @@ func ApplyIndex(base *metadata.Metadata[metadata.TargetsType], idx *Index, now t
 		if err != nil {
 			return nil, err
 		}
-		custom, err := json.Marshal(TargetCustom{MediaType: img.MediaType, Source: img.Source, Platforms: img.Platforms, Bundle: bundleSHA})
+		custom, err := json.Marshal(TargetCustom{MediaType: img.MediaType, Source: img.Source, Platforms: img.Platforms, Bundle: bundleSHA, Attachments: img.Attachments})
 		if err != nil {
 			return nil, err
 		}
@@ -49,10 +48,16 @@ func ApplyIndex(base *metadata.Metadata[metadata.TargetsType], idx *Index, now t
 // Payload is the cosign simple-signing payload for img pushed under dest:
 // {"critical":{"identity":{"docker-reference":DEST/REPO},"image":{"docker-manifest-digest":…},…}}.
 func Payload(dest string, img Image) ([]byte, error) {
-	repoName, _, _ := strings.Cut(img.Name, ":")
-	d, err := name.NewDigest(strings.TrimSuffix(dest, "/")+"/"+repoName+"@"+img.Digest, name.StrictValidation)
+	return DigestPayload(dest, img.Name, img.Digest)
+}
+
+// DigestPayload is the cosign payload for the manifest digest in the
+// repository of target name under dest: an image's or one of its children's.
+func DigestPayload(dest, target, digest string) ([]byte, error) {
+	repoName, _, _ := strings.Cut(target, ":")
+	d, err := name.NewDigest(strings.TrimSuffix(dest, "/")+"/"+repoName+"@"+digest, name.StrictValidation)
 	if err != nil {
-		return nil, fmt.Errorf("image %s under %s: %w", img.Name, dest, err)
+		return nil, fmt.Errorf("image %s under %s: %w", target, dest, err)
 	}
 	return payload.Cosign{Image: d}.MarshalJSON()
 }
@@ -60,6 +65,5 @@ func Payload(dest string, img Image) ([]byte, error) {
 // TargetFile is the target entry of a file published as a target (the
 // cosign.pub target): its length and sha256.
 func TargetFile(name string, data []byte) *metadata.TargetFiles {
-	s := sha256.Sum256(data)
-	return &metadata.TargetFiles{Length: int64(len(data)), Hashes: metadata.Hashes{"sha256": s[:]}, Path: name}
+	return trust.FileTarget(name, data)
 }

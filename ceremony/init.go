@@ -85,189 +85,227 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 	for r, d := range o.Expiry {
 		exp[r] = d
 	}
-	roles := []struct {
-		name      string
-		keys      []*hsm.Key
-		threshold int
-	}{
+	roles := []initRole{
 		{trust.Root, o.RootKeys, o.RootThreshold},
 		{trust.Targets, o.TargetsKeys, o.TargetsThreshold},
 		{trust.Snapshot, nonNil(o.SnapshotKey), 1},
 		{trust.Timestamp, nonNil(o.TimestampKey), 1},
 	}
 
-	// Refuse a bad ceremony before touching the disk.
-	ids := map[string]map[string]string{} // role → key ID → URI
-	for _, r := range roles {
-		if len(r.keys) == 0 {
-			return nil, fmt.Errorf("%s: no key given", r.name)
-		}
-		if r.threshold < 1 || r.threshold > len(r.keys) {
-			return nil, fmt.Errorf("%s: threshold %d is impossible with %d key(s): it must be between 1 and the number of keys", r.name, r.threshold, len(r.keys))
-		}
-		ids[r.name] = map[string]string{}
-		for _, k := range r.keys {
-			id, err := trust.KeyID(k.Public)
-			if err != nil {
-				return nil, fmt.Errorf("%s key %s: %w", r.name, k.URI, err)
-			}
-			if prev, dup := ids[r.name][id]; dup {
-				return nil, fmt.Errorf("%s: the same key is given twice (%s and %s, key ID %s)", r.name, prev, k.URI, id)
-			}
-			ids[r.name][id] = k.URI.String()
-		}
+	// 1. Refuse a bad ceremony before touching the disk.
+	if err := checkRoles(roles); err != nil {
+		return nil, err
 	}
-	// An offline key reused as an online one would sit on a networked
-	// machine: refuse it.
-	for _, off := range []string{trust.Root, trust.Targets} {
-		for _, on := range []string{trust.Snapshot, trust.Timestamp} {
-			for id := range ids[off] {
-				if _, ok := ids[on][id]; ok {
-					return nil, fmt.Errorf("key %s is given for %s and for %s: an offline key must not also be an online key", id, off, on)
-				}
-			}
-		}
-	}
-	// Hardware keys must prove they were generated on the device.
-	attested := map[*hsm.Key]*hsm.Attestation{}
-	unattested := map[*hsm.Key]string{}
-	for _, r := range roles {
-		for _, k := range r.keys {
-			if k.Attest == nil {
-				continue
-			}
-			a, err := k.Attest(o.AttestationRoots)
-			if err != nil {
-				if !o.AllowUnattested {
-					return nil, &trust.VerificationError{Role: r.name, Reason: fmt.Sprintf("key %s: its attestation does not verify (pass --allow-unattested to accept it anyway, recorded as such)", k.URI), Err: err}
-				}
-				unattested[k] = err.Error()
-				continue
-			}
-			attested[k] = a
-		}
+	att, err := attestRoles(roles, o.AttestationRoots, o.AllowUnattested)
+	if err != nil {
+		return nil, err
 	}
 	if trust.Exists(o.Dir) && !o.Force {
-		return nil, fmt.Errorf("%s already holds a TUF repository: refusing to replace a root of trust (rotate it with 'coldharbor ceremony rotate', or pass --force to start over)", o.Dir)
+		return nil, fmt.Errorf("%s %w: refusing to replace a root of trust", o.Dir, ErrRepositoryExists)
 	}
 	if hasPending(o.Dir) && !o.Force {
-		return nil, fmt.Errorf("a ceremony is pending in %s: add the missing signatures with 'coldharbor ceremony sign', see who is missing with 'coldharbor ceremony status', or pass --force to start over", o.Dir)
+		return nil, fmt.Errorf("%w in %s: it needs the missing signatures, or Force to start over", ErrPending, o.Dir)
 	}
 
+	// 2. Root v1 with every role's keys, then the first version of each
+	// role, signed by the private keys present; each step in the transcript.
 	t := &transcript{now: func() time.Time { return now }}
 	res := &InitResult{Dir: o.Dir, Roles: map[string]RoleKeys{}, Files: map[string]string{}, Pending: []string{}}
 	if err := t.add(Entry{Step: "init.start", Detail: map[string]any{"tool": o.Tool, "expiry": expiryStrings(exp)}}); err != nil {
 		return nil, err
 	}
-
 	root := metadata.Root(trust.ExpiresAt(now, exp[trust.Root]))
 	for _, r := range roles {
-		rk := RoleKeys{Threshold: r.threshold}
-		for _, k := range r.keys {
-			tk, err := metadata.KeyFromPublicKey(k.Public)
-			if err != nil {
-				return nil, err
-			}
-			if err := root.Signed.AddKey(tk, r.name); err != nil {
-				return nil, fmt.Errorf("adding %s key: %w", r.name, err)
-			}
-			id, _ := tk.ID()
-			pemPub, err := cryptoutils.MarshalPublicKeyToPEM(k.Public)
-			if err != nil {
-				return nil, err
-			}
-			rk.KeyIDs = append(rk.KeyIDs, id)
-			rk.Sources = append(rk.Sources, k.URI.String())
-			detail := map[string]any{"source": k.URI.String(), "public_key": string(pemPub), "private_here": k.Private()}
-			if a := attested[k]; a != nil {
-				detail["attestation"] = a
-				if rk.Attestations == nil {
-					rk.Attestations = map[string]*hsm.Attestation{}
-				}
-				rk.Attestations[id] = a
-			}
-			if why, ok := unattested[k]; ok {
-				detail["attestation_refused"] = why
-			}
-			if err := t.add(Entry{Step: "key", Role: r.name, KeyIDs: []string{id}, Detail: detail}); err != nil {
-				return nil, err
-			}
+		if err := addRoleKeys(root, r, att, t, res); err != nil {
+			return nil, err
 		}
-		root.Signed.Roles[r.name].Threshold = r.threshold
-		res.Roles[r.name] = rk
+	}
+	set, err := signFirstVersions(o, root, now, exp, t, res)
+	if err != nil {
+		return nil, err
 	}
 
-	pub := trust.Publication{}
+	// 3. Publish, or keep the ceremony pending for the holders to come.
+	if err := writeInit(ctx, o, set, t, now); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// initRole is one role of a new root: its keys and threshold.
+type initRole struct {
+	name      string
+	keys      []*hsm.Key
+	threshold int
+}
+
+// checkRoles refuses roles without keys, impossible thresholds, a key given
+// twice for a role, and an offline key reused as an online one.
+func checkRoles(roles []initRole) error {
+	ids := map[string]map[string]string{} // role → key ID → URI
+	for _, r := range roles {
+		if len(r.keys) == 0 {
+			return fmt.Errorf("%s: no key given", r.name)
+		}
+		if r.threshold < 1 || r.threshold > len(r.keys) {
+			return fmt.Errorf("%s: threshold %d is impossible with %d key(s): it must be between 1 and the number of keys", r.name, r.threshold, len(r.keys))
+		}
+		ids[r.name] = map[string]string{}
+		for _, k := range r.keys {
+			id, err := trust.KeyID(k.Public)
+			if err != nil {
+				return fmt.Errorf("%s key %s: %w", r.name, k.URI, err)
+			}
+			if prev, dup := ids[r.name][id]; dup {
+				return fmt.Errorf("%s: the same key is given twice (%s and %s, key ID %s)", r.name, prev, k.URI, id)
+			}
+			ids[r.name][id] = k.URI.String()
+		}
+	}
+	// An offline key reused as an online one would sit on a networked
+	// machine.
+	for _, off := range []string{trust.Root, trust.Targets} {
+		for _, on := range []string{trust.Snapshot, trust.Timestamp} {
+			for id := range ids[off] {
+				if _, ok := ids[on][id]; ok {
+					return fmt.Errorf("key %s is given for %s and for %s: an offline key must not also be an online key", id, off, on)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// attestations are the hardware keys' proofs of where they were made, and
+// why each key that was let through without one failed.
+type attestations struct {
+	ok      map[*hsm.Key]*hsm.Attestation
+	refused map[*hsm.Key]string
+}
+
+// attestRoles verifies every hardware key's attestation: one that does not
+// verify is refused unless allow is set.
+func attestRoles(roles []initRole, roots *x509.CertPool, allow bool) (attestations, error) {
+	att := attestations{ok: map[*hsm.Key]*hsm.Attestation{}, refused: map[*hsm.Key]string{}}
+	for _, r := range roles {
+		for _, k := range r.keys {
+			if k.Attest == nil {
+				continue
+			}
+			a, err := k.Attest(roots)
+			if err != nil {
+				if !allow {
+					return att, &trust.VerificationError{What: r.name, Reason: fmt.Sprintf("key %s: its attestation does not verify", k.URI), Err: err}
+				}
+				att.refused[k] = err.Error()
+				continue
+			}
+			att.ok[k] = a
+		}
+	}
+	return att, nil
+}
+
+// addRoleKeys puts r's keys and threshold into root, records each key in
+// the transcript (public key, source, attestation) and in res.
+func addRoleKeys(root *metadata.Metadata[metadata.RootType], r initRole, att attestations, t *transcript, res *InitResult) error {
+	rk := RoleKeys{Threshold: r.threshold}
+	for _, k := range r.keys {
+		tk, err := metadata.KeyFromPublicKey(k.Public)
+		if err != nil {
+			return err
+		}
+		if err := root.Signed.AddKey(tk, r.name); err != nil {
+			return fmt.Errorf("adding %s key: %w", r.name, err)
+		}
+		id, _ := tk.ID()
+		pemPub, err := cryptoutils.MarshalPublicKeyToPEM(k.Public)
+		if err != nil {
+			return err
+		}
+		rk.KeyIDs = append(rk.KeyIDs, id)
+		rk.Sources = append(rk.Sources, k.URI.String())
+		detail := map[string]any{"source": k.URI.String(), "public_key": string(pemPub), "private_here": k.Private()}
+		if a := att.ok[k]; a != nil {
+			detail["attestation"] = a
+			if rk.Attestations == nil {
+				rk.Attestations = map[string]*hsm.Attestation{}
+			}
+			rk.Attestations[id] = a
+		}
+		if why, ok := att.refused[k]; ok {
+			detail["attestation_refused"] = why
+		}
+		if err := t.add(Entry{Step: "key", Role: r.name, KeyIDs: []string{id}, Detail: detail}); err != nil {
+			return err
+		}
+	}
+	root.Signed.Roles[r.name].Threshold = r.threshold
+	res.Roles[r.name] = rk
+	return nil
+}
+
+// signFirstVersions signs root v1 and targets v1 with the private keys
+// present, and snapshot v1 and timestamp v1 when their keys are here;
+// the roles whose keys are not are listed in res.Pending.
+func signFirstVersions(o InitOptions, root *metadata.Metadata[metadata.RootType], now time.Time, exp trust.Expiry, t *transcript, res *InitResult) (*pendingSet, error) {
 	if err := sign(root, trust.Root, o.RootKeys, t, res); err != nil {
 		return nil, err
 	}
-	pub.Roots = append(pub.Roots, root)
-
 	targets := metadata.Targets(trust.ExpiresAt(now, exp[trust.Targets]))
 	if err := sign(targets, trust.Targets, o.TargetsKeys, t, res); err != nil {
 		return nil, err
 	}
-	pub.Targets = targets
-
-	if o.SnapshotKey.Private() {
-		snap := trust.NextSnapshot(nil, targets.Signed.Version, trust.ExpiresAt(now, exp[trust.Snapshot]))
-		if err := sign(snap, trust.Snapshot, []*hsm.Key{o.SnapshotKey}, t, res); err != nil {
-			return nil, err
-		}
-		pub.Snapshot = snap
-		if o.TimestampKey.Private() {
-			ts := trust.NextTimestamp(nil, snap.Signed.Version, trust.ExpiresAt(now, exp[trust.Timestamp]))
-			if err := sign(ts, trust.Timestamp, []*hsm.Key{o.TimestampKey}, t, res); err != nil {
-				return nil, err
-			}
-			pub.Timestamp = ts
-		} else {
-			res.Pending = append(res.Pending, trust.Timestamp)
-		}
-	} else {
+	set := &pendingSet{Root: root, Targets: targets, Result: res}
+	if !o.SnapshotKey.Private() {
 		res.Pending = append(res.Pending, trust.Snapshot, trust.Timestamp)
+		return set, nil
 	}
+	snap := trust.NextSnapshot(nil, targets.Signed.Version, trust.ExpiresAt(now, exp[trust.Snapshot]))
+	if err := sign(snap, trust.Snapshot, []*hsm.Key{o.SnapshotKey}, t, res); err != nil {
+		return nil, err
+	}
+	set.Snapshot = snap
+	if !o.TimestampKey.Private() {
+		res.Pending = append(res.Pending, trust.Timestamp)
+		return set, nil
+	}
+	ts := trust.NextTimestamp(nil, snap.Signed.Version, trust.ExpiresAt(now, exp[trust.Timestamp]))
+	if err := sign(ts, trust.Timestamp, []*hsm.Key{o.TimestampKey}, t, res); err != nil {
+		return nil, err
+	}
+	set.Timestamp = ts
+	return set, nil
+}
 
-	set := &pendingSet{Root: root, Targets: targets, Snapshot: pub.Snapshot, Timestamp: pub.Timestamp, Result: res}
+// writeInit takes the repository lock, clears what Force replaces, and
+// publishes a complete set; an incomplete one is saved as the pending
+// ceremony, and nothing is published until the thresholds hold.
+func writeInit(ctx context.Context, o InitOptions, set *pendingSet, t *transcript, now time.Time) error {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", o.Dir, err)
+		return fmt.Errorf("creating %s: %w", o.Dir, err)
 	}
 	unlock, err := trust.Lock(ctx, o.Dir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
 	if o.Force {
 		if err := trust.Remove(o.Dir); err != nil {
-			return nil, err
+			return err
 		}
 		if err := removePending(o.Dir); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if !set.complete() {
-		// Holders who are not here yet sign later, one after another
-		// (ceremony sign); nothing is published until the thresholds hold.
-		if err := set.selfCheck(); err != nil {
-			return nil, err
-		}
-		if err := t.add(Entry{Step: "init.pending", Detail: map[string]any{"missing": set.missing()}}); err != nil {
-			return nil, err
-		}
-		if err := set.save(o.Dir); err != nil {
-			return nil, err
-		}
-		if err := t.write(filepath.Join(o.Dir, trust.TranscriptFile)); err != nil {
-			return nil, err
-		}
-		res.Missing = set.missing()
-		res.TranscriptHead = t.head()
-		return res, nil
+	if set.complete() {
+		return set.publish(ctx, o.Dir, t, now)
 	}
-	if err := set.publish(ctx, o.Dir, t, now); err != nil {
-		return nil, err
+	// Holders who are not here yet sign later, one after another (Sign).
+	if err := set.selfCheck(); err != nil {
+		return err
 	}
-	return res, nil
+	return set.wait(o.Dir, t)
 }
 
 func sign[T metadata.Roles](m *metadata.Metadata[T], role string, keys []*hsm.Key, t *transcript, res *InitResult) error {

@@ -154,7 +154,7 @@ func TestInitRootMissingSignatureRefused(t *testing.T) {
 	}
 	_, err = trust.Verify(ctx, dir, trust.VerifyOptions{})
 	var v *trust.VerificationError
-	if !errors.As(err, &v) || v.Role != trust.Root {
+	if !errors.As(err, &v) || v.What != trust.Root {
 		t.Fatalf("trust.Verify: err = %v, want a root VerificationError", err)
 	}
 }

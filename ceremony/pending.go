@@ -275,68 +275,85 @@ func Sign(ctx context.Context, o SignOptions) (*InitResult, error) {
 		return nil, err
 	}
 	for _, k := range o.Keys {
-		id, err := trust.KeyID(k.Public)
-		if err != nil {
+		if err := p.signWith(k, o, t); err != nil {
 			return nil, err
-		}
-		if !k.Private() {
-			return nil, fmt.Errorf("%s: only a public key is here: the holder's key must sign", k.URI)
-		}
-		detail := map[string]any{"source": k.URI.String()}
-		if err := recordAttestation(k, id, o.AttestationRoots, o.AllowUnattested, detail); err != nil {
-			return nil, err
-		}
-		signedAny := false
-		for _, r := range []struct {
-			role string
-			sign func() error
-		}{
-			{trust.Root, func() error { return trust.Sign(p.Root, trust.Root, k.Signer) }},
-			{trust.Targets, func() error { return trust.Sign(p.Targets, trust.Targets, k.Signer) }},
-		} {
-			ids, _ := trust.RoleKeyIDs(p.Root, r.role)
-			if !contains(ids, id) || alreadySigned(p, r.role, id) {
-				continue
-			}
-			if err := r.sign(); err != nil {
-				return nil, err
-			}
-			signedAny = true
-			rk := p.Result.Roles[r.role]
-			rk.SignedBy = append(rk.SignedBy, id)
-			p.Result.Roles[r.role] = rk
-			if err := t.add(Entry{Step: "sign", Role: r.role, Version: 1, KeyIDs: []string{id}, Detail: detail}); err != nil {
-				return nil, err
-			}
-		}
-		if !signedAny {
-			return nil, fmt.Errorf("key %s (%s) has nothing to sign: it is not a root or targets key of the pending root, or it has signed already", id, k.URI)
 		}
 	}
 	if len(o.Keys) == 0 && !p.complete() {
-		return nil, fmt.Errorf("no key given, and the ceremony still needs signatures (see 'ceremony status')")
+		return nil, fmt.Errorf("no key given, and %w: it still needs signatures", ErrPending)
 	}
 	if err := p.selfCheck(); err != nil {
 		return nil, err
 	}
 	if !p.complete() {
-		p.Result.Missing = p.missing()
-		if err := t.add(Entry{Step: "init.pending", Detail: map[string]any{"missing": p.Result.Missing}}); err != nil {
-			return nil, err
-		}
-		if err := p.save(o.Dir); err != nil {
-			return nil, err
-		}
-		if err := t.write(filepath.Join(o.Dir, trust.TranscriptFile)); err != nil {
-			return nil, err
-		}
-		p.Result.TranscriptHead = t.head()
-		return p.Result, nil
+		return p.Result, p.wait(o.Dir, t)
 	}
 	if err := p.publish(ctx, o.Dir, t, now); err != nil {
 		return nil, err
 	}
 	return p.Result, nil
+}
+
+// signWith signs every role of the pending root that k holds (root,
+// targets or both) and has not signed yet; a key with nothing to sign is
+// refused.
+func (p *pendingSet) signWith(k *hsm.Key, o SignOptions, t *transcript) error {
+	id, err := trust.KeyID(k.Public)
+	if err != nil {
+		return err
+	}
+	if !k.Private() {
+		return fmt.Errorf("%s: only a public key is here: the holder's key must sign", k.URI)
+	}
+	detail := map[string]any{"source": k.URI.String()}
+	if err := recordAttestation(k, trust.Root, id, o.AttestationRoots, o.AllowUnattested, detail); err != nil {
+		return err
+	}
+	signedAny := false
+	for _, r := range []struct {
+		role string
+		sign func() error
+	}{
+		{trust.Root, func() error { return trust.Sign(p.Root, trust.Root, k.Signer) }},
+		{trust.Targets, func() error { return trust.Sign(p.Targets, trust.Targets, k.Signer) }},
+	} {
+		ids, _ := trust.RoleKeyIDs(p.Root, r.role)
+		if !contains(ids, id) || alreadySigned(p, r.role, id) {
+			continue
+		}
+		if err := r.sign(); err != nil {
+			return err
+		}
+		signedAny = true
+		rk := p.Result.Roles[r.role]
+		rk.SignedBy = append(rk.SignedBy, id)
+		p.Result.Roles[r.role] = rk
+		if err := t.add(Entry{Step: "sign", Role: r.role, Version: 1, KeyIDs: []string{id}, Detail: detail}); err != nil {
+			return err
+		}
+	}
+	if !signedAny {
+		return fmt.Errorf("key %s (%s) has nothing to sign: it is not a root or targets key of the pending root, or it has signed already", id, k.URI)
+	}
+	return nil
+}
+
+// wait saves an incomplete ceremony in dir's private state for the holders
+// to come, and records who is missing in the transcript and the result.
+func (p *pendingSet) wait(dir string, t *transcript) error {
+	missing := p.missing()
+	if err := t.add(Entry{Step: "init.pending", Detail: map[string]any{"missing": missing}}); err != nil {
+		return err
+	}
+	if err := p.save(dir); err != nil {
+		return err
+	}
+	if err := t.write(filepath.Join(dir, trust.TranscriptFile)); err != nil {
+		return err
+	}
+	p.Result.Missing = missing
+	p.Result.TranscriptHead = t.head()
+	return nil
 }
 
 // Status reports a pending ceremony: who has signed, who is missing.

@@ -39,7 +39,7 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 	path := filepath.Join(dir, trust.TranscriptFile)
 	t, err := openTranscript(path, time.Now)
 	if err != nil {
-		return nil, &trust.VerificationError{Role: "transcript", Reason: err.Error()}
+		return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: err.Error()}
 	}
 	entries, err := readEntries(path)
 	if err != nil {
@@ -55,11 +55,11 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 			pemKey, _ := e.Detail["public_key"].(string)
 			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(pemKey))
 			if err != nil || len(e.KeyIDs) != 1 {
-				return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("line %d: a key entry without a readable public key", e.Seq)}
+				return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: fmt.Sprintf("line %d: a key entry without a readable public key", e.Seq)}
 			}
 			id, err := trust.KeyID(pub)
 			if err != nil || id != e.KeyIDs[0] {
-				return nil, &trust.VerificationError{Role: "transcript", KeyIDs: e.KeyIDs, Reason: fmt.Sprintf("line %d: the recorded public key does not have the recorded key ID", e.Seq)}
+				return nil, &trust.VerificationError{What: trust.WhatTranscript, KeyIDs: e.KeyIDs, Reason: fmt.Sprintf("line %d: the recorded public key does not have the recorded key ID", e.Seq)}
 			}
 			if e.Step == "key" {
 				rep.Keys[e.Role] = append(rep.Keys[e.Role], id)
@@ -72,7 +72,7 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 	}
 	rep.Checked = append(rep.Checked, fmt.Sprintf("hash chain of %d lines", len(entries)), "every recorded public key against its key ID")
 	if published == nil {
-		return nil, &trust.VerificationError{Role: "transcript", Reason: "the transcript records no published ceremony (is one pending? see 'ceremony status')"}
+		return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: "the transcript records no published ceremony (is one pending? see 'ceremony status')"}
 	}
 	for _, e := range append([]*Entry{published}, rotations...) {
 		checked, err := checkFiles(dir, e)
@@ -94,7 +94,7 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 	}
 	v1, err := metadata.Root().FromBytes(b)
 	if err != nil {
-		return nil, &trust.VerificationError{Role: trust.Root, Version: 1, Reason: "does not parse", Err: err}
+		return nil, &trust.VerificationError{What: trust.Root, Version: 1, Reason: "does not parse", Err: err}
 	}
 	for role, ids := range rep.Keys {
 		got, _ := trust.RoleKeyIDs(v1, role)
@@ -102,7 +102,7 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 		sort.Strings(got)
 		sort.Strings(want)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
-			return nil, &trust.VerificationError{Role: role, Version: 1, KeyIDs: got, Reason: "root v1 trusts other keys than the transcript records"}
+			return nil, &trust.VerificationError{What: role, Version: 1, KeyIDs: got, Reason: "root v1 trusts other keys than the transcript records"}
 		}
 	}
 	rep.Checked = append(rep.Checked, "root v1's keys are the recorded ones", fmt.Sprintf("root chain v1..v%d verifies", rep.RootVersion))
@@ -159,15 +159,15 @@ func checkFiles(dir string, e *Entry) ([]string, error) {
 		}
 		// The transcript is public: read only metadata files it may name.
 		if !publishedRE.MatchString(n) {
-			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("line %d names %q, which is not a metadata file", e.Seq, n)}
+			return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: fmt.Sprintf("line %d names %q, which is not a metadata file", e.Seq, n)}
 		}
 		b, err := readSmall(filepath.Join(dir, filepath.FromSlash(n)))
 		if err != nil {
-			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s, recorded as published, cannot be read: %v", n, err)}
+			return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: fmt.Sprintf("%s, recorded as published, cannot be read: %v", n, err)}
 		}
 		sum := sha256.Sum256(b)
 		if got := hex.EncodeToString(sum[:]); got != e.Files[n] {
-			return nil, &trust.VerificationError{Role: "transcript", Reason: fmt.Sprintf("%s has sha256 %s, the transcript recorded %s (line %d)", n, got, e.Files[n], e.Seq)}
+			return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: fmt.Sprintf("%s has sha256 %s, the transcript recorded %s (line %d)", n, got, e.Files[n], e.Seq)}
 		}
 		checked = append(checked, n+" unchanged since it was published")
 	}

@@ -173,11 +173,14 @@ func TestPipeline(t *testing.T) {
 	refs := []string{dest + "/" + testimages.MultiArch, dest + "/" + testimages.AppOne, dest + "/apps/two:1.0"}
 	must(t, w.env, append([]string{"verify", "--repo", w.path("isolated"), "--registry", dest}, refs...)...)
 
-	// The real cosign verifies every image with the published cosign.pub.
+	// The real cosign verifies every image, and each platform manifest of
+	// the index, with the published cosign.pub.
 	cosignPub := publishedTarget(t, w.path("isolated"), "cosign.pub")
 	for _, img := range head.Index.Images {
-		ref := dest + "/" + strings.SplitN(img.Name, ":", 2)[0] + "@" + img.Digest
-		cosignVerify(t, w, cosignPub, ref, true)
+		for _, sd := range img.SignedDigests() {
+			ref := dest + "/" + strings.SplitN(img.Name, ":", 2)[0] + "@" + sd.Digest
+			cosignVerify(t, w, cosignPub, ref, true)
+		}
 	}
 
 	// A signature altered in the registry: refused by cosign and by us.
@@ -240,10 +243,11 @@ func tamper(t *testing.T, in, out string, head *bundle.Head, digest string) stri
 			t.Fatalf("member for %s not found: %v", digest, err)
 		}
 		if h.Name == bundle.BlobName(digest) {
-			// Find the data by content: it follows its header.
+			// Find the data by content: it follows its header. The last
+			// copy: the head holds another of an index (head/indexes/).
 			body := make([]byte, h.Size)
 			io.ReadFull(tr, body)
-			pos = int64(bytes.Index(data, body)) + h.Size/2
+			pos = int64(bytes.LastIndex(data, body)) + h.Size/2
 			break
 		}
 	}

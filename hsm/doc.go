@@ -1,6 +1,6 @@
 // Package hsm turns a key URI into a signing key, whatever holds it.
 //
-// Three schemes name a key (DESIGN.md, "Keys: one URI syntax everywhere"):
+// Three schemes name a key (docs/design.md, "Keys: one URI syntax everywhere"):
 //
 //	file:cosign.key                       an encrypted PEM in cosign's format
 //	yubikey:serial=12345678;slot=9c       a PIV slot on a YubiKey

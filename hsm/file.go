@@ -93,7 +93,7 @@ func generateFile(ctx context.Context, u URI, secret SecretFunc, force bool) (*K
 	if !force {
 		for _, p := range []string{u.Path, pubPath} {
 			if _, err := os.Lstat(p); err == nil {
-				return nil, fmt.Errorf("%s already exists (use --force to replace it)", p)
+				return nil, fmt.Errorf("%s: %w", p, ErrKeyExists)
 			}
 		}
 	}

@@ -67,7 +67,7 @@ func TestGenerateOpenRoundTrip(t *testing.T) {
 	}
 
 	// Refuse to overwrite without force; replace with it.
-	if _, err := Generate(ctx, "file:"+path, WithSecrets(StaticSecret("x"))); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := Generate(ctx, "file:"+path, WithSecrets(StaticSecret("x"))); !errors.Is(err, ErrKeyExists) {
 		t.Fatalf("Generate over an existing key: %v", err)
 	}
 	if _, err := Generate(ctx, "file:"+path, WithSecrets(StaticSecret("x")), WithForce(true)); err != nil {

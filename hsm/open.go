@@ -102,7 +102,7 @@ func Generate(ctx context.Context, uri string, opts ...Option) (*Key, error) {
 }
 
 func unsupported(u URI) error {
-	return fmt.Errorf("%s: %s keys are %w in this build; use a file: key (coldharbor keys generate file:PATH)", u, u.Scheme, ErrNotSupported)
+	return fmt.Errorf("%s: %s keys are %w in this build", u, u.Scheme, ErrNotSupported)
 }
 
 // Device is a hardware key holder that `keys list` shows.

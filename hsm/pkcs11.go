@@ -54,7 +54,7 @@ func openPKCS11(ctx context.Context, u URI, o *options) (*Key, error) {
 		return nil, err
 	}
 	if s.label == "" && len(s.id) == 0 {
-		return nil, fmt.Errorf("%s: name the key with object=LABEL or id=%%XX (coldharbor keys list shows the keys of a module's tokens)", u)
+		return nil, fmt.Errorf("%s: name the key with object=LABEL or id=%%XX: %w", u, ErrObjectAmbiguous)
 	}
 	tok, c, err := loginPKCS11(ctx, s, o)
 	if err != nil {
@@ -164,7 +164,7 @@ func clearName(s p11Spec, tok p11Token, force bool) error {
 			names[i] = ob.String()
 		}
 		if !force {
-			return fmt.Errorf("%s: token %s already holds %s (use --force to destroy it and generate a new key)", s.uri, tok, strings.Join(names, ", "))
+			return fmt.Errorf("%s: token %s holds %s: %w (replacing destroys it)", s.uri, tok, strings.Join(names, ", "), ErrKeyExists)
 		}
 		for i, ob := range found {
 			if err := m.ctx.DestroyObject(sh, ob.handle); err != nil {
@@ -237,7 +237,7 @@ func preflight(s p11Spec) (p11Token, error) {
 	case !tok.initialized():
 		return p11Token{}, fmt.Errorf("%s: the token in slot %d is not initialised", s.uri, tok.slot)
 	case f&pkcs11.CKF_USER_PIN_LOCKED != 0:
-		return p11Token{}, fmt.Errorf("%s: %w: token %s locked its user PIN after too many wrong PINs; the security officer must unblock it", s.uri, ErrTokenPINLocked, tok)
+		return p11Token{}, fmt.Errorf("%s: token %s: %w; the security officer must unblock it", s.uri, tok, ErrPINBlocked)
 	case f&pkcs11.CKF_LOGIN_REQUIRED != 0 && f&pkcs11.CKF_USER_PIN_INITIALIZED == 0:
 		return p11Token{}, fmt.Errorf("%s: token %s has no user PIN yet; the security officer must set one", s.uri, tok)
 	}
@@ -279,9 +279,9 @@ func loginError(s p11Spec, tok p11Token, err error) error {
 	}
 	switch {
 	case isP11(err, pkcs11.CKR_PIN_INCORRECT), isP11(err, pkcs11.CKR_PIN_LEN_RANGE):
-		return fmt.Errorf("%s: %w: token %s refused the PIN (too many wrong PINs lock it; %w)", s.uri, ErrTokenPINIncorrect, tok, err)
+		return fmt.Errorf("%s: token %s: %w (%w)", s.uri, tok, &PINError{Retries: -1}, err)
 	case isP11(err, pkcs11.CKR_PIN_LOCKED):
-		return fmt.Errorf("%s: %w: token %s locked its user PIN after too many wrong PINs; the security officer must unblock it: %w", s.uri, ErrTokenPINLocked, tok, err)
+		return fmt.Errorf("%s: token %s: %w; the security officer must unblock it (%w)", s.uri, tok, ErrPINBlocked, err)
 	case isP11(err, pkcs11.CKR_PIN_EXPIRED):
 		return fmt.Errorf("%s: the PIN of token %s has expired; change it with the token's own tools: %w", s.uri, tok, err)
 	case isP11(err, pkcs11.CKR_TOKEN_NOT_PRESENT), isP11(err, pkcs11.CKR_DEVICE_REMOVED):

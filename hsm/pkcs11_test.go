@@ -101,8 +101,8 @@ func TestPKCS11GenerateRefusesExistingName(t *testing.T) {
 
 	for _, attrs := range []string{"object=snapshot", "object=other;id=%01"} {
 		_, err := Generate(context.Background(), tok.URI(attrs))
-		if err == nil || !strings.Contains(err.Error(), "already holds") || !strings.Contains(err.Error(), "--force") {
-			t.Fatalf("Generate over %s: got %v, want a refusal naming --force", attrs, err)
+		if !errors.Is(err, ErrKeyExists) || !strings.Contains(err.Error(), "holds") {
+			t.Fatalf("Generate over %s: got %v, want ErrKeyExists naming the key", attrs, err)
 		}
 	}
 
@@ -121,8 +121,9 @@ func TestPKCS11WrongPIN(t *testing.T) {
 
 	uri := strings.Replace(tok.URI("object=timestamp"), "pin-value="+tok.PIN, "pin-value=987654", 1)
 	_, err := Open(context.Background(), uri)
-	if !errors.Is(err, ErrTokenPINIncorrect) {
-		t.Fatalf("got %v, want ErrTokenPINIncorrect", err)
+	var wrong *PINError
+	if !errors.As(err, &wrong) {
+		t.Fatalf("got %v, want a *PINError (as a YubiKey gives)", err)
 	}
 	var pe pkcs11.Error
 	if !errors.As(err, &pe) || pe != pkcs11.CKR_PIN_INCORRECT {
@@ -139,17 +140,20 @@ func TestPKCS11LoginErrors(t *testing.T) {
 	// SoftHSM2 never locks a PIN, so the mapping is checked directly.
 	s := p11Spec{uri: URI{Scheme: SchemePKCS11, Attrs: map[string]string{"token": "t"}}}
 	tok := p11Token{info: pkcs11.TokenInfo{Label: "t", SerialNumber: "42"}}
+	wrongPIN := func(err error) bool { return errors.As(err, new(*PINError)) }
+	blocked := func(err error) bool { return errors.Is(err, ErrPINBlocked) }
 	for _, c := range []struct {
 		code uint
-		want error
+		want func(error) bool
+		what string
 	}{
-		{pkcs11.CKR_PIN_INCORRECT, ErrTokenPINIncorrect},
-		{pkcs11.CKR_PIN_LEN_RANGE, ErrTokenPINIncorrect},
-		{pkcs11.CKR_PIN_LOCKED, ErrTokenPINLocked},
+		{pkcs11.CKR_PIN_INCORRECT, wrongPIN, "a *PINError"},
+		{pkcs11.CKR_PIN_LEN_RANGE, wrongPIN, "a *PINError"},
+		{pkcs11.CKR_PIN_LOCKED, blocked, "ErrPINBlocked"},
 	} {
 		err := loginError(s, tok, pkcs11.Error(c.code))
-		if !errors.Is(err, c.want) {
-			t.Errorf("%v: got %v, want %v", pkcs11.Error(c.code), err, c.want)
+		if !c.want(err) || !errors.Is(err, pkcs11.Error(c.code)) {
+			t.Errorf("%v: got %v, want %s wrapping the module's code", pkcs11.Error(c.code), err, c.what)
 		}
 	}
 }

@@ -13,15 +13,13 @@ import (
 )
 
 // Errors of the pkcs11: backend. Where the module reported a PKCS#11 return
-// value, the error also wraps it (a pkcs11.Error), so both tests work.
+// value, the error also wraps it (a pkcs11.Error), so both tests work. A
+// wrong or blocked PIN is a *PINError or ErrPINBlocked, as for YubiKeys
+// (CKR_PIN_INCORRECT and CKR_PIN_LEN_RANGE; CKR_PIN_LOCKED and
+// CKF_USER_PIN_LOCKED).
 var (
 	// ErrTokenNotFound: no token of the module matches the URI.
 	ErrTokenNotFound = errors.New("PKCS#11 token not found")
-	// ErrTokenPINIncorrect: the token refused the PIN (CKR_PIN_INCORRECT).
-	ErrTokenPINIncorrect = errors.New("wrong PIN")
-	// ErrTokenPINLocked: too many wrong PINs; only the security officer can
-	// unlock the token (CKR_PIN_LOCKED, CKF_USER_PIN_LOCKED).
-	ErrTokenPINLocked = errors.New("PIN locked")
 	// ErrObjectNotFound: no private key on the token matches object/id.
 	ErrObjectNotFound = errors.New("key not found on the token")
 	// ErrObjectAmbiguous: several objects match where one is needed.

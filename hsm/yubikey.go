@@ -21,26 +21,6 @@ import (
 // on Linux). The same code runs against hardware and against hsm/pivsim on
 // vsmartcard-vpcd: nothing here knows which it is.
 
-// PINError is a wrong PIN; Retries is how many tries are left.
-type PINError struct{ Retries int }
-
-func (e *PINError) Error() string {
-	return fmt.Sprintf("wrong PIN (%d %s left before the PIN is blocked)", e.Retries, plural(e.Retries, "try", "tries"))
-}
-
-// ErrPINBlocked: no PIN tries are left; the PUK unblocks it (ykman piv access unblock-pin).
-var ErrPINBlocked = errors.New("the YubiKey's PIN is blocked: unblock it with the PUK before signing")
-
-// ErrNoCard: no YubiKey is plugged in (or pcscd does not see it).
-var ErrNoCard = errors.New("no YubiKey found")
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
 // slotByName maps the URI's slot attribute to piv-go's slots. 9c (digital
 // signature, SP 800-73-4 table 4b) is the default: it is the slot meant for
 // signing and the one whose PIN policy YubiKeys default to "always".
@@ -125,7 +105,7 @@ func pivError(err error) error {
 	var ae piv.AuthErr
 	if errors.As(err, &ae) {
 		if ae.Retries == 0 {
-			return ErrPINBlocked
+			return fmt.Errorf("%w: the YubiKey's PUK unblocks it", ErrPINBlocked)
 		}
 		return &PINError{Retries: ae.Retries}
 	}
@@ -212,7 +192,7 @@ func slotPublicKey(yk *piv.YubiKey, slot piv.Slot) (crypto.PublicKey, error) {
 	cert, err := yk.Attest(slot)
 	if err != nil {
 		if errors.Is(err, piv.ErrNotFound) {
-			return nil, errors.New("no key in this slot (generate one: coldharbor keys generate yubikey:…)")
+			return nil, fmt.Errorf("slot %s: %w", slot, ErrNoKey)
 		}
 		return nil, err
 	}
@@ -309,7 +289,7 @@ func generateYubiKey(ctx context.Context, u URI, o *options) (*Key, error) {
 	}
 	defer yk.Close()
 	if _, err := slotPublicKey(yk, slot); err == nil && !o.force {
-		return nil, fmt.Errorf("YubiKey %d slot %s already holds a key: pass --force to replace it (the old key is lost)", serial, slot)
+		return nil, fmt.Errorf("YubiKey %d slot %s: %w (replacing it loses the old key)", serial, slot, ErrKeyExists)
 	}
 	if o.secret == nil {
 		return nil, fmt.Errorf("%w: the PIN is needed to generate a key", ErrNoSecret)

@@ -42,7 +42,7 @@ func TestYubiKeyBackend(t *testing.T) {
 	}
 	t.Run("occupied slot", func(t *testing.T) {
 		_, err := hsm.Generate(ctx, "yubikey:", pin("123456"))
-		if err == nil || !strings.Contains(err.Error(), "already holds a key") {
+		if !errors.Is(err, hsm.ErrKeyExists) {
 			t.Fatalf("generate over a key: %v", err)
 		}
 	})

@@ -17,6 +17,15 @@ import (
 	"github.com/coldharbor/coldharbor/trust"
 )
 
+// Errors that say what is missing; the CLI adds how to give it.
+var (
+	// ErrNoTrustedRoot: a URL source with no cached root and no bootstrap
+	// root (Source.Root) has nothing to start trusting from.
+	ErrNoTrustedRoot = errors.New("no trusted root yet")
+	// ErrNoCache: no cache directory was given and the user has none.
+	ErrNoCache = errors.New("no cache directory")
+)
+
 // Source is where a TUF client reads the repository: a directory (--repo)
 // or a URL (--tuf-url). Exactly one is set.
 type Source struct {
@@ -39,7 +48,7 @@ func (s Source) cacheDir() (string, error) {
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("no cache directory (set --cache): %w", err)
+		return "", fmt.Errorf("%w: %w", ErrNoCache, err)
 	}
 	id := s.URL
 	if s.Dir != "" {
@@ -58,7 +67,7 @@ func (s Source) cacheDir() (string, error) {
 // root and the last timestamp and snapshot stay in the cache.
 func (s Source) Refresh() (*updater.Updater, error) {
 	if (s.Dir == "") == (s.URL == "") {
-		return nil, errors.New("give exactly one of --repo DIR or --tuf-url URL")
+		return nil, errors.New("a TUF source needs exactly one of a directory and a URL")
 	}
 	cache, err := s.cacheDir()
 	if err != nil {
@@ -112,7 +121,7 @@ func (s Source) trustedRoot(cache string) ([]byte, error) {
 		return trust.TrustAnchor(s.Dir)
 	}
 	if path == "" {
-		return nil, errors.New("no trusted root yet: pass --root root.json (check its sha256 against the ceremony's paper record)")
+		return nil, ErrNoTrustedRoot
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -123,4 +132,4 @@ func (s Source) trustedRoot(cache string) ([]byte, error) {
 
 // tufRefusal maps go-tuf's verification errors to refusals (exit 3);
 // download and I/O failures stay plain errors.
-func tufRefusal(err error) error { return trust.AsRefusal("tuf", err) }
+func tufRefusal(err error) error { return trust.AsRefusal(trust.WhatClient, err) }

@@ -11,7 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// cosign 2.x's signature layout (FACTS.md): tag sha256-<hex>.sig in the
+// cosign 2.x's signature layout (docs/design.md, section 4), which cosign
+// 3.x still verifies and Harbor shows as signed: tag sha256-<hex>.sig in the
 // image's repository; an OCI manifest whose config is an OCI config listing
 // the layers; one layer per signature, media type simplesigning, the
 // payload as blob and the base64 DER signature in an annotation.
@@ -51,4 +52,43 @@ func signatureImage(payload []byte, sigs []string) (v1.Image, error) {
 func repositoryOf(target string) (repo, tag string) {
 	i := strings.LastIndexByte(target, ':')
 	return target[:i], target[i+1:]
+}
+
+// upstreamLayer is a signature layer carried from the source's .sig
+// manifest: its bytes and its descriptor (media type, annotations).
+type upstreamLayer struct {
+	data []byte
+	desc v1.Descriptor
+}
+
+// signatureImageWith builds a signature manifest holding the upstream
+// layers, unchanged, followed by ours.
+func signatureImageWith(upstream []upstreamLayer, payload []byte, sigs []string) (v1.Image, error) {
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	for _, u := range upstream {
+		var err error
+		img, err = mutate.Append(img, mutate.Addendum{Layer: static.NewLayer(u.data, u.desc.MediaType), Annotations: u.desc.Annotations})
+		if err != nil {
+			return nil, fmt.Errorf("building the signature manifest: %w", err)
+		}
+	}
+	ours, err := signatureImage(payload, sigs)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := ours.Layers()
+	if err != nil {
+		return nil, err
+	}
+	m, err := ours.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range layers {
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: l, Annotations: m.Layers[i].Annotations}); err != nil {
+			return nil, fmt.Errorf("building the signature manifest: %w", err)
+		}
+	}
+	return img, nil
 }

@@ -1,13 +1,8 @@
 package mirror
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -62,11 +57,18 @@ type setup struct {
 	dst                 *flaky
 }
 
-func newSetup(t *testing.T) *setup {
+func newSetup(t *testing.T) *setup { return newSetupReferrers(t, false) }
+
+// newSetupReferrers is newSetup with registries that serve the OCI 1.1
+// referrers API (referrers true) or not (clients use the fallback tag).
+func newSetupReferrers(t *testing.T, referrers bool) *setup {
 	ctx := context.Background()
-	src := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	reg := func() http.Handler {
+		return registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(referrers))
+	}
+	src := httptest.NewServer(reg())
 	t.Cleanup(src.Close)
-	dst := &flaky{h: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	dst := &flaky{h: reg()}
 	dsrv := httptest.NewServer(dst)
 	t.Cleanup(dsrv.Close)
 	srcHost := strings.TrimPrefix(src.URL, "http://")
@@ -92,9 +94,9 @@ func newSetup(t *testing.T) *setup {
 	return s
 }
 
-// makeBundle exports images from the source and signs the bundle, as the
-// connected side and the signer would; it returns the two files.
-func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundlePath, approvalPath string) {
+// makeBundleUnsigned exports images from the source, as the connected side
+// would; it returns the bundle's path and bytes.
+func (s *setup) makeBundleUnsigned(t *testing.T, name string, images ...string) (string, []byte) {
 	ctx := context.Background()
 	var specs []export.ImageSpec
 	for _, img := range images {
@@ -104,9 +106,17 @@ func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundleP
 	if _, err := export.Write(ctx, &buf, export.Options{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0}); err != nil {
 		t.Fatal(err)
 	}
-	bundlePath = s.path(name + ".tar")
+	bundlePath := s.path(name + ".tar")
 	os.WriteFile(bundlePath, buf.Bytes(), 0o644)
-	p, err := approve.MakePlan(ctx, bytes.NewReader(buf.Bytes()), bundlePath, s.signer)
+	return bundlePath, buf.Bytes()
+}
+
+// makeBundle exports images from the source and signs the bundle, as the
+// connected side and the signer would; it returns the two files.
+func (s *setup) makeBundle(t *testing.T, name string, images ...string) (bundlePath, approvalPath string) {
+	ctx := context.Background()
+	bundlePath, raw := s.makeBundleUnsigned(t, name, images...)
+	p, err := approve.MakePlan(ctx, bytes.NewReader(raw), bundlePath, s.signer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,28 +369,11 @@ func TestForgedCarriedRootRefused(t *testing.T) {
 // attacker with the media could (the approval index is not signed).
 func rewriteApproval(t *testing.T, path string, af *bundle.ApprovalFile, roots []bundle.ApprovalRoot) {
 	t.Helper()
-	type file struct {
-		name string
-		data []byte
-	}
-	files := []file{{bundle.ApprovalTargets, af.Targets}, {bundle.ApprovalCosign, af.CosignPub}}
-	for _, r := range roots {
-		files = append(files, file{fmt.Sprintf("root/%d.root.json", r.Version), r.Bytes})
-	}
 	a := *af.Approval
-	a.Members = nil
-	for _, f := range files {
-		sum := sha256.Sum256(f.data)
-		a.Members = append(a.Members, bundle.Member{Name: f.name, Size: int64(len(f.data)), SHA256: hex.EncodeToString(sum[:])})
-	}
-	raw, _ := json.MarshalIndent(a, "", "  ")
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range append([]file{{bundle.ApprovalName, raw}}, files...) {
-		tw.WriteHeader(&tar.Header{Name: f.name, Size: int64(len(f.data)), Mode: 0o644, Typeflag: tar.TypeReg})
-		tw.Write(f.data)
+	if err := bundle.WriteApproval(&buf, &a, af.Targets, af.CosignPub, roots); err != nil {
+		t.Fatal(err)
 	}
-	tw.Close()
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,9 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/trust"
 )
-
-func readApproval(path string) (*bundle.ApprovalFile, error) { return bundle.OpenApproval(path) }
 
 // targetsKeys maps root's targets key IDs to their public keys.
 func targetsKeys(root *metadata.Metadata[metadata.RootType]) (map[string]crypto.PublicKey, error) {
@@ -49,4 +48,23 @@ func nextPublication(ctx context.Context, o ImportOptions, st *trust.State, p *p
 		return nil, fmt.Errorf("the repository this import would publish does not verify: %w", err)
 	}
 	return pub, nil
+}
+
+// checkOnlineKeys refuses snapshot and timestamp keys that the newest root
+// (carried by this approval, or already trusted) does not name: after a
+// rotation of an online key the refusal names the rotation and the new key.
+func checkOnlineKeys(st *trust.State, carried []*metadata.Metadata[metadata.RootType], o ImportOptions) error {
+	chain := append(st.Chain(), carried...)
+	for _, k := range []struct {
+		role string
+		key  *hsm.Key
+	}{{trust.Snapshot, o.SnapshotKey}, {trust.Timestamp, o.TimestampKey}} {
+		if err := trust.CheckRoleKey(chain, k.role, k.key.Public); err != nil {
+			if len(carried) > 0 {
+				return fmt.Errorf("%w (root v%d arrives with this approval)", err, carried[len(carried)-1].Signed.Version)
+			}
+			return err
+		}
+	}
+	return nil
 }

@@ -106,7 +106,7 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 	if registry != "" {
 		host, prefix, _ := strings.Cut(strings.TrimSuffix(registry, "/"), "/")
 		if ref.RegistryStr() != host || (prefix != "" && !strings.HasPrefix(repoPath, prefix+"/")) {
-			return nil, fmt.Errorf("%s is not under --registry %s", image, registry)
+			return nil, fmt.Errorf("%s is not under the registry %s", image, registry)
 		}
 		if prefix != "" {
 			repoPath = strings.TrimPrefix(repoPath, prefix+"/")
@@ -116,7 +116,7 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 	c := &Check{Image: image, Target: target}
 	tf, err := up.GetTargetInfo(target)
 	if err != nil {
-		return nil, &trust.VerificationError{Role: trust.Targets, Reason: fmt.Sprintf("%s: no trusted target %s", image, target), Err: err}
+		return nil, &trust.VerificationError{What: trust.Targets, Reason: fmt.Sprintf("%s: no trusted target %s", image, target), Err: err}
 	}
 	c.TrustedDigest = "sha256:" + tf.Hashes["sha256"].String()
 	desc, err := remote.Head(ref, ropts...)
@@ -125,13 +125,13 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 	}
 	c.RegistryDigest = desc.Digest.String()
 	if c.RegistryDigest != c.TrustedDigest || desc.Size != tf.Length {
-		return nil, &trust.VerificationError{Role: trust.Targets, Reason: fmt.Sprintf("%s is %s (%d bytes) in the registry; the trusted target %s is %s (%d bytes)", image, c.RegistryDigest, desc.Size, target, c.TrustedDigest, tf.Length)}
+		return nil, &trust.VerificationError{What: trust.Targets, Reason: fmt.Sprintf("%s is %s (%d bytes) in the registry; the trusted target %s is %s (%d bytes)", image, c.RegistryDigest, desc.Size, target, c.TrustedDigest, tf.Length)}
 	}
 	tag, _ := SignatureTag(c.TrustedDigest)
 	c.SignatureTag = tag
 	sigImg, err := remote.Image(ref.Context().Tag(tag), ropts...)
 	if err != nil {
-		return nil, &trust.VerificationError{Role: "cosign", Reason: fmt.Sprintf("%s: no cosign signature (%s)", image, tag), Err: err}
+		return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no cosign signature (%s)", image, tag), Err: err}
 	}
 	m, err := sigImg.Manifest()
 	if err != nil {
@@ -169,7 +169,7 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 			}
 		}
 	}
-	return nil, &trust.VerificationError{Role: "cosign", Reason: fmt.Sprintf("%s: no signature in %s verifies with a trusted cosign key for %s", image, tag, c.TrustedDigest)}
+	return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no signature in %s verifies with a trusted cosign key for %s", image, tag, c.TrustedDigest)}
 }
 
 // trustedCosignKeys downloads the cosign.pub target (hash-checked by the
@@ -177,7 +177,7 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 func trustedCosignKeys(up *updater.Updater) (map[string]crypto.PublicKey, error) {
 	tf, err := up.GetTargetInfo(bundle.CosignPubTarget)
 	if err != nil {
-		return nil, &trust.VerificationError{Role: trust.Targets, Reason: "no cosign.pub target: nothing was imported yet", Err: err}
+		return nil, &trust.VerificationError{What: trust.Targets, Reason: "no cosign.pub target: nothing was imported yet", Err: err}
 	}
 	_, data, err := up.DownloadTarget(tf, "", "")
 	if err != nil {
@@ -197,7 +197,7 @@ func trustedCosignKeys(up *updater.Updater) (map[string]crypto.PublicKey, error)
 		rest = next
 	}
 	if len(keys) == 0 {
-		return nil, &trust.VerificationError{Role: trust.Targets, Reason: "cosign.pub holds no key"}
+		return nil, &trust.VerificationError{What: trust.Targets, Reason: "cosign.pub holds no key"}
 	}
 	return keys, nil
 }

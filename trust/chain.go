@@ -109,7 +109,7 @@ func (st *State) AcceptRoots(carried []RootFile) (*metadata.Metadata[metadata.Ro
 			continue
 		}
 		if string(mine) != string(r.Bytes) {
-			return nil, nil, &VerificationError{Role: Root, Version: r.Version, Reason: "the approval's root differs from this repository's: it was signed for another root of trust"}
+			return nil, nil, &VerificationError{What: Root, Version: r.Version, Reason: "the approval's root differs from this repository's: it was signed for another root of trust"}
 		}
 	}
 	if len(fresh) == 0 {

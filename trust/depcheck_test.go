@@ -6,7 +6,7 @@ import (
 	"github.com/coldharbor/coldharbor/internal/depcheck"
 )
 
-// trust knows TUF, not registries, bundles or the CLI (DESIGN.md).
+// trust knows TUF, not registries, bundles or the CLI (docs/design.md).
 func TestDependencies(t *testing.T) {
 	depcheck.Forbid(t, "github.com/coldharbor/coldharbor/trust",
 		"github.com/google/go-containerregistry/pkg/v1/remote",

@@ -1,4 +1,4 @@
-// Package trust owns the TUF repository directory of DESIGN.md: its layout,
+// Package trust owns the TUF repository directory (docs/design.md): its layout,
 // building and signing the next version of a role, verifying a directory as
 // a TUF client would, expiry policy and atomic publication.
 //

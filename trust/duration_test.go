@@ -45,7 +45,7 @@ func TestFormatDurationRoundTrip(t *testing.T) {
 	}
 }
 
-// The documented defaults are the real ones (DESIGN.md's table, the status help).
+// The documented defaults are the real ones (docs/design.md's table, the status help).
 func TestDefaults(t *testing.T) {
 	want := map[string]string{Root: "365d", Targets: "90d", Snapshot: "7d", Timestamp: "1d"}
 	for r, d := range DefaultExpiry() {

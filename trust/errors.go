@@ -9,30 +9,45 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
-// VerificationError is a refusal: the repository or an input does not verify
-// (signature, threshold, rollback, expiry, digest). The CLI exits 3 on it.
-// It names what failed so that an operator can tell an attack from a stale
-// bundle.
+// VerificationError is a refusal, and the only one: the repository or an
+// input does not verify (signature, threshold, rollback, expiry, digest, a
+// malformed file). The CLI exits 3 on it. It names what failed so that an
+// operator can tell an attack from a stale bundle.
 type VerificationError struct {
-	Role    string
+	// What failed: a TUF role (Root, Targets, Snapshot, Timestamp) or one
+	// of the What… names below.
+	What    string
 	Version int64 // 0 when unknown
 	// KeyIDs are the keys the role trusts (for a threshold failure) or the
 	// key that failed.
 	KeyIDs  []string
 	Expires time.Time // set for expiry failures
 	Reason  string
-	Err     error // the underlying go-tuf error, if any
+	Err     error // the underlying error (go-tuf's, a format error), if any
 }
+
+// What a refusal names when it is not a TUF role.
+const (
+	WhatApproval    = "approval"    // an approval file, or its binding to a bundle
+	WhatBundle      = "bundle"      // a bundle or refresh bundle: its format or content
+	WhatCosign      = "cosign"      // a cosign signature or payload
+	WhatClient      = "tuf"         // what a TUF client (go-tuf's updater) refused
+	WhatRepository  = "repository"  // a repository's roles, taken together
+	WhatAttestation = "attestation" // a hardware key's attestation
+	WhatTranscript  = "transcript"  // the ceremony's record
+)
 
 func (e *VerificationError) Error() string {
 	var b strings.Builder
 	b.WriteString("verification refused: ")
-	b.WriteString(e.Role)
+	b.WriteString(e.What)
 	if e.Version > 0 {
 		fmt.Fprintf(&b, " v%d", e.Version)
 	}
-	b.WriteString(": ")
-	b.WriteString(e.Reason)
+	if e.Reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Reason)
+	}
 	if !e.Expires.IsZero() {
 		fmt.Fprintf(&b, " (expired %s)", e.Expires.UTC().Format(time.RFC3339))
 	}
@@ -50,6 +65,16 @@ func (e *VerificationError) Error() string {
 }
 
 func (e *VerificationError) Unwrap() error { return e.Err }
+
+// Errors that say what is missing; the CLI adds how to give it.
+var (
+	// ErrNotInitialised: dir holds no repository (no trusted root, no
+	// targets): a ceremony creates one.
+	ErrNotInitialised = errors.New("not an initialised coldharbor repository")
+	// ErrSnapshotKeyNeeded: a refresh found the snapshot due and was given
+	// no snapshot key.
+	ErrSnapshotKeyNeeded = errors.New("the snapshot is due and no snapshot key was given")
+)
 
 // IsVerification reports whether err is (or wraps) a refusal.
 func IsVerification(err error) bool {
@@ -81,7 +106,7 @@ func AsRefusal(role string, err error) error {
 // refusal turns a go-tuf error met while loading role into a
 // VerificationError with the reason spelled out.
 func refusal(role string, version int64, err error) error {
-	v := &VerificationError{Role: role, Version: version, Err: err}
+	v := &VerificationError{What: role, Version: version, Err: err}
 	var (
 		unsigned *metadata.ErrUnsignedMetadata
 		expired  *metadata.ErrExpiredMetadata

@@ -2,6 +2,8 @@ package trust
 
 import (
 	"crypto"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 
@@ -31,6 +33,19 @@ func tufKey(pub crypto.PublicKey) (*metadata.Key, error) {
 		return nil, fmt.Errorf("converting public key: %w", err)
 	}
 	return k, nil
+}
+
+// Attest verifies a hardware key's attestation against roots (nil: the
+// vendor's); one that does not verify is a refusal.
+func Attest(k *hsm.Key, roots *x509.CertPool) (*hsm.Attestation, error) {
+	if k.Attest == nil {
+		return nil, fmt.Errorf("%s: %w", k.URI, hsm.ErrNoAttestation)
+	}
+	a, err := k.Attest(roots)
+	if errors.Is(err, hsm.ErrAttestation) {
+		return nil, &VerificationError{What: WhatAttestation, Reason: k.URI.String() + ": the key's attestation does not chain to a trusted root", Err: err}
+	}
+	return a, err
 }
 
 // Sign adds one signature per signer to meta. A signer whose key already

@@ -63,7 +63,7 @@ func FileName(role string, version int64) string {
 // Expiry is how long each role's metadata stays valid once signed.
 type Expiry map[string]time.Duration
 
-// DefaultExpiry is DESIGN.md's table: root 365 days, targets 90, snapshot 7,
+// DefaultExpiry is docs/design.md's table: root 365 days, targets 90, snapshot 7,
 // timestamp 1.
 func DefaultExpiry() Expiry {
 	return Expiry{

@@ -99,6 +99,11 @@ func Publish(ctx context.Context, dir string, p Publication) error {
 			return err
 		}
 	}
+	if len(p.Roots) > 0 {
+		if err := noteOnline(dir, p.Roots[0].Signed.Version); err != nil {
+			return fmt.Errorf("noting the snapshot and timestamp before a root rotation: %w", err)
+		}
+	}
 	published := publishedSnapshot(dir)
 	if r, err := readRecord(dir); err == nil {
 		published = max(published, r.Snapshot)
@@ -250,7 +255,7 @@ func Lock(ctx context.Context, dir string) (unlock func(), err error) {
 // root, leaving anything else in dir alone. Only `ceremony init --force`
 // calls it: it discards a root of trust.
 func Remove(dir string) error {
-	for _, p := range []string{MetadataDir, TargetsDir, TranscriptFile, filepath.Join(StateDir, pinnedRootFile), filepath.Join(StateDir, recordFile)} {
+	for _, p := range []string{MetadataDir, TargetsDir, TranscriptFile, filepath.Join(StateDir, pinnedRootFile), filepath.Join(StateDir, recordFile), filepath.Join(StateDir, rotationFile)} {
 		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
 			return fmt.Errorf("removing %s: %w", p, err)
 		}

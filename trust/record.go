@@ -88,11 +88,11 @@ func checkRecord(dir string, st *State) error {
 	}
 	switch {
 	case ts < r.Timestamp:
-		return &VerificationError{Role: Timestamp, Version: ts, Reason: fmt.Sprintf("rolled back: this repository published timestamp v%d (metadata/ was restored from an older copy, or damaged)", r.Timestamp)}
+		return &VerificationError{What: Timestamp, Version: ts, Reason: fmt.Sprintf("rolled back: this repository published timestamp v%d (metadata/ was restored from an older copy, or damaged)", r.Timestamp)}
 	case snap < r.Snapshot:
-		return &VerificationError{Role: Snapshot, Version: snap, Reason: fmt.Sprintf("rolled back: this repository published snapshot v%d", r.Snapshot)}
+		return &VerificationError{What: Snapshot, Version: snap, Reason: fmt.Sprintf("rolled back: this repository published snapshot v%d", r.Snapshot)}
 	case st.PublishedTargets < r.Targets:
-		return &VerificationError{Role: Targets, Version: st.PublishedTargets, Reason: fmt.Sprintf("rolled back: this repository published targets v%d", r.Targets)}
+		return &VerificationError{What: Targets, Version: st.PublishedTargets, Reason: fmt.Sprintf("rolled back: this repository published targets v%d", r.Targets)}
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	}
 	// The timestamp key given must be the one root trusts: a wrong key
 	// would publish a timestamp every client refuses.
-	if err := mustBeRoleKey(st.Root, Timestamp, o.Timestamp); err != nil {
+	if err := CheckRoleKey(st.Chain(), Timestamp, o.Timestamp.Public()); err != nil {
 		return nil, err
 	}
 	res := &RefreshResult{}
@@ -96,15 +96,19 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		targets = st.Published
 	}
 	newTSExpires := ExpiresAt(now, o.TimestampExpiry)
-	tsDue := st.Timestamp == nil || o.Force || !st.Timestamp.Signed.Expires.After(now.Add(o.IfExpiringWithin))
-	snapDue := st.Snapshot == nil || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != targets.Signed.Version
+	tsDue := st.Timestamp == nil || o.Force || st.Rotated[Timestamp] > 0 || !st.Timestamp.Signed.Expires.After(now.Add(o.IfExpiringWithin))
+	snapDue := st.Snapshot == nil || st.Rotated[Snapshot] > 0 || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != targets.Signed.Version
 	switch {
+	case st.Rotated[Snapshot] > 0:
+		res.Reason = fmt.Sprintf("root v%d rotated the snapshot key", st.Rotated[Snapshot])
 	case snapDue:
 		res.Reason = "the snapshot expires before a new timestamp would, or is missing"
 	case st.Timestamp == nil:
 		res.Reason = "no timestamp yet"
 	case o.Force:
 		res.Reason = "forced"
+	case st.Rotated[Timestamp] > 0:
+		res.Reason = fmt.Sprintf("root v%d rotated the timestamp key", st.Rotated[Timestamp])
 	case tsDue:
 		res.Reason = fmt.Sprintf("the timestamp expires %s, within %s", st.Timestamp.Signed.Expires.UTC().Format(time.RFC3339), FormatDuration(o.IfExpiringWithin))
 	default:
@@ -117,9 +121,9 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	snap := st.Snapshot
 	if snapDue {
 		if o.Snapshot == nil {
-			return nil, fmt.Errorf("the snapshot is due (it expires %s, before the new timestamp) and no snapshot key was given: pass --snapshot-key", expiryOf(st.Snapshot))
+			return nil, fmt.Errorf("%w (it expires %s, before the new timestamp)", ErrSnapshotKeyNeeded, expiryOf(st.Snapshot))
 		}
-		if err := mustBeRoleKey(st.Root, Snapshot, o.Snapshot); err != nil {
+		if err := CheckRoleKey(st.Chain(), Snapshot, o.Snapshot.Public()); err != nil {
 			return nil, err
 		}
 		next := NextSnapshot(st.Snapshot, targets.Signed.Version, ExpiresAt(now, o.SnapshotExpiry))
@@ -168,20 +172,6 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	return res, publish()
 }
 
-func mustBeRoleKey(root *metadata.Metadata[metadata.RootType], role string, s hsm.Signer) error {
-	id, err := KeyID(s.Public())
-	if err != nil {
-		return err
-	}
-	ids, _ := RoleKeyIDs(root, role)
-	for _, k := range ids {
-		if k == id {
-			return nil
-		}
-	}
-	return &VerificationError{Role: role, KeyIDs: []string{id}, Reason: fmt.Sprintf("the key given is not a %s key of root v%d", role, root.Signed.Version)}
-}
-
 func expiryOf(s *metadata.Metadata[metadata.SnapshotType]) string {
 	if s == nil {
 		return "never (there is none)"
@@ -216,7 +206,7 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 		return nil, refusal(Timestamp, ts.Signed.Version, err)
 	}
 	if st.Timestamp != nil && ts.Signed.Version <= st.Timestamp.Signed.Version {
-		return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("not above the trusted timestamp v%d (a replayed or stale refresh)", st.Timestamp.Signed.Version)}
+		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("not above the trusted timestamp v%d (a replayed or stale refresh)", st.Timestamp.Signed.Version)}
 	}
 	named := int64(0)
 	if m, ok := ts.Signed.Meta[Snapshot+".json"]; ok && m != nil {
@@ -228,7 +218,7 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 	}
 	pub := Publication{Timestamp: ts}
 	if snapshot == nil && named != publishedSnap {
-		return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, but the published one is v%d and the refresh bundle carries none", named, publishedSnap)}
+		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, but the published one is v%d and the refresh bundle carries none", named, publishedSnap)}
 	}
 	if snapshot != nil {
 		sn, err := metadata.Snapshot().FromBytes(snapshot)
@@ -239,13 +229,13 @@ func ApplyRefresh(ctx context.Context, dir string, timestamp, snapshot []byte, n
 			return nil, refusal(Snapshot, sn.Signed.Version, err)
 		}
 		if st.Snapshot != nil && sn.Signed.Version <= st.Snapshot.Signed.Version {
-			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("not above the trusted snapshot v%d", st.Snapshot.Signed.Version)}
+			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("not above the trusted snapshot v%d", st.Snapshot.Signed.Version)}
 		}
 		if named != sn.Signed.Version {
-			return nil, &VerificationError{Role: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, not the v%d the refresh bundle carries", named, sn.Signed.Version)}
+			return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, not the v%d the refresh bundle carries", named, sn.Signed.Version)}
 		}
 		if t := snapshotTargets(sn); t < st.PublishedTargets {
-			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("names targets v%d, older than the published v%d", t, st.PublishedTargets)}
+			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("names targets v%d, older than the published v%d", t, st.PublishedTargets)}
 		}
 		pub.Snapshot = sn
 	}

@@ -106,7 +106,7 @@ func TestRefreshWrongKeyRefused(t *testing.T) {
 	o.Timestamp, o.Force = r.snapKey.Signer, true
 	_, err := Refresh(context.Background(), r.dir, o)
 	var ve *VerificationError
-	if !errors.As(err, &ve) || ve.Role != Timestamp {
+	if !errors.As(err, &ve) || ve.What != Timestamp {
 		t.Fatalf("refresh with the snapshot key as timestamp key: %v", err)
 	}
 }

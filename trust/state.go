@@ -28,6 +28,10 @@ type State struct {
 	PublishedTargets int64
 	// Published is that version's metadata (nil when nothing is published).
 	Published *metadata.Metadata[metadata.TargetsType]
+	// Rotated names the online roles (snapshot, timestamp) whose metadata
+	// here was signed before the root version given rotated their keys:
+	// the next import or refresh must sign them anew.
+	Rotated map[string]int64
 }
 
 // LoadState verifies the root chain from the pinned root and loads the
@@ -66,7 +70,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		if err != nil {
 			return nil, refusal(Timestamp, 0, err)
 		}
-		if err := st.Root.VerifyDelegate(Timestamp, ts); err != nil {
+		if err := st.verifyOnline(dir, Timestamp, FileName(Timestamp, 0), b, ts); err != nil {
 			return nil, refusal(Timestamp, ts.Signed.Version, err)
 		}
 		st.Timestamp = ts
@@ -90,11 +94,11 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		if err != nil {
 			return nil, refusal(Snapshot, snapVer, err)
 		}
-		if err := st.Root.VerifyDelegate(Snapshot, sn); err != nil {
+		if err := st.verifyOnline(dir, Snapshot, FileName(Snapshot, snapVer), b, sn); err != nil {
 			return nil, refusal(Snapshot, snapVer, err)
 		}
 		if sn.Signed.Version != snapVer {
-			return nil, &VerificationError{Role: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("file %s holds version %d", FileName(Snapshot, snapVer), sn.Signed.Version)}
+			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("file %s holds version %d", FileName(Snapshot, snapVer), sn.Signed.Version)}
 		}
 		st.Snapshot = sn
 		if m, ok := sn.Signed.Meta[Targets+".json"]; ok {
@@ -108,7 +112,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		}
 		tg, err := metadata.Targets().FromBytes(b)
 		if err == nil {
-			err = st.Root.VerifyDelegate(Targets, tg)
+			err = st.verifyOnline(dir, Targets, FileName(Targets, v), b, tg)
 		}
 		if err == nil && tg.Signed.Version != v {
 			err = fmt.Errorf("file %s holds version %d", FileName(Targets, v), tg.Signed.Version)
@@ -120,7 +124,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		break
 	}
 	if st.Targets == nil {
-		return nil, &VerificationError{Role: Targets, Reason: "no targets metadata: the repository was not initialised (coldharbor ceremony init)"}
+		return nil, &VerificationError{What: Targets, Reason: "no targets metadata", Err: ErrNotInitialised}
 	}
 	if err := checkRecord(dir, st); err != nil {
 		return nil, err
@@ -134,7 +138,7 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		}
 		tg, err := metadata.Targets().FromBytes(b)
 		if err == nil {
-			err = st.Root.VerifyDelegate(Targets, tg)
+			err = st.verifyOnline(dir, Targets, FileName(Targets, st.PublishedTargets), b, tg)
 		}
 		if err != nil {
 			return nil, refusal(Targets, st.PublishedTargets, err)
@@ -157,7 +161,7 @@ func RoleKeys(root *metadata.Metadata[metadata.RootType], role string) ([]RoleKe
 	for _, id := range ids {
 		k, ok := root.Signed.Keys[id]
 		if !ok {
-			return nil, &VerificationError{Role: Root, Version: root.Signed.Version, KeyIDs: []string{id}, Reason: fmt.Sprintf("lists %s key %s but does not define it", role, id)}
+			return nil, &VerificationError{What: Root, Version: root.Signed.Version, KeyIDs: []string{id}, Reason: fmt.Sprintf("lists %s key %s but does not define it", role, id)}
 		}
 		pub, err := k.ToPublicKey()
 		if err != nil {

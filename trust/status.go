@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -31,6 +32,21 @@ type RoleStatus struct {
 	State      string    `json:"state"`
 	WarnWithin string    `json:"warn_within"`
 	Problem    string    `json:"problem,omitempty"`
+}
+
+// CheckRoles refuses a status report in which any role's signatures do not
+// verify (StateInvalid), naming each; expiry is not a refusal.
+func CheckRoles(roles []RoleStatus) error {
+	var invalid []string
+	for _, r := range roles {
+		if r.State == StateInvalid {
+			invalid = append(invalid, fmt.Sprintf("%s v%d: %s", r.Role, r.Version, r.Problem))
+		}
+	}
+	if len(invalid) > 0 {
+		return &VerificationError{What: WhatRepository, Reason: strings.Join(invalid, "; ")}
+	}
+	return nil
 }
 
 // NeedsAttention reports whether the role is not plainly fine.

@@ -91,7 +91,7 @@ func TestVerify(t *testing.T) {
 	must(t, r.bump(t, 2, r.snapKey.Signer, r.snapKey.Signer))
 	_, err = Verify(ctx, r.dir, VerifyOptions{})
 	var ve *VerificationError
-	if !errors.As(err, &ve) || ve.Role != Timestamp || ve.Version != 2 || !strings.Contains(ve.Error(), "threshold") {
+	if !errors.As(err, &ve) || ve.What != Timestamp || ve.Version != 2 || !strings.Contains(ve.Error(), "threshold") {
 		t.Fatalf("wrongly signed timestamp: %v", err)
 	}
 	// Fixed by a correctly signed newer one.

@@ -95,7 +95,7 @@ func VerifySource(ctx context.Context, src Source, opts VerifyOptions) (*Verifie
 	}
 	snapMeta, ok := tm.Timestamp.Signed.Meta[Snapshot+".json"]
 	if !ok {
-		return nil, &VerificationError{Role: Timestamp, Version: tm.Timestamp.Signed.Version, Reason: "names no snapshot.json"}
+		return nil, &VerificationError{What: Timestamp, Version: tm.Timestamp.Signed.Version, Reason: "names no snapshot.json"}
 	}
 	snapVer := snapMeta.Version
 	if data, err = src.ReadMeta(Snapshot, snapVer); err != nil {
@@ -106,7 +106,7 @@ func VerifySource(ctx context.Context, src Source, opts VerifyOptions) (*Verifie
 	}
 	tmeta, ok := tm.Snapshot.Signed.Meta[Targets+".json"]
 	if !ok {
-		return nil, &VerificationError{Role: Snapshot, Version: snapVer, Reason: "names no targets.json"}
+		return nil, &VerificationError{What: Snapshot, Version: snapVer, Reason: "names no targets.json"}
 	}
 	if data, err = src.ReadMeta(Targets, tmeta.Version); err != nil {
 		return nil, missing(Targets, err)
@@ -130,7 +130,7 @@ func TrustAnchor(dir string) ([]byte, error) {
 	}
 	data, err = readMeta(dir, Root, 1)
 	if err != nil {
-		return nil, fmt.Errorf("no trusted root in %s: %w (is this a coldharbor repository? create one with 'coldharbor ceremony init')", dir, err)
+		return nil, fmt.Errorf("no trusted root in %s (%w): %w", dir, ErrNotInitialised, err)
 	}
 	return data, nil
 }
@@ -140,7 +140,7 @@ const pinnedRootFile = "trusted-root.json"
 
 func missing(role string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return &VerificationError{Role: role, Reason: "metadata missing (not yet signed or published)", Err: err}
+		return &VerificationError{What: role, Reason: "metadata missing (not yet signed or published)", Err: err}
 	}
 	return err
 }
@@ -224,10 +224,10 @@ func VerifyPublication(ctx context.Context, dir string, p Publication, now time.
 	for name, data := range p.TargetFiles {
 		t, ok := v.Targets.Signed.Targets[name]
 		if !ok {
-			return &VerificationError{Role: Targets, Version: v.Targets.Signed.Version, Reason: fmt.Sprintf("target file %s is not in the signed targets", name)}
+			return &VerificationError{What: Targets, Version: v.Targets.Signed.Version, Reason: fmt.Sprintf("target file %s is not in the signed targets", name)}
 		}
 		if err := t.VerifyLengthHashes(data); err != nil {
-			return &VerificationError{Role: Targets, Version: v.Targets.Signed.Version, Reason: fmt.Sprintf("target file %s does not match its signed length and hash", name), Err: err}
+			return &VerificationError{What: Targets, Version: v.Targets.Signed.Version, Reason: fmt.Sprintf("target file %s does not match its signed length and hash", name), Err: err}
 		}
 	}
 	return nil

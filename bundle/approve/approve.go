@@ -31,6 +31,12 @@ type Change struct {
 	MediaType string   `json:"media_type,omitempty"`
 	Platforms []string `json:"platforms,omitempty"`
 	Source    string   `json:"source,omitempty"`
+	// Signed is how many manifests of the image get a cosign signature:
+	// its own and, for an index, each child (cosign sign --recursive).
+	Signed int `json:"signed_manifests,omitempty"`
+	// Attached summarises what travels attached to the image, for example
+	// "2 signatures, 1 SBOM, 1 provenance"; signed with the target.
+	Attached string `json:"attached,omitempty"`
 }
 
 // Plan is what signing a bundle would do, computed from the bundle's head
@@ -57,12 +63,19 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 		return nil, err
 	}
 	for _, img := range head.Index.Images {
-		want, err := bundle.Payload(head.Index.Destination, img)
-		if err != nil {
-			return nil, &bundle.FormatError{File: file, Reason: err.Error()}
+		// Children only as the index lists them, so nothing the image does
+		// not hold is signed; each payload exactly the one for its digest.
+		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
+			return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
 		}
-		if !bytes.Equal(want, head.Payloads[img.Payload]) {
-			return nil, &trust.VerificationError{Role: "bundle", Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, img.Digest, head.Index.Destination)}
+		for _, sd := range img.SignedDigests() {
+			want, err := bundle.DigestPayload(head.Index.Destination, img.Name, sd.Digest)
+			if err != nil {
+				return nil, &bundle.FormatError{File: file, Reason: err.Error()}
+			}
+			if !bytes.Equal(want, head.Payloads[sd.Payload]) {
+				return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, sd.Digest, head.Index.Destination)}
+			}
 		}
 	}
 	p := &Plan{Head: head, IndexSHA256: head.IndexSHA256, Destination: head.Index.Destination,
@@ -86,16 +99,16 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	for v, b := range head.Roots {
 		mine, ok := st.RootRaw[v]
 		if !ok {
-			return nil, &trust.VerificationError{Role: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
+			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
 		}
 		if !bytes.Equal(mine, b) {
-			return nil, &trust.VerificationError{Role: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
+			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
 		}
 	}
 	p.Current = st.Targets.Signed.Version
 	p.NewVersion = p.Current + 1
 	if p.BundleBase > p.Current {
-		return nil, &trust.VerificationError{Role: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
+		return nil, &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
 	}
 	p.Rebased = p.BundleBase != p.Current
 	cur := st.Targets.Signed.Targets
@@ -128,7 +141,7 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 			return nil, &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
 		}
 		if err := sameTargets(want, got); err != nil {
-			return nil, &trust.VerificationError{Role: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+			return nil, &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
 		}
 	}
 	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
@@ -136,7 +149,8 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 }
 
 func imageChange(kind string, img bundle.Image, old string) Change {
-	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source}
+	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source,
+		Signed: len(img.SignedDigests()), Attached: bundle.Summary(img.Attachments)}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
@@ -204,7 +218,7 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 		}
 		seen[id] = true
 		if !allowed[id] {
-			return nil, &trust.VerificationError{Role: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
+			return nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
 		}
 		if !k.Private() {
 			return nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
@@ -239,20 +253,23 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	a := &bundle.Approval{Format: bundle.ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
 		Bundle:         bundle.BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
 		TargetsVersion: next.Signed.Version, Signatures: []bundle.Signature{}}
+	// The image's manifest and each child's, as cosign sign --recursive.
 	for _, img := range p.Head.Index.Images {
-		pl := p.Head.Payloads[img.Payload]
-		for i, k := range signers {
-			sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
-			if err != nil {
-				return nil, fmt.Errorf("signing the cosign payload of %s with %s: %w", img.Name, k.URI, err)
+		for _, sd := range img.SignedDigests() {
+			pl := p.Head.Payloads[sd.Payload]
+			for i, k := range signers {
+				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
+				if err != nil {
+					return nil, fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
+				}
+				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
+					return nil, fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
+				}
+				a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
 			}
-			if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
-				return nil, fmt.Errorf("self-check of the cosign signature of %s failed: %w", img.Name, err)
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
-			a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: img.Digest, Payload: img.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
 		}
 	}
 	var buf bytes.Buffer

@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -52,6 +54,9 @@ func parseRef(s string) (name.Reference, error) {
 	return name.ParseReference(s, name.StrictValidation)
 }
 
+// ErrNothing: no image, no removal and no renewal asked for.
+var ErrNothing = errors.New("nothing to export: no image, no removal, and no renewal")
+
 // Options configure Write.
 type Options struct {
 	// Repo is the exporter's copy of the published TUF repository.
@@ -71,6 +76,12 @@ type Options struct {
 	// Renew allows a bundle with no images and no removals: signed and
 	// imported, it renews the targets' expiry and changes nothing else.
 	Renew bool
+	// Attachments selects what the source attaches to each image that
+	// travels with it: all (default, also ""), signatures or none.
+	Attachments string
+	// AttachmentTypes, when set, keeps only attachments whose artifact
+	// type, config media type or a layer media type is one of these.
+	AttachmentTypes []string
 	// Jobs is how many blobs are fetched at once. Default 4.
 	Jobs int
 	// TempDir holds blobs fetched ahead of the one being written (at most
@@ -88,6 +99,9 @@ type Result struct {
 	// SharedBlobs counts blob references satisfied by a blob already in the
 	// bundle (layers images share are written once).
 	SharedBlobs int `json:"shared_blobs"`
+	// Attachments counts the attachments carried (signatures, attestations,
+	// SBOMs, other referrers), listed per image in the index.
+	Attachments int `json:"attachments"`
 }
 
 type blobRef struct {
@@ -105,6 +119,9 @@ type collector struct {
 	blobs     map[v1.Hash]*blobRef
 	blobOrder []v1.Hash
 	shared    int
+	copies    []v1.Hash // the indexes whose copies go in the head, first reached first
+	// attachmentCount counts attachments listed, over all images.
+	attachmentCount int
 }
 
 // Write resolves the images, then writes the bundle to w: the index, the
@@ -118,9 +135,12 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		now = time.Now()
 	}
 	if len(o.Images) == 0 && len(o.Removals) == 0 && !o.Renew {
-		return nil, fmt.Errorf("nothing to export: give at least one image (or --remove, or --renew to only renew the targets' expiry)")
+		return nil, ErrNothing
 	}
 	if err := bundle.ValidDestination(o.Destination); err != nil {
+		return nil, err
+	}
+	if err := ValidAttachments(o.Attachments); err != nil {
 		return nil, err
 	}
 	st, err := trust.LoadState(ctx, o.Repo)
@@ -140,7 +160,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err := checkRemovals(st, idx); err != nil {
 		return nil, err
 	}
-	head, err := headFiles(st, idx, tops, now)
+	head, err := headFiles(st, idx, tops, c.indexCopies(), now)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +174,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	sum := bundle.MemberOf(bundle.IndexName, raw)
-	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared}, nil
+	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared, Attachments: c.attachmentCount}, nil
 }
 
 // resolveAll resolves every image into idx and returns the descriptors of
@@ -162,6 +182,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 func (c *collector) resolveAll(idx *bundle.Index, o Options) ([]v1.Descriptor, error) {
 	seen := map[string]string{}
 	var tops []v1.Descriptor
+	nextPayload := len(o.Images) // children's payloads are numbered after the images'
 	for i, spec := range o.Images {
 		img, desc, err := c.resolve(spec, o.Platform)
 		if err != nil {
@@ -171,7 +192,21 @@ func (c *collector) resolveAll(idx *bundle.Index, o Options) ([]v1.Descriptor, e
 			return nil, fmt.Errorf("%s and %s both become %s: rename one with SRC=REPOSITORY:TAG", prev, spec.Source, img.Name)
 		}
 		seen[img.Name] = spec.Source
+		ref, err := parseRef(spec.Source)
+		if err != nil {
+			return nil, err
+		}
+		top, err := v1.NewHash(img.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if img.Attachments, err = c.attachments(ref.Context(), top, o); err != nil {
+			return nil, fmt.Errorf("%s: %w", spec.Source, err)
+		}
 		img.Payload = bundle.PayloadMember(i)
+		if err := c.children(&img, &nextPayload); err != nil {
+			return nil, err
+		}
 		idx.Images = append(idx.Images, img)
 		desc.Annotations = map[string]string{"org.opencontainers.image.ref.name": img.Name}
 		tops = append(tops, desc)
@@ -187,7 +222,7 @@ func checkRemovals(st *trust.State, idx *bundle.Index) error {
 			return err
 		}
 		if _, ok := st.Targets.Signed.Targets[r]; !ok {
-			return fmt.Errorf("--remove %s: no such target in targets v%d", r, st.Targets.Signed.Version)
+			return fmt.Errorf("cannot remove %s: no such target in targets v%d", r, st.Targets.Signed.Version)
 		}
 		for _, img := range idx.Images {
 			if img.Name == r {
@@ -199,8 +234,9 @@ func checkRemovals(st *trust.State, idx *bundle.Index) error {
 }
 
 // headFiles are the small members before the blobs: the pending targets,
-// the root chain, one cosign payload per image, then the OCI layout files.
-func headFiles(st *trust.State, idx *bundle.Index, tops []v1.Descriptor, now time.Time) ([]bundle.File, error) {
+// the root chain, one cosign payload per image and per child of an index,
+// copies of the indexes, then the OCI layout files.
+func headFiles(st *trust.State, idx *bundle.Index, tops []v1.Descriptor, copies []bundle.File, now time.Time) ([]bundle.File, error) {
 	pending, err := pendingTargets(st.Targets, idx, now)
 	if err != nil {
 		return nil, err
@@ -214,13 +250,22 @@ func headFiles(st *trust.State, idx *bundle.Index, tops []v1.Descriptor, now tim
 	for _, v := range versions {
 		head = append(head, bundle.File{Name: bundle.HeadRootMember(v), Data: st.RootRaw[v]})
 	}
-	for _, img := range idx.Images {
-		p, err := bundle.Payload(idx.Destination, img)
-		if err != nil {
-			return nil, err
+	// The images' payloads, then their children's (numbered on).
+	for _, children := range []bool{false, true} {
+		for _, img := range idx.Images {
+			for _, sd := range img.SignedDigests() {
+				if (sd.Digest != img.Digest) != children {
+					continue
+				}
+				p, err := bundle.DigestPayload(idx.Destination, img.Name, sd.Digest)
+				if err != nil {
+					return nil, err
+				}
+				head = append(head, bundle.File{Name: sd.Payload, Data: p})
+			}
 		}
-		head = append(head, bundle.File{Name: img.Payload, Data: p})
 	}
+	head = append(head, copies...)
 	layoutIdx, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: tops})
 	if err != nil {
 		return nil, err
@@ -266,6 +311,53 @@ func (c *collector) write(ctx context.Context, w io.Writer, idx *bundle.Index, r
 		return fmt.Errorf("finishing the bundle: %w", err)
 	}
 	return nil
+}
+
+// children lists the manifests img's index reaches, each with the payload
+// member it will be signed through (numbered on from *next), and records
+// the indexes among them (and img's own) for copies in the head.
+func (c *collector) children(img *bundle.Image, next *int) error {
+	get := func(d string) ([]byte, bool) {
+		h, err := v1.NewHash(d)
+		if err != nil {
+			return nil, false
+		}
+		b, ok := c.manifests[h]
+		return b, ok
+	}
+	kids, err := bundle.Descendants(img.Digest, img.MediaType, get)
+	if err != nil {
+		return fmt.Errorf("%s: %w", img.Name, err)
+	}
+	addCopy := func(h v1.Hash) {
+		if !slices.Contains(c.copies, h) {
+			c.copies = append(c.copies, h)
+		}
+	}
+	if types.MediaType(img.MediaType).IsIndex() {
+		h, err := v1.NewHash(img.Digest)
+		if err != nil {
+			return err
+		}
+		addCopy(h)
+	}
+	for _, k := range kids {
+		img.Children = append(img.Children, bundle.Child{Digest: k.Digest.String(), Payload: bundle.PayloadMember(*next)})
+		*next++
+		if k.MediaType.IsIndex() {
+			addCopy(k.Digest)
+		}
+	}
+	return nil
+}
+
+// indexCopies are the head members holding the recorded index copies.
+func (c *collector) indexCopies() []bundle.File {
+	var out []bundle.File
+	for _, h := range c.copies {
+		out = append(out, bundle.File{Name: bundle.IndexCopyName(h.String()), Data: c.manifests[h]})
+	}
+	return out
 }
 
 // resolve fetches an image's top manifest and walks everything it references.

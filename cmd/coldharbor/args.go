@@ -7,8 +7,8 @@ import (
 )
 
 // interspersed moves a leaf command's flags ahead of its positional
-// arguments, so that `coldharbor sign bundle.tar --repo DIR` works as
-// DESIGN.md writes it: urfave/cli v2, like Go's flag package, stops at the
+// arguments, so that `coldharbor sign bundle.tar --repo DIR` works as the
+// README writes it: urfave/cli v2, like Go's flag package, stops at the
 // first positional argument. A "--" ends flag parsing as usual.
 func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {

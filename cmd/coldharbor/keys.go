@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -20,11 +19,21 @@ func keysCommand(e env) *cli.Command {
 		Name:  "keys",
 		Usage: "generate keys and show their public halves",
 		Subcommands: []*cli.Command{
-			{
-				Name:      "generate",
-				Usage:     "make a new ECDSA P-256 key where URI says",
-				ArgsUsage: "URI",
-				Description: `Makes a new key and prints its TUF key ID and public key.
+			keysGenerateCommand(e),
+			keysPubCommand(e),
+			simulateCommand(e),
+			keysListCommand(e),
+			keysAttestCommand(),
+		},
+	}
+}
+
+func keysGenerateCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "generate",
+		Usage:     "make a new ECDSA P-256 key where URI says",
+		ArgsUsage: "URI",
+		Description: `Makes a new key and prints its TUF key ID and public key.
 
 file:PATH writes PATH, encrypted in cosign's format (cosign sign --key PATH
 works with it), and PATH.pub. The password comes from COLDHARBOR_PASSWORD or
@@ -36,139 +45,148 @@ the slot's certificate. It refuses an occupied slot without --force. The PIN
 comes from COLDHARBOR_PIN or a prompt.
 
 pkcs11:token=T;object=O?module-path=M makes an EC P-256 key pair on the token.`,
-				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "force", Usage: "replace an existing key (the old one is lost)"},
-					&cli.StringFlag{Name: "pin-policy", Usage: "YubiKey: when the PIN is needed, `POLICY` never, once or always", Value: "once"},
-					&cli.StringFlag{Name: "touch-policy", Usage: "YubiKey: when a touch is needed, `POLICY` never, always or cached", Value: "always"},
-					outputFlag(),
-				},
-				Action: func(c *cli.Context) error {
-					asJSON, err := jsonOutput(c)
-					if err != nil {
-						return err
-					}
-					uri, err := oneArg(c, "URI")
-					if err != nil {
-						return err
-					}
-					k, err := hsm.Generate(c.Context, uri, hsm.WithSecrets(e.secrets()), hsm.WithForce(c.Bool("force")),
-						hsm.WithPolicies(c.String("pin-policy"), c.String("touch-policy")))
-					if err != nil {
-						return err
-					}
-					defer k.Close()
-					return printKey(c, k, asJSON)
-				},
-			},
-			{
-				Name:      "pub",
-				Usage:     "print a key's public key (PEM) and TUF key ID",
-				ArgsUsage: "URI",
-				Description: `Prints the public key PEM on stdout; its TUF key ID goes to stderr (or
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "replace an existing key (the old one is lost)"},
+			&cli.StringFlag{Name: "pin-policy", Usage: "YubiKey: when the PIN is needed, `POLICY` never, once or always", Value: "once"},
+			&cli.StringFlag{Name: "touch-policy", Usage: "YubiKey: when a touch is needed, `POLICY` never, always or cached", Value: "always"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			uri, err := oneArg(c, "URI")
+			if err != nil {
+				return err
+			}
+			if err := checkNewKey(uri); err != nil {
+				return err
+			}
+			k, err := hsm.Generate(c.Context, uri, hsm.WithSecrets(e.secrets()), hsm.WithForce(c.Bool("force")),
+				hsm.WithPolicies(c.String("pin-policy"), c.String("touch-policy")))
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			return printKey(c, k, asJSON)
+		},
+	}
+}
+
+func keysPubCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "pub",
+		Usage:     "print a key's public key (PEM) and TUF key ID",
+		ArgsUsage: "URI",
+		Description: `Prints the public key PEM on stdout; its TUF key ID goes to stderr (or
 into the JSON with --output json). For an encrypted file key the password is
 needed; for a .pub file it is not.`,
-				Flags: []cli.Flag{outputFlag()},
-				Action: func(c *cli.Context) error {
-					asJSON, err := jsonOutput(c)
-					if err != nil {
-						return err
-					}
-					uri, err := oneArg(c, "URI")
-					if err != nil {
-						return err
-					}
-					k, err := hsm.Open(c.Context, uri, publicOnly(uri, e)...)
-					if err != nil {
-						return err
-					}
-					defer k.Close()
-					return printKey(c, k, asJSON)
-				},
-			},
-			simulateCommand(e),
-			{
-				Name:  "list",
-				Usage: "list the YubiKeys and PKCS#11 tokens present, with serials and the slots in use",
-				Description: `Lists YubiKeys on this machine's PC/SC readers (pcscd must run) and the tokens
+		Flags: []cli.Flag{outputFlag()},
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			uri, err := oneArg(c, "URI")
+			if err != nil {
+				return err
+			}
+			k, err := hsm.Open(c.Context, uri, publicOnly(uri, e)...)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			return printKey(c, k, asJSON)
+		},
+	}
+}
+
+func keysListCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list the YubiKeys and PKCS#11 tokens present, with serials and the slots in use",
+		Description: `Lists YubiKeys on this machine's PC/SC readers (pcscd must run) and the tokens
 of each --pkcs11-module, with their serials, firmware and occupied key slots or
 key objects, and the URI that names each.`,
-				Flags: []cli.Flag{
-					&cli.StringSliceFlag{Name: "pkcs11-module", Usage: "also list the tokens of the PKCS#11 module at `PATH` (repeat)"},
-					outputFlag(),
-				},
-				Action: func(c *cli.Context) error {
-					asJSON, err := jsonOutput(c)
-					if err != nil {
-						return err
-					}
-					devs, err := hsm.List(c.Context, hsm.WithPKCS11Modules(c.StringSlice("pkcs11-module")...), hsm.WithSecrets(e.secrets()))
-					if err != nil {
-						return err
-					}
-					if asJSON {
-						if devs == nil {
-							devs = []hsm.Device{}
-						}
-						return writeJSON(c.App.Writer, devs)
-					}
-					if len(devs) == 0 {
-						fmt.Fprintln(c.App.ErrWriter, "no YubiKey or token found (is pcscd running? give --pkcs11-module for HSMs)")
-						return nil
-					}
-					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "KIND\tSERIAL\tFIRMWARE\tSLOTS\tNAME\tURI")
-					for _, d := range devs {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Kind, d.Serial, d.Firmware, strings.Join(d.Slots, ","), d.Name, d.URI)
-					}
-					return tw.Flush()
-				},
-			},
-			{
-				Name:      "attest",
-				Usage:     "verify a hardware key's attestation chain; print serial, firmware, PIN and touch policy",
-				ArgsUsage: "URI",
-				Description: `Verifies that the key in a YubiKey slot was generated on that YubiKey: the
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "pkcs11-module", Usage: "also list the tokens of the PKCS#11 module at `PATH` (repeat)"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			devs, err := hsm.List(c.Context, hsm.WithPKCS11Modules(c.StringSlice("pkcs11-module")...), hsm.WithSecrets(e.secrets()))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if devs == nil {
+					devs = []hsm.Device{}
+				}
+				return writeJSON(c.App.Writer, devs)
+			}
+			if len(devs) == 0 {
+				fmt.Fprintln(c.App.ErrWriter, "no YubiKey or token found (is pcscd running? give --pkcs11-module for HSMs)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KIND\tSERIAL\tFIRMWARE\tSLOTS\tNAME\tURI")
+			for _, d := range devs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Kind, d.Serial, d.Firmware, strings.Join(d.Slots, ","), d.Name, d.URI)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func keysAttestCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "attest",
+		Usage:     "verify a hardware key's attestation chain; print serial, firmware, PIN and touch policy",
+		ArgsUsage: "URI",
+		Description: `Verifies that the key in a YubiKey slot was generated on that YubiKey: the
 slot's attestation certificate must chain, through the device's attestation
 certificate, to Yubico's PIV root (embedded in piv-go), or to --attestation-ca.
 Prints the serial, firmware, PIN and touch policies. Needs no PIN. Exit 3 when
 the chain does not verify.`,
-				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "attestation-ca", Usage: "trust this CA certificate `FILE` (PEM) instead of Yubico's root (simulators, rehearsals)"},
-					outputFlag(),
-				},
-				Action: func(c *cli.Context) error {
-					asJSON, err := jsonOutput(c)
-					if err != nil {
-						return err
-					}
-					uri, err := oneArg(c, "URI")
-					if err != nil {
-						return err
-					}
-					roots, err := attestationRoots(c.String("attestation-ca"))
-					if err != nil {
-						return err
-					}
-					k, err := hsm.Open(c.Context, uri)
-					if err != nil {
-						return err
-					}
-					defer k.Close()
-					if k.Attest == nil {
-						return fmt.Errorf("%s: %w", k.URI, hsm.ErrNoAttestation)
-					}
-					a, err := k.Attest(roots)
-					if err != nil {
-						return attestationRefusal(k.URI.String(), err)
-					}
-					if asJSON {
-						return writeJSON(c.App.Writer, a)
-					}
-					fmt.Fprintf(c.App.Writer, "%s: generated on the device, attestation verified\n  serial %d, firmware %s, slot %s, PIN policy %s, touch policy %s, form factor %s\n",
-						k.URI, a.Serial, a.Firmware, a.Slot, a.PINPolicy, a.TouchPolicy, a.FormFactor)
-					return nil
-				},
-			},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "attestation-ca", Usage: "trust this CA certificate `FILE` (PEM) instead of Yubico's root (simulators, rehearsals)"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := jsonOutput(c)
+			if err != nil {
+				return err
+			}
+			uri, err := oneArg(c, "URI")
+			if err != nil {
+				return err
+			}
+			roots, err := attestationRoots(c.String("attestation-ca"))
+			if err != nil {
+				return err
+			}
+			k, err := hsm.Open(c.Context, uri)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			a, err := trust.Attest(k, roots)
+			if trust.IsVerification(err) {
+				return withHint(err, "was the key generated on this device? is --attestation-ca right?")
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c.App.Writer, a)
+			}
+			fmt.Fprintf(c.App.Writer, "%s: generated on the device, attestation verified\n  serial %d, firmware %s, slot %s, PIN policy %s, touch policy %s, form factor %s\n",
+				k.URI, a.Serial, a.Firmware, a.Slot, a.PINPolicy, a.TouchPolicy, a.FormFactor)
+			return nil
 		},
 	}
 }
@@ -199,11 +217,17 @@ func attestationRoots(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func attestationRefusal(key string, err error) error {
-	if errors.Is(err, hsm.ErrAttestation) {
-		return &trust.VerificationError{Role: "attestation", Reason: key + ": the key's attestation does not chain to a trusted root (was it generated on this device? is --attestation-ca right?)", Err: err}
+// checkNewKey checks a URI to generate a key at: a file key's directory
+// must exist before the password is asked for (twice).
+func checkNewKey(uri string) error {
+	u, err := hsm.ParseURI(uri)
+	if err != nil {
+		return usagef("%v", err)
 	}
-	return err
+	if u.Scheme == hsm.SchemeFile {
+		return outputDir("key file", u.Path)
+	}
+	return nil
 }
 
 type keyInfo struct {

@@ -18,14 +18,17 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/export"
+	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/mirror"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// Exit codes (DESIGN.md): scripts and cron jobs rely on them.
+// Exit codes (docs/design.md, section 6): scripts and cron jobs rely on them.
 const (
 	exitOK       = 0
 	exitError    = 1
@@ -143,7 +146,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &u):
 		return exitUsage
-	case trust.IsVerification(err), bundle.IsFormatError(err), errors.As(err, new(*bundle.DigestError)):
+	case trust.IsVerification(err):
 		return exitRefused
 	case errors.As(err, &x):
 		return exitExpiring
@@ -156,6 +159,9 @@ func hintFor(err error) string {
 	if errors.As(err, &h) {
 		return h.hint
 	}
+	if hint := libraryHint(err); hint != "" {
+		return hint
+	}
 	var u *usageError
 	switch {
 	case errors.As(err, &u):
@@ -164,12 +170,46 @@ func hintFor(err error) string {
 		return "check COLDHARBOR_PASSWORD (or COSIGN_PASSWORD): it must be the password the key was generated with"
 	case errors.Is(err, hsm.ErrNoSecret):
 		return "export COLDHARBOR_PASSWORD (file keys) or COLDHARBOR_PIN (YubiKeys), or run in a terminal to be asked"
+	case errors.As(err, new(*hsm.PINError)):
+		return "check COLDHARBOR_PIN (or what you typed): every wrong PIN uses up a try"
 	case errors.Is(err, os.ErrNotExist):
 		return "check the path; keys are named by URI, e.g. file:root1.key"
-	case trust.IsVerification(err), errors.As(err, new(*bundle.DigestError)):
-		return "this does not verify against the trusted root: do not use it; the error says what failed"
 	case bundle.IsFormatError(err):
 		return "the file is not a well-formed coldharbor bundle or approval (damaged in transit, or hostile): nothing was changed"
+	case trust.IsVerification(err):
+		return "this does not verify against the trusted root: do not use it; the error says what failed"
+	}
+	return ""
+}
+
+// libraryHint is the next step for what the library says is missing: flag
+// names live here, never in library errors.
+func libraryHint(err error) string {
+	for _, h := range []struct {
+		err  error
+		hint string
+	}{
+		{trust.ErrNotInitialised, "is this a coldharbor repository? create one with 'coldharbor ceremony init'"},
+		{trust.ErrSnapshotKeyNeeded, "pass --snapshot-key: the snapshot must be re-signed before the new timestamp"},
+		{mirror.ErrNoTrustedRoot, "pass --root root.json (check its sha256 against the ceremony's paper record)"},
+		{mirror.ErrNoCache, "set --cache DIR"},
+		{mirror.ErrOnlineKeys, "give --snapshot-key and --timestamp-key with their private keys"},
+		{mirror.ErrOtherDestination, "pass --registry with the destination the bundle was exported for (the error names it), or export again for this registry"},
+		{export.ErrNothing, "give at least one image (or --remove, or --renew to only renew the targets' expiry)"},
+		{hsm.ErrPINBlocked, "unblock the PIN first: a YubiKey's with its PUK (ykman piv access unblock-pin), a PKCS#11 token's by its security officer"},
+		{hsm.ErrNoCard, "plug the YubiKey in and check that pcscd runs; 'coldharbor keys list' shows what this machine sees"},
+		{hsm.ErrKeyExists, "pass --force to replace it (the old key is lost for good)"},
+		{hsm.ErrNoKey, "generate one first: coldharbor keys generate URI"},
+		{hsm.ErrObjectNotFound, "'coldharbor keys list --pkcs11-module PATH' shows the keys of the module's tokens and the URI of each"},
+		{hsm.ErrObjectAmbiguous, "'coldharbor keys list --pkcs11-module PATH' shows the keys of the module's tokens and the URI of each"},
+		{hsm.ErrNotSupported, "use a file: key (coldharbor keys generate file:PATH), or a coldharbor built with cgo (make build)"},
+		{hsm.ErrAttestation, "was the key generated on this device? with simulated keys pass --attestation-ca; to accept the key anyway pass --allow-unattested (recorded in the transcript)"},
+		{ceremony.ErrRepositoryExists, "rotate its root with 'coldharbor ceremony rotate', or pass --force to start over (discarding this root of trust)"},
+		{ceremony.ErrPending, "each missing holder runs 'coldharbor ceremony sign --repo DIR --key URI' ('coldharbor ceremony status' shows who is missing); 'ceremony init --force' starts over"},
+	} {
+		if errors.Is(err, h.err) {
+			return h.hint
+		}
 	}
 	return ""
 }

@@ -35,7 +35,12 @@ payload per image naming its repository under --dest.
 IMAGE is SRC (keeps its repository path and tag: docker.io/library/alpine:3.20
 becomes library/alpine:3.20) or SRC=REPOSITORY:TAG to rename. Multi-arch
 indexes are kept whole unless --platform picks one. Registry credentials come
-from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
+from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.
+
+What the source attaches to each manifest of an image (cosign's .sig, .att and
+.sbom tags, and OCI 1.1 referrers such as cosign v3 signatures, SBOMs and
+provenance) comes along, listed against its subject and signed with the
+image's target: the importer refuses a bundle that lacks or alters one.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "a copy of the published TUF repository in `DIR`"},
 			&cli.StringFlag{Name: "dest", Usage: "the target registry, `HOST[/PREFIX]`, as the isolated side will push to it"},
@@ -44,6 +49,8 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 			&cli.StringFlag{Name: "platform", Usage: "keep only `OS/ARCH[/VARIANT]` of multi-arch images"},
 			&cli.StringSliceFlag{Name: "remove", Usage: "propose removing target `REPOSITORY:TAG` (repeat)"},
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
+			&cli.StringFlag{Name: "attachments", Value: "all", Usage: "what the source attaches to each image that comes along: `all` (cosign signatures, attestations, SBOMs and every OCI 1.1 referrer), signatures, or none"},
+			&cli.StringSliceFlag{Name: "attachment-type", Usage: "keep only attachments of artifact (or config, or layer) media type `MEDIATYPE` (repeat)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
@@ -60,6 +67,9 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 			}
 			if err := bundle.ValidDestination(c.String("dest")); err != nil {
 				return usagef("--dest: %v", err)
+			}
+			if err := export.ValidAttachments(c.String("attachments")); err != nil {
+				return usagef("%v", err)
 			}
 			args := c.Args().Slice()
 			if f := c.String("images-from"); f != "" {
@@ -100,6 +110,7 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
 					Platform: platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
+					Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
 				})
 				return err
 			})
@@ -110,8 +121,8 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 				return writeJSON(c.App.Writer, res)
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "Wrote %s: %d image(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
-				out, len(res.Index.Images), res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+			fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
+				out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
 			printImages(c, res.Index.Images)
 			fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
 			return nil
@@ -121,9 +132,13 @@ from the Docker config (DOCKER_CONFIG); custom CAs from SSL_CERT_FILE.`,
 
 func printImages(c *cli.Context, imgs []bundle.Image) {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE")
+	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE\tATTACHED")
 	for _, i := range imgs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", i.Name, i.Digest, i.Size, strings.Join(i.Platforms, ","), i.Source)
+		attached := bundle.Summary(i.Attachments)
+		if attached == "" {
+			attached = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", i.Name, i.Digest, i.Size, strings.Join(i.Platforms, ","), i.Source, attached)
 	}
 	tw.Flush()
 }
@@ -187,7 +202,8 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE")
+	fmt.Fprintln(tw, "CHANGE\tNAME\tDIGEST\tSIZE\tPLATFORMS\tSIGNED\tSOURCE\tATTACHED")
+	signed := 0
 	for _, ch := range p.Changes {
 		d := ch.Digest
 		if ch.Kind == "changed" {
@@ -196,9 +212,21 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 		if ch.Kind == "removed" {
 			d = ch.OldDigest
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), ch.Source)
+		n := "-"
+		if ch.Signed > 0 {
+			n = fmt.Sprint(ch.Signed)
+			signed += ch.Signed
+		}
+		attached := ch.Attached
+		if attached == "" && ch.Kind != "removed" {
+			attached = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", ch.Kind, ch.Name, d, ch.Size, strings.Join(ch.Platforms, ","), n, ch.Source, attached)
 	}
 	tw.Flush()
+	if signed > 0 {
+		fmt.Fprintf(w, "\ncosign payloads: %d (each image's manifest and each platform manifest of an index, as cosign sign --recursive), one signature each per key\n", signed)
+	}
 }
 
 func signCommand(e env) *cli.Command {
@@ -212,7 +240,10 @@ bundled digests), shows what changes and asks for confirmation (--yes for
 scripts; without a terminal it never asks and refuses without --yes).
 
 Then signs the next targets version with every --key (at least the targets
-threshold) and each image's cosign payload with each key, records the new
+threshold) and, with each key, the cosign payload of each image's manifest and
+of each platform manifest of an index (as cosign sign --recursive: registries
+and Harbor's cosign policy check the manifest a client pulls, and docker and
+containerd pull platform manifests by digest), records the new
 targets version in --repo, and writes a small approval bound to this bundle.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},

@@ -86,11 +86,12 @@ func printStatus(c *cli.Context, roles []trust.RoleStatus, now time.Time) {
 
 // statusVerdict turns the report into the exit code scripts rely on.
 func statusVerdict(roles []trust.RoleStatus) error {
-	var invalid, attention []string
+	if err := trust.CheckRoles(roles); err != nil {
+		return err
+	}
+	var attention []string
 	for _, r := range roles {
 		switch r.State {
-		case trust.StateInvalid:
-			invalid = append(invalid, fmt.Sprintf("%s v%d: %s", r.Role, r.Version, r.Problem))
 		case trust.StateExpired:
 			attention = append(attention, fmt.Sprintf("%s v%d expired %s", r.Role, r.Version, r.Expires.UTC().Format(time.RFC3339)))
 		case trust.StateExpiring:
@@ -98,9 +99,6 @@ func statusVerdict(roles []trust.RoleStatus) error {
 		case trust.StateMissing:
 			attention = append(attention, r.Role+" is not yet signed")
 		}
-	}
-	if len(invalid) > 0 {
-		return &trust.VerificationError{Role: "repository", Reason: strings.Join(invalid, "; ")}
 	}
 	if len(attention) > 0 {
 		return withHint(&expiringError{strings.Join(attention, "; ")}, "renew the named roles: offline roles (root, targets) at a signing ceremony, online ones with 'coldharbor refresh'")

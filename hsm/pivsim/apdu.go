@@ -33,7 +33,8 @@ const (
 const (
 	claChain = 0x10
 	// insGetResponse fetches what a 61xx answer left behind (ISO/IEC 7816-4
-	// §7.6.1). Neither pcscd nor vpcd does this for the card (FACTS.md).
+	// §7.6.1). Neither pcscd nor vpcd does this for the card: answers over 256 bytes
+	// are split by the card itself (docs/design.md, section 8).
 	insGetResponse = 0xc0
 	// maxShortResponse is the most a short APDU answer may carry (Le=00 means
 	// 256); yubico-piv-tool's buffer fails with SCARD_E_INSUFFICIENT_BUFFER

@@ -82,8 +82,8 @@ const formFactor = 0x01
 // firmware 5.7.4. These tables are read, never written.
 var (
 	firmware = [3]byte{5, 7, 4}
-	// atr is a YubiKey 5's answer-to-reset; it offers T=1, which piv-go
-	// insists on (FACTS.md).
+	// atr is a YubiKey 5's answer-to-reset; it offers T=1, the only protocol
+	// piv-go connects with.
 	atr = []byte{0x3b, 0xfd, 0x13, 0x00, 0x00, 0x81, 0x31, 0xfe, 0x15, 0x80, 0x73, 0xc0,
 		0x21, 0xc0, 0x57, 0x59, 0x75, 0x62, 0x69, 0x4b, 0x65, 0x79, 0x40}
 )

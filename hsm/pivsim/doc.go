@@ -2,7 +2,7 @@
 // plugs into pcscd through vsmartcard's vpcd driver, so that piv-go,
 // yubico-piv-tool and our hsm/yubikey backend talk to it exactly as to
 // hardware. It exists for tests and ceremony rehearsals; production code
-// never imports it (DESIGN.md; the depcheck tests enforce it).
+// never imports it (docs/design.md, section 5; the depcheck tests enforce it).
 //
 //	card, err := pivsim.Open("card.json")              // made on first use
 //	err = card.Serve(ctx, pivsim.ReaderAddr(0))        // "Virtual PCD 00 00"

@@ -139,7 +139,7 @@ func (c *Card) serveConn(ctx context.Context, addr string) (plugged bool, err er
 	buf := make([]byte, 0xffff)
 	for {
 		// vpcd writes the length and the payload in two send() calls: with
-		// delayed ACKs on, each exchange stalls ~40 ms on Nagle (FACTS.md).
+		// delayed ACKs on, each exchange stalls ~40 ms on Nagle (docs/design.md, section 8).
 		// Linux turns quick ACKs off again after a while, so ask before
 		// every read.
 		quickAck(tcp)

@@ -1,4 +1,4 @@
-// Package depcheck enforces DESIGN.md's dependency rules in tests: which
+// Package depcheck enforces the dependency rules of docs/design.md in tests: which
 // packages a package may (transitively) import.
 package depcheck
 
