@@ -41,7 +41,7 @@ func TestPlantedFilesRefusedBeforeAnyPush(t *testing.T) {
 		want  string
 	}{
 		{"next targets over 5 MB", func(t *testing.T, d string) {
-			write(t, filepath.Join(d, "metadata", "2.targets.json"), make([]byte, 6<<20))
+			plantFile(t, filepath.Join(d, "metadata", "2.targets.json"), make([]byte, 6<<20))
 		}, "2.targets.json"},
 		{"next targets a directory", func(t *testing.T, d string) {
 			if err := os.Mkdir(filepath.Join(d, "metadata", "2.targets.json"), 0o755); err != nil {
@@ -147,7 +147,7 @@ func TestFIFOInMetadataDoesNotHang(t *testing.T) {
 	}
 }
 
-func write(t *testing.T, path string, data []byte) {
+func plantFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)

@@ -262,9 +262,9 @@ func checkVersions(dir string, p Publication) error {
 	check := func(role string, v, recorded int64) error {
 		switch {
 		case v < 1 || v > MaxVersion:
-			return &VerificationError{Role: role, Version: v, Reason: fmt.Sprintf("version %d is outside 1..%d (it would overflow): refused", v, MaxVersion)}
+			return &VerificationError{What: role, Version: v, Reason: fmt.Sprintf("version %d is outside 1..%d (it would overflow): refused", v, MaxVersion)}
 		case v <= recorded:
-			return &VerificationError{Role: role, Version: v, Reason: fmt.Sprintf("not above the published v%d: a version never goes down", recorded)}
+			return &VerificationError{What: role, Version: v, Reason: fmt.Sprintf("not above the published v%d: a version never goes down", recorded)}
 		}
 		return nil
 	}

@@ -69,7 +69,7 @@ func TestPublicationNeverGoesDown(t *testing.T) {
 			must(t, Sign(ts, Timestamp, r.tsKey.Signer))
 			err := VerifyPublication(ctx, r.dir, Publication{Snapshot: snap, Timestamp: ts}, time.Now())
 			var ve *VerificationError
-			if !errors.As(err, &ve) || ve.Role != tc.wantRole || !strings.Contains(err.Error(), tc.msg) {
+			if !errors.As(err, &ve) || ve.What != tc.wantRole || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v, want a %s refusal saying %q", err, tc.wantRole, tc.msg)
 			}
 		})
