@@ -64,10 +64,15 @@ func TestPlantedFilesRefusedBeforeAnyPush(t *testing.T) {
 			}
 		}, "2.targets.json"},
 		{"next snapshot a directory", func(t *testing.T, d string) {
-			if err := os.Mkdir(filepath.Join(d, "metadata", "2.snapshot.json"), 0o755); err != nil {
+			if err := os.Mkdir(filepath.Join(d, "metadata", "1.snapshot.json"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-		}, "2.snapshot.json"},
+		}, "1.snapshot.json"},
+		{"timestamp a directory", func(t *testing.T, d string) {
+			if err := os.Mkdir(filepath.Join(d, "metadata", "timestamp.json"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, "timestamp.json"},
 		{"a link under targets/", func(t *testing.T, d string) {
 			elsewhere := t.TempDir()
 			if err := os.MkdirAll(filepath.Join(d, "targets"), 0o755); err != nil {
@@ -128,9 +133,12 @@ func TestFIFOInMetadataDoesNotHang(t *testing.T) {
 			t.Cleanup(func() { unblockFIFO(fifo) })
 			ctx := context.Background()
 			for name, run := range map[string]func() error{
-				"import":  func() error { _, err := s.importPair(b2, a2); return err },
-				"refresh": func() error { _, err := trust.Refresh(ctx, isolated, trust.RefreshOptions{Timestamp: s.timestamp.Signer, Snapshot: s.snapshot.Signer, Force: true, Publish: true}); return err },
-				"list":    func() error { _, err := List(ctx, Source{Dir: isolated, Cache: t.TempDir()}); return err },
+				"import": func() error { _, err := s.importPair(b2, a2); return err },
+				"refresh": func() error {
+					_, err := trust.Refresh(ctx, isolated, trust.RefreshOptions{Timestamp: s.timestamp.Signer, Snapshot: s.snapshot.Signer, Force: true, Publish: true})
+					return err
+				},
+				"list": func() error { _, err := List(ctx, Source{Dir: isolated, Cache: t.TempDir()}); return err },
 			} {
 				done := make(chan error, 1)
 				go func() { done <- run() }()

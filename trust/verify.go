@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/coldharbor/coldharbor/internal/safefile"
 )
 
 // Verified is a repository as a TUF client accepted it.
@@ -151,19 +151,14 @@ func readMeta(dir, role string, version int64) ([]byte, error) {
 }
 
 func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
+	// A FIFO or device planted in metadata/ must not hang the job that
+	// holds the repository lock; a sparse file is refused from its size.
+	data, err := safefile.ReadFile(path, limit)
+	var tl *safefile.TooLargeError
+	if errors.As(err, &tl) {
 		return nil, fmt.Errorf("%s is larger than the %d bytes a TUF client accepts", path, limit)
 	}
-	return data, nil
+	return data, err
 }
 
 // versionOf reads the version of unverified metadata for error messages only.
@@ -180,6 +175,9 @@ func versionOf(data []byte) int64 {
 // checks each target file against its signed length and hashes.
 func VerifyPublication(ctx context.Context, dir string, p Publication, now time.Time) error {
 	if err := checkVersions(dir, p); err != nil {
+		return err
+	}
+	if _, err := CheckPublishable(dir, p); err != nil {
 		return err
 	}
 	anchor, err := TrustAnchor(dir)

@@ -178,7 +178,7 @@ changed, unchanged and removed names.`,
 }
 
 func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
-	f, err := os.Open(path)
+	f, err := bundle.OpenFile(path)
 	if err != nil {
 		return nil, err
 	}
