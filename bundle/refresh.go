@@ -4,12 +4,15 @@ import (
 	"archive/tar"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
 // A refresh bundle carries a new timestamp (and snapshot, when due) from a
 // signer to a site that keeps no online key. Members, in order:
-// coldharbor-refresh.json, then snapshot.json (optional), then timestamp.json.
+// coldharbor-refresh.json, then root/N.root.json for the root versions it
+// carries (optional, ascending), then snapshot.json (optional), then
+// timestamp.json.
 const (
 	RefreshFormat = "coldharbor.refresh.v1"
 	RefreshName   = "coldharbor-refresh.json"
@@ -31,15 +34,30 @@ type Refresh struct {
 // RefreshFile is a parsed refresh bundle. Nothing in it is trusted until
 // trust.ApplyRefresh has verified it.
 type RefreshFile struct {
-	Refresh   *Refresh
+	Refresh *Refresh
+	// Roots are root versions after v1, oldest first: how a rotation of the
+	// online keys reaches a site that imports only refresh bundles.
+	Roots     []ApprovalRoot
 	Timestamp []byte
 	Snapshot  []byte // nil when the snapshot was not due
 }
 
 // WriteRefresh writes a refresh bundle to w.
 func WriteRefresh(w io.Writer, tool string, now time.Time, snapshot, timestamp []byte) error {
+	return WriteRefreshRoots(w, tool, now, nil, snapshot, timestamp)
+}
+
+// WriteRefreshRoots writes a refresh bundle that carries root versions
+// (the newest MaxApprovalRoots of roots).
+func WriteRefreshRoots(w io.Writer, tool string, now time.Time, roots []ApprovalRoot, snapshot, timestamp []byte) error {
 	r := &Refresh{Format: RefreshFormat, Tool: tool, Created: now.UTC().Truncate(time.Second)}
 	var files []File
+	if len(roots) > MaxApprovalRoots {
+		roots = roots[len(roots)-MaxApprovalRoots:]
+	}
+	for _, rf := range roots {
+		files = append(files, File{fmt.Sprintf("%s%d.root.json", approvalRootPfx, rf.Version), rf.Bytes})
+	}
 	if snapshot != nil {
 		files = append(files, File{refreshSnap, snapshot})
 	}
@@ -74,17 +92,27 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", rf.Format, RefreshFormat)}
 	}
 	out := &RefreshFile{Refresh: &rf}
-	// Exactly [timestamp.json] or [snapshot.json, timestamp.json].
+	members := rf.Members
+	if len(members) > MaxApprovalRoots+2 {
+		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("lists %d members: at most %d root versions, snapshot.json and timestamp.json", len(members), MaxApprovalRoots)}
+	}
+	for len(members) > 0 && strings.HasPrefix(members[0].Name, approvalRootPfx) {
+		if err := readRefreshRoot(l, file, members[0], out); err != nil {
+			return nil, err
+		}
+		members = members[1:]
+	}
+	// Then exactly [timestamp.json] or [snapshot.json, timestamp.json].
 	want := []string{refreshTS}
-	if len(rf.Members) == 2 {
+	if len(members) == 2 {
 		want = []string{refreshSnap, refreshTS}
 	}
-	if len(rf.Members) != len(want) {
-		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("lists %d members: a refresh bundle holds timestamp.json, optionally after snapshot.json", len(rf.Members))}
+	if len(members) != len(want) {
+		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("lists %d members after the roots: a refresh bundle holds timestamp.json, optionally after snapshot.json", len(members))}
 	}
-	for i, m := range rf.Members {
+	for i, m := range members {
 		if m.Name != want[i] {
-			return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed here (snapshot.json, then timestamp.json)"}
+			return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed here (root/N.root.json, then snapshot.json, then timestamp.json)"}
 		}
 		b, err := l.next(m, MaxRefresh)
 		if err != nil {
@@ -113,4 +141,24 @@ func OpenRefresh(path string) (*RefreshFile, error) {
 	}
 	defer f.Close()
 	return ReadRefresh(f, path)
+}
+
+// readRefreshRoot reads one root/N.root.json member; versions must follow
+// each other.
+func readRefreshRoot(l *listedReader, file string, m Member, out *RefreshFile) error {
+	name := m.Name[len(approvalRootPfx):]
+	if !rootRE.MatchString(name) {
+		return &FormatError{File: file, Member: m.Name, Reason: "not allowed in a refresh bundle (root/N.root.json, then snapshot.json, then timestamp.json)"}
+	}
+	var v int64
+	fmt.Sscanf(name, "%d", &v)
+	if n := len(out.Roots); n > 0 && v != out.Roots[n-1].Version+1 {
+		return &FormatError{File: file, Member: m.Name, Reason: "root versions must follow each other"}
+	}
+	b, err := l.next(m, MaxHeadMember)
+	if err != nil {
+		return err
+	}
+	out.Roots = append(out.Roots, ApprovalRoot{Version: v, Bytes: b})
+	return nil
 }

@@ -137,7 +137,7 @@ func TestHostileRefresh(t *testing.T) {
 			e[1], e[2] = e[2], e[1]
 			syncRefresh(t, e)
 			return tarReader(t, e)
-		}, `member "timestamp\.json": not allowed here \(snapshot\.json, then timestamp\.json\)`},
+		}, `member "timestamp\.json": not allowed here \(root/N\.root\.json, then snapshot\.json, then timestamp\.json\)`},
 		{"unknown-member-listed", func(t testing.TB) io.Reader {
 			e := append(goodRefresh(t, false), tarEntry{Hdr: regular("root.json", 2), Data: []byte("{}")})
 			syncRefresh(t, e)
@@ -194,5 +194,33 @@ func TestHostileRefresh(t *testing.T) {
 			t.Logf("ReadRefresh: %v", err)
 			checkErr(t, "ReadRefresh", err, c.want, bundle.IsFormatError)
 		})
+	}
+}
+
+// Root versions ride in a refresh bundle before the snapshot, ascending
+// without gaps.
+func TestRefreshRoots(t *testing.T) {
+	for _, tc := range []struct {
+		versions []int64
+		want     string
+	}{{[]int64{2, 3}, ""}, {[]int64{2, 4}, "root versions must follow each other"}} {
+		var roots []bundle.ApprovalRoot
+		for _, v := range tc.versions {
+			roots = append(roots, bundle.ApprovalRoot{Version: v, Bytes: []byte(`{"v":1}`)})
+		}
+		var buf bytes.Buffer
+		if err := bundle.WriteRefreshRoots(&buf, "test", exportNow, roots, refreshSnapshot, refreshTimestamp); err != nil {
+			t.Fatal(err)
+		}
+		rf, err := bundle.ReadRefresh(&buf, "refresh.tar")
+		if tc.want == "" {
+			if err != nil || len(rf.Roots) != 2 || rf.Roots[1].Version != 3 || rf.Snapshot == nil {
+				t.Fatalf("refresh with roots: %v", err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("roots %v: %v", tc.versions, err)
+		}
 	}
 }

@@ -13,6 +13,7 @@ packages=(
   pcscd vsmartcard-vpcd # PC/SC with a virtual reader: hsm/pivsim plugs a software YubiKey into it
   yubico-piv-tool # a second opinion on the software YubiKey in the tests
   softhsm2        # a PKCS#11 token for the online-key tests
+  skopeo          # a second real client pulling through the serve gate
   # the Harbor kit (../shared/harbor) runs Harbor's core on these in the Harbor tests
   postgresql redis-server openssl curl python3 xz-utils
 )

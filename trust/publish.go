@@ -76,41 +76,29 @@ func TargetPath(dir, name string, data []byte) string {
 // left by an interrupted publish (a snapshot newer than the one timestamp.json
 // names). The caller must hold the lock (Lock) and must have verified p.
 func Publish(ctx context.Context, dir string, p Publication) error {
-	files, err := CheckPublishable(dir, p)
-	if err != nil {
+	if err := CheckPublishable(dir, p); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Join(dir, MetadataDir), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", MetadataDir, err)
 	}
-	for name, data := range p.TargetFiles {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		tp := TargetPath(dir, name, data)
-		if _, err := os.Lstat(tp); err == nil {
-			continue // content-addressed, and checked: the same bytes
-		}
-		if err := os.MkdirAll(filepath.Dir(tp), 0o755); err != nil {
-			return fmt.Errorf("creating %s: %w", filepath.Dir(tp), err)
-		}
-		if err := atomicfile.Write(tp, data, 0o644); err != nil {
-			return err
-		}
+	if err := writeTargetFiles(ctx, dir, p.TargetFiles); err != nil {
+		return err
 	}
 	if len(p.Roots) > 0 {
 		if err := noteOnline(dir, p.Roots[0].Signed.Version); err != nil {
 			return fmt.Errorf("noting the snapshot and timestamp before a root rotation: %w", err)
 		}
 	}
+	files, err := metaFiles(dir, p)
+	if err != nil {
+		return err
+	}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if f.present {
-			continue
-		}
-		if err := atomicfile.Write(filepath.Join(dir, MetadataDir, FileName(f.role, f.version)), f.data, 0o644); err != nil {
+		if err := f.write(dir); err != nil {
 			return err
 		}
 	}
@@ -125,71 +113,55 @@ func Publish(ctx context.Context, dir string, p Publication) error {
 	return nil
 }
 
-// PublishFile is one metadata file a publication writes.
-type PublishFile struct {
-	role      string
-	version   int64
-	data      []byte
-	immutable bool // a published version: never replaced
-	present   bool // already there with the same bytes
-}
-
-// CheckPublishable checks everything in dir that Publish will touch,
-// before anything is pushed or written, so that a planted file cannot stop
-// a publication half way (images tagged, TUF not published): each file the
-// publication writes is absent, or a regular file within its role's size
-// limit (a published version must hold the same bytes); no symbolic link
-// leads into targets/; target names are valid. It reads no file without a
-// bound, and opens none that could block (FIFOs, devices).
-func CheckPublishable(dir string, p Publication) ([]PublishFile, error) {
-	if err := checkDirNotLink(dir, MetadataDir); err != nil {
-		return nil, err
-	}
-	if err := checkDirNotLink(dir, TargetsDir); err != nil {
-		return nil, err
-	}
-	for name, data := range p.TargetFiles {
+// writeTargetFiles writes target contents under their consistent-snapshot
+// names; one already there is the same bytes (its name holds its hash).
+func writeTargetFiles(ctx context.Context, dir string, files map[string][]byte) error {
+	for name, data := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := CheckTargetName(name); err != nil {
-			return nil, err
+			return err
 		}
 		tp := TargetPath(dir, name, data)
 		if err := noLinksBelow(dir, tp); err != nil {
-			return nil, err
+			return err
 		}
-		if _, err := existingSame(tp, data, int64(len(data))); err != nil {
-			return nil, err
+		if _, err := os.Lstat(tp); err == nil {
+			continue // checked by CheckPublishable: the same bytes
 		}
-	}
-	files, err := publicationFiles(dir, p)
-	if err != nil {
-		return nil, err
-	}
-	for i := range files {
-		f := &files[i]
-		path := filepath.Join(dir, MetadataDir, FileName(f.role, f.version))
-		same, err := existingSame(path, f.data, maxSize(f.role))
-		switch {
-		case err != nil && (f.immutable || !IsNotSame(err)):
-			return nil, err
-		case same && f.immutable:
-			f.present = true
+		if err := os.MkdirAll(filepath.Dir(tp), 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", filepath.Dir(tp), err)
+		}
+		if err := atomicfile.Write(tp, data, 0o644); err != nil {
+			return err
 		}
 	}
-	return files, nil
+	return nil
 }
 
-func publicationFiles(dir string, p Publication) ([]PublishFile, error) {
+// metaFile is one metadata file to publish.
+type metaFile struct {
+	role      string
+	version   int64
+	data      []byte
+	immutable bool // never replaced by other bytes
+}
+
+// metaFiles encodes p's metadata in publication order: roots, targets,
+// snapshot, and timestamp.json last.
+func metaFiles(dir string, p Publication) ([]metaFile, error) {
 	published := publishedSnapshot(dir)
 	if r, err := readRecord(dir); err == nil {
 		published = max(published, r.Snapshot)
 	}
-	var files []PublishFile
+	var files []metaFile
 	add := func(role string, version int64, m interface{ ToBytes(bool) ([]byte, error) }, immutable bool) error {
 		b, err := m.ToBytes(true)
 		if err != nil {
 			return fmt.Errorf("encoding %s v%d: %w", role, version, err)
 		}
-		files = append(files, PublishFile{role: role, version: version, data: b, immutable: immutable})
+		files = append(files, metaFile{role, version, b, immutable})
 		return nil
 	}
 	for _, r := range p.Roots {
@@ -217,6 +189,61 @@ func publicationFiles(dir string, p Publication) ([]PublishFile, error) {
 	return files, nil
 }
 
+// write puts f in place atomically, refusing to rewrite an immutable file
+// with other bytes.
+func (f metaFile) write(dir string) error {
+	path := filepath.Join(dir, MetadataDir, FileName(f.role, f.version))
+	if f.immutable {
+		same, err := existingSame(path, f.data, maxSize(f.role))
+		if err != nil {
+			return err
+		}
+		if same {
+			return nil
+		}
+	}
+	return atomicfile.Write(path, f.data, 0o644)
+}
+
+// CheckPublishable checks everything in dir that Publish will touch,
+// before anything is pushed or written, so that a planted file cannot stop
+// a publication half way (images tagged, TUF not published): each file the
+// publication writes is absent, or a regular file within its role's size
+// limit (a published version must hold the same bytes); no symbolic link
+// leads into targets/; target names are valid. It reads no file without a
+// bound, and opens none that could block (FIFOs, devices).
+func CheckPublishable(dir string, p Publication) error {
+	if err := checkDirNotLink(dir, MetadataDir); err != nil {
+		return err
+	}
+	if err := checkDirNotLink(dir, TargetsDir); err != nil {
+		return err
+	}
+	for name, data := range p.TargetFiles {
+		if err := CheckTargetName(name); err != nil {
+			return err
+		}
+		tp := TargetPath(dir, name, data)
+		if err := noLinksBelow(dir, tp); err != nil {
+			return err
+		}
+		if _, err := existingSame(tp, data, int64(len(data))); err != nil {
+			return err
+		}
+	}
+	files, err := metaFiles(dir, p)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		_, err := existingSame(filepath.Join(dir, MetadataDir, FileName(f.role, f.version)), f.data, maxSize(f.role))
+		if err != nil && (f.immutable || !isNotSame(err)) {
+			return err
+		}
+	}
+	return nil
+}
+
 // notSameError: a file that exists with other content than a publication's.
 type notSameError struct{ path string }
 
@@ -224,8 +251,7 @@ func (e *notSameError) Error() string {
 	return fmt.Sprintf("%s already exists with other content: published metadata is never rewritten (remove it if it was planted, or build the next version)", e.path)
 }
 
-// IsNotSame reports whether err is a file in the way with other content.
-func IsNotSame(err error) bool {
+func isNotSame(err error) bool {
 	var n *notSameError
 	return errors.As(err, &n)
 }
@@ -242,7 +268,7 @@ func existingSame(path string, data []byte, limit int64) (bool, error) {
 		return false, err
 	}
 	if !fi.Mode().IsRegular() {
-		return false, fmt.Errorf("%s is in the way: a %s, not a regular file (remove it; nothing was pushed)", path, fi.Mode().Type())
+		return false, fmt.Errorf("%s is in the way: a %v, not a regular file (remove it; nothing was pushed)", path, fi.Mode().Type())
 	}
 	if fi.Size() > limit {
 		return false, fmt.Errorf("%s is in the way: %d bytes, over the %d a TUF client accepts (remove it; nothing was pushed)", path, fi.Size(), limit)

@@ -156,10 +156,14 @@ func readBounded(path string, limit int64) ([]byte, error) {
 	data, err := safefile.ReadFile(path, limit)
 	var tl *safefile.TooLargeError
 	if errors.As(err, &tl) {
-		return nil, fmt.Errorf("%s is larger than the %d bytes a TUF client accepts", path, limit)
+		return nil, fmt.Errorf("%s is larger than the %d bytes a TUF client accepts: %w", path, limit, ErrTooLarge)
 	}
 	return data, err
 }
+
+// ErrTooLarge: metadata over the size a TUF client (go-tuf's updater)
+// downloads; no client would ever accept it.
+var ErrTooLarge = errors.New("over the TUF client's size limit")
 
 // versionOf reads the version of unverified metadata for error messages only.
 func versionOf(data []byte) int64 {
@@ -177,7 +181,7 @@ func VerifyPublication(ctx context.Context, dir string, p Publication, now time.
 	if err := checkVersions(dir, p); err != nil {
 		return err
 	}
-	if _, err := CheckPublishable(dir, p); err != nil {
+	if err := CheckPublishable(dir, p); err != nil {
 		return err
 	}
 	anchor, err := TrustAnchor(dir)

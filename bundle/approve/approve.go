@@ -8,7 +8,6 @@ package approve
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"sort"
@@ -51,32 +50,38 @@ type Plan struct {
 	NewVersion  int64        `json:"new_targets_version"`
 	Rebased     bool         `json:"rebased"`
 	Changes     []Change     `json:"changes"`
-	state       *trust.State
+	// Discarded are the targets that versions signed here after the
+	// bundle's base changed, dropped by PlanOptions.DiscardUnimported.
+	Discarded []string `json:"discarded,omitempty"`
+	state     *trust.State
+	base      *metadata.Metadata[metadata.TargetsType] // what the new version is built on
+}
+
+// PlanOptions configure MakePlanWith.
+type PlanOptions struct {
+	// DiscardUnimported builds the new version on the bundle's base (the
+	// version the isolated side had published when the bundle was made)
+	// instead of on targets versions signed here since: for when the
+	// isolated side refused those approvals, or they were lost. What they
+	// changed is dropped (Plan.Discarded lists it).
+	DiscardUnimported bool
 }
 
 // MakePlan reads a bundle's head from r and compares it with the repository
 // in dir. It checks every payload is exactly the one this image needs and
 // that the bundle was made against the same root of trust.
 func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error) {
+	return MakePlanWith(ctx, r, file, dir, PlanOptions{})
+}
+
+// MakePlanWith is MakePlan with options.
+func MakePlanWith(ctx context.Context, r io.Reader, file, dir string, o PlanOptions) (*Plan, error) {
 	head, err := bundle.ReadHead(r, file)
 	if err != nil {
 		return nil, err
 	}
-	for _, img := range head.Index.Images {
-		// Children only as the index lists them, so nothing the image does
-		// not hold is signed; each payload exactly the one for its digest.
-		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
-			return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
-		}
-		for _, sd := range img.SignedDigests() {
-			want, err := bundle.DigestPayload(head.Index.Destination, img.Name, sd.Digest)
-			if err != nil {
-				return nil, &bundle.FormatError{File: file, Reason: err.Error()}
-			}
-			if !bytes.Equal(want, head.Payloads[sd.Payload]) {
-				return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, sd.Digest, head.Index.Destination)}
-			}
-		}
+	if err := checkPayloads(head, file); err != nil {
+		return nil, err
 	}
 	p := &Plan{Head: head, IndexSHA256: head.IndexSHA256, Destination: head.Index.Destination,
 		Created: head.Index.Created.Format(time.RFC3339), BundleBase: head.Index.Base.TargetsVersion}
@@ -93,26 +98,78 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	p.state = st
+	if err := p.against(st, dir, o); err != nil {
+		return nil, err
+	}
+	if err := p.checkPending(file); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
+	return p, nil
+}
+
+// checkPayloads checks each image's children are the ones its index lists
+// (so nothing the image does not hold is signed) and each payload is
+// exactly the one for its digest.
+func checkPayloads(head *bundle.Head, file string) error {
+	for _, img := range head.Index.Images {
+		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
+			return &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
+		}
+		for _, sd := range img.SignedDigests() {
+			want, err := bundle.DigestPayload(head.Index.Destination, img.Name, sd.Digest)
+			if err != nil {
+				return &bundle.FormatError{File: file, Reason: err.Error()}
+			}
+			if !bytes.Equal(want, head.Payloads[sd.Payload]) {
+				return &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, sd.Digest, head.Index.Destination)}
+			}
+		}
+	}
+	return nil
+}
+
+// against compares the bundle with the signer's repository: the same root
+// chain, a base no newer than ours, and the changes to the targets the new
+// version is built on.
+func (p *Plan) against(st *trust.State, dir string, o PlanOptions) error {
+	p.state, p.base = st, st.Targets
+	head := p.Head
 	// The bundle's root chain must be ours: the same bytes for every
 	// version both have, and none we lack.
 	for v, b := range head.Roots {
 		mine, ok := st.RootRaw[v]
 		if !ok {
-			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
+			return &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
 		}
 		if !bytes.Equal(mine, b) {
-			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
+			return &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
 		}
 	}
 	p.Current = st.Targets.Signed.Version
-	p.NewVersion = p.Current + 1
+	// Above every version with a file here, even one that does not load
+	// (over the client's limit): metadata is never rewritten.
+	p.NewVersion = max(p.Current, trust.HighestVersion(dir, trust.Targets)) + 1
 	if p.BundleBase > p.Current {
-		return nil, &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
+		return &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
 	}
-	p.Rebased = p.BundleBase != p.Current
-	cur := st.Targets.Signed.Targets
-	for _, img := range head.Index.Images {
+	if o.DiscardUnimported && p.BundleBase < p.Current {
+		base, err := st.LoadTargetsVersion(dir, p.BundleBase)
+		if err != nil {
+			return fmt.Errorf("reading targets v%d, the bundle's base: %w", p.BundleBase, err)
+		}
+		p.Discarded = diffNames(base, st.Targets)
+		p.base = base
+	}
+	p.Rebased = p.BundleBase != p.base.Signed.Version
+	p.changes()
+	return nil
+}
+
+// changes lists what the bundle does to the targets built on.
+func (p *Plan) changes() {
+	cur := p.base.Signed.Targets
+	for _, img := range p.Head.Index.Images {
 		old, ok := cur[img.Name]
 		switch {
 		case !ok:
@@ -123,34 +180,72 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 			p.Changes = append(p.Changes, imageChange("unchanged", img, ""))
 		}
 	}
-	for _, r := range head.Index.Removals {
+	for _, r := range p.Head.Index.Removals {
 		old, ok := cur[r]
 		if !ok {
 			continue // already gone: nothing to do
 		}
 		p.Changes = append(p.Changes, Change{Kind: "removed", Name: r, OldDigest: "sha256:" + old.Hashes["sha256"].String(), Size: old.Length})
 	}
-	if !p.Rebased {
-		// Same base: the exporter's pending targets must be what we build.
-		want, err := bundle.ApplyIndex(st.Targets, head.Index, time.Now(), "")
-		if err != nil {
-			return nil, err
+}
+
+// checkPending compares, when the bundle was built on the version we build
+// on, the exporter's pending targets with what we build.
+func (p *Plan) checkPending(file string) error {
+	if p.Rebased {
+		return nil
+	}
+	want, err := bundle.ApplyIndex(p.base, p.Head.Index, time.Now(), "")
+	if err != nil {
+		return err
+	}
+	got, err := metadata.Targets().FromBytes(p.Head.Pending)
+	if err != nil {
+		return &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
+	}
+	if err := sameTargets(want, got); err != nil {
+		return &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+	}
+	return nil
+}
+
+// diffNames lists the targets that differ between a and b (added, changed
+// or removed in b).
+func diffNames(a, b *metadata.Metadata[metadata.TargetsType]) []string {
+	var out []string
+	for n, t := range b.Signed.Targets {
+		if n == bundle.CosignPubTarget {
+			continue // rebuilt from root in every version
 		}
-		got, err := metadata.Targets().FromBytes(head.Pending)
-		if err != nil {
-			return nil, &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
-		}
-		if err := sameTargets(want, got); err != nil {
-			return nil, &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+		if o, ok := a.Signed.Targets[n]; !ok || o.Length != t.Length || !o.Hashes.Equal(t.Hashes) {
+			out = append(out, n)
 		}
 	}
-	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
-	return p, nil
+	for n := range a.Signed.Targets {
+		if _, ok := b.Signed.Targets[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// attachedLine is what the signer is shown of an image's attachments and
+// of the upstream signature export verified.
+func attachedLine(img bundle.Image) string {
+	s := bundle.Summary(img.Attachments)
+	if u := img.Upstream; u != nil {
+		if s != "" {
+			s += "; "
+		}
+		s += fmt.Sprintf("upstream signature (%s) verified with key %s", u.Format, u.Key)
+	}
+	return s
 }
 
 func imageChange(kind string, img bundle.Image, old string) Change {
 	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source,
-		Signed: len(img.SignedDigests()), Attached: bundle.Summary(img.Attachments)}
+		Signed: len(img.SignedDigests()), Attached: attachedLine(img)}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
@@ -183,14 +278,20 @@ type Result struct {
 	Images         int      `json:"images"`
 	Signatures     int      `json:"cosign_signatures"`
 	Approval       []byte   `json:"-"`
-	targets        *metadata.Metadata[metadata.TargetsType]
+	// Complete is false for a partial approval; State says who signed and
+	// who may still sign.
+	Complete bool                  `json:"complete"`
+	State    *trust.SignatureState `json:"state"`
+	targets  *metadata.Metadata[metadata.TargetsType]
 }
 
 // Sign signs a plan made against the signer's repository: the next targets
 // version (the repository's own targets plus the bundle's images, each
 // bound to this bundle) with every key given, and each image's cosign
 // payload with each key. It returns the approval's bytes; Record stores the
-// new targets version in the repository.
+// new targets version in the repository. With fewer keys than the targets
+// threshold the approval is partial: it says who signed and who may still
+// sign, and the other holders add their signatures (AddSignatures).
 func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if p.state == nil {
 		return nil, fmt.Errorf("internal error: a plan made without a repository cannot be signed")
@@ -199,96 +300,35 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	root := p.state.Root
-	ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
-	allowed := map[string]bool{}
-	for _, id := range ids {
-		allowed[id] = true
-	}
-	var signers []*hsm.Key
-	var signedBy []string
-	seen := map[string]bool{}
-	for _, k := range o.Keys {
-		id, err := trust.KeyID(k.Public)
-		if err != nil {
-			return nil, err
-		}
-		if seen[id] {
-			return nil, fmt.Errorf("%s: the same key is given twice (key ID %s)", k.URI, id)
-		}
-		seen[id] = true
-		if !allowed[id] {
-			return nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
-		}
-		if !k.Private() {
-			return nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
-		}
-		signers = append(signers, k)
-		signedBy = append(signedBy, id)
-	}
-	if len(signers) < threshold {
-		return nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
-	}
-	next, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
+	signers, signedBy, err := p.signersOf(o.Keys)
 	if err != nil {
 		return nil, err
 	}
-	cosignPub, err := bundle.CosignPub(root)
+	next, cosignPub, err := p.buildTargets(now)
 	if err != nil {
 		return nil, err
 	}
-	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
 	for _, k := range signers {
 		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
 			return nil, err
 		}
 	}
-	if err := root.VerifyDelegate(trust.Targets, next); err != nil {
-		return nil, fmt.Errorf("self-check of targets v%d failed: %w", next.Signed.Version, err)
-	}
-	targetsRaw, err := next.ToBytes(true)
-	if err != nil {
-		return nil, err
-	}
 	a := &bundle.Approval{Format: bundle.ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
 		Bundle:         bundle.BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
 		TargetsVersion: next.Signed.Version, Signatures: []bundle.Signature{}}
-	// The image's manifest and each child's, as cosign sign --recursive.
-	for _, img := range p.Head.Index.Images {
-		for _, sd := range img.SignedDigests() {
-			pl := p.Head.Payloads[sd.Payload]
-			for i, k := range signers {
-				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
-				if err != nil {
-					return nil, fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
-				}
-				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
-					return nil, fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
-				}
-				a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	var buf bytes.Buffer
-	// Root versions the isolated side may not have yet: the signer cannot
-	// know which, so every one after v1 (the importer skips those it has);
-	// a rotation travels with the next approval.
-	var roots []bundle.ApprovalRoot
-	for v := max(2, root.Signed.Version-bundle.MaxApprovalRoots+1); v <= root.Signed.Version; v++ {
-		roots = append(roots, bundle.ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
-	}
-	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
+	if err := p.signPayloads(ctx, a, signers, signedBy); err != nil {
 		return nil, err
 	}
-	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
+	return p.finish(a, next, cosignPub, signedBy)
 }
 
 // Record stores the signed targets version in the signer's repository, so
-// the next bundle builds on it.
+// the next bundle builds on it. A partial approval is not recorded: the
+// version is recorded by the sitting that completes it.
 func (p *Plan) Record(ctx context.Context, dir string, res *Result) error {
+	if !res.Complete {
+		return nil
+	}
 	unlock, err := trust.Lock(ctx, dir)
 	if err != nil {
 		return err

@@ -21,9 +21,13 @@ func TestFIFOBundleRefused(t *testing.T) {
 			f.Close()
 		}
 	})
-	for _, args := range [][]string{{"inspect", fifo}, {"sign", fifo, "--repo", t.TempDir(), "--key", "file:nokey", "-o", filepath.Join(t.TempDir(), "a.tar")}} {
+	key := "file:" + filepath.Join(t.TempDir(), "k.key")
+	if r := coldharbor(t, pw, "keys", "generate", key); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	for _, args := range [][]string{{"inspect", fifo}, {"sign", fifo, "--repo", t.TempDir(), "--key", key, "-o", filepath.Join(t.TempDir(), "a.tar")}} {
 		done := make(chan result, 1)
-		go func() { done <- coldharbor(t, nil, args...) }()
+		go func() { done <- coldharbor(t, pw, args...) }()
 		select {
 		case r := <-done:
 			if r.code != exitRefused {

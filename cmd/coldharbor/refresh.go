@@ -69,6 +69,9 @@ func refresh(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	if err := checkRefreshInputs(c); err != nil {
+		return err
+	}
 	ts, err := e.openKey(c.Context, c.String("timestamp-key"))
 	if err != nil {
 		return err
@@ -102,6 +105,28 @@ func refresh(c *cli.Context, e env) error {
 	return reportRefresh(c, dir, res, warn, asJSON)
 }
 
+// checkRefreshInputs checks refresh's arguments, paths and key URIs before
+// any key is opened.
+func checkRefreshInputs(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if err := inputDir("--repo", c.String("repo")); err != nil {
+		return err
+	}
+	uris := []string{c.String("timestamp-key")}
+	if u := c.String("snapshot-key"); u != "" {
+		uris = append(uris, u)
+	}
+	if err := checkKeyURIs(uris...); err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		return outputDir("--out", out)
+	}
+	return nil
+}
+
 // writeRefreshBundle writes res as a refresh bundle to out, publishing it
 // into the local repository before the file appears, so that the next
 // refresh bundle is newer.
@@ -118,7 +143,7 @@ func writeRefreshBundle(out string, res *trust.RefreshResult, publish func() err
 		return err
 	}
 	var buf bytes.Buffer
-	if err := bundle.WriteRefresh(&buf, "coldharbor "+version, time.Now(), snapBytes, tsBytes); err != nil {
+	if err := bundle.WriteRefreshRoots(&buf, "coldharbor "+version, time.Now(), res.Roots, snapBytes, tsBytes); err != nil {
 		return err
 	}
 	return writeFileAtomic(out, func(f *os.File) error {
@@ -191,7 +216,7 @@ func importRefresh(c *cli.Context, path string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	res, err := trust.ApplyRefresh(c.Context, dir, rf.Timestamp, rf.Snapshot, time.Now())
+	res, err := trust.ApplyRefreshRoots(c.Context, dir, rf.Roots, rf.Timestamp, rf.Snapshot, time.Now())
 	if err != nil {
 		return err
 	}
