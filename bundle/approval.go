@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -36,6 +37,13 @@ func OpenApproval(path string) (*ApprovalFile, error) {
 	}
 	defer f.Close()
 	return ReadApproval(f, path)
+}
+
+// IsApproval reports whether the tar at r starts with an approval header,
+// without reading further.
+func IsApproval(r io.Reader) bool {
+	h, err := tar.NewReader(r).Next()
+	return err == nil && h.Name == ApprovalName
 }
 
 // WriteApproval writes an approval.tar to w: a's member list is set from

@@ -52,6 +52,7 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
 			&cli.StringFlag{Name: "attachments", Value: "all", Usage: "what the source attaches to each image that comes along: `all` (cosign signatures, attestations, SBOMs and every OCI 1.1 referrer), signatures, or none"},
 			&cli.StringSliceFlag{Name: "attachment-type", Usage: "keep only attachments of artifact (or config, or layer) media type `MEDIATYPE` (repeat)"},
+			&cli.StringSliceFlag{Name: "verify-upstream-key", Usage: "refuse an image unless its vendor's cosign signature (legacy .sig or v3 sigstore bundle) verifies with this public `KEY` (a PEM file or PEM text; repeat: any one will do)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
@@ -65,6 +66,7 @@ type exportFlags struct {
 	asJSON   bool
 	specs    []export.ImageSpec
 	platform *v1.Platform
+	upstream []export.UpstreamKey
 }
 
 func parseExportFlags(c *cli.Context) (exportFlags, error) {
@@ -83,6 +85,13 @@ func parseExportFlags(c *cli.Context) (exportFlags, error) {
 	}
 	if err := export.ValidAttachments(c.String("attachments")); err != nil {
 		return f, usagef("%v", err)
+	}
+	for _, k := range c.StringSlice("verify-upstream-key") {
+		uk, err := export.LoadUpstreamKey(k)
+		if err != nil {
+			return f, usagef("--verify-upstream-key: %v", err)
+		}
+		f.upstream = append(f.upstream, uk)
 	}
 	args := c.Args().Slice()
 	if path := c.String("images-from"); path != "" {
@@ -132,7 +141,7 @@ func exportAction(c *cli.Context, e env) error {
 			Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
 			Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 			Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
-			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
+			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
 		})
 		return err
 	})
@@ -155,6 +164,9 @@ func printImages(c *cli.Context, imgs []bundle.Image) {
 	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE\tATTACHED")
 	for _, i := range imgs {
 		attached := bundle.Summary(i.Attachments)
+		if u := i.Upstream; u != nil {
+			attached += "; upstream signature verified with key " + u.Key
+		}
 		if attached == "" {
 			attached = "-"
 		}
@@ -166,11 +178,16 @@ func printImages(c *cli.Context, imgs []bundle.Image) {
 func inspectCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
-		Usage:     "show what a bundle holds and what it changes",
-		ArgsUsage: "BUNDLE",
+		Usage:     "show what a bundle holds and what it changes, or an approval's state",
+		ArgsUsage: "BUNDLE|APPROVAL",
 		Description: `Reads only the bundle's head (never its blobs) and shows the images, digests,
 sizes and platforms; with --repo, also the change to the targets: added,
-changed, unchanged and removed names.`,
+changed, unchanged and removed names.
+
+Given an approval, shows its state: the bundle it approves, the targets
+version, who has signed, who may still sign and how many signatures are
+missing (a partial approval). With --repo every targets signature is verified
+against that repository's root; without, the approval's own account is shown.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "compare with the TUF repository in `DIR`"},
 			outputFlag(),
@@ -183,6 +200,9 @@ changed, unchanged and removed names.`,
 			path, err := oneArg(c, "BUNDLE")
 			if err != nil {
 				return err
+			}
+			if isApproval(path) {
+				return inspectApproval(c, path, asJSON)
 			}
 			p, err := planFor(c, path, c.String("repo"))
 			if err != nil {
@@ -198,7 +218,7 @@ changed, unchanged and removed names.`,
 }
 
 func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
-	f, err := os.Open(path)
+	f, err := bundle.OpenFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -263,22 +283,32 @@ this signer's repository (same root of trust, payloads naming exactly the
 bundled digests), shows what changes and asks for confirmation (--yes for
 scripts; without a terminal it never asks and refuses without --yes).
 
-Then signs the next targets version with every --key (at least the targets
-threshold) and, with each key, the cosign payload of each image's manifest and
-of each platform manifest of an index (as cosign sign --recursive: registries
-and Harbor's cosign policy check the manifest a client pulls, and docker and
-containerd pull platform manifests by digest), records the new
-targets version in --repo, and writes a small approval bound to this bundle.
+Then signs the next targets version with every --key and, with each key, the
+cosign payload of each image's manifest and of each platform manifest of an
+index (as cosign sign --recursive: registries and Harbor's cosign policy check
+the manifest a client pulls, and docker and containerd pull platform manifests
+by digest), records the new targets version in --repo, and writes a small
+approval bound to this bundle.
 
 A bundle made against an older targets version than this signer's is rebased:
 the new version keeps what was signed here since. When the isolated side
 refused those approvals (or they were lost), --discard-unimported builds on the
 bundle's base instead and drops them. A version no TUF client would download
-(targets over 5,000,000 bytes) is never signed nor recorded.`,
+(targets over 5,000,000 bytes) is never signed nor recorded.
+
+Targets holders who are never in one room sign in several sittings: with
+fewer keys than the targets threshold the approval is partial (it says who
+signed and who may still sign; import refuses it, and the targets version is
+not recorded yet). Each further holder runs sign BUNDLE --approval FILE --key
+URI: their signatures (targets and every cosign payload) are added to FILE (or
+written to -o), refusing an approval for another bundle or for another targets
+version than this repository would sign now. The sitting that meets the
+threshold records the version in --repo.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},
 			&cli.StringSliceFlag{Name: "key", Usage: "a targets key `URI` (repeat up to the threshold)"},
 			&cli.StringFlag{Name: "output-file", Aliases: []string{"o"}, Usage: "write the approval to `FILE`"},
+			&cli.StringFlag{Name: "approval", Usage: "add these keys' signatures to the partial approval `FILE` (written back unless -o)"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking (scripts)"},
 			&cli.BoolFlag{Name: "discard-unimported", Usage: "build on the bundle's base version, dropping targets versions signed here since (when the isolated side refused their approvals, or they were lost)"},
 			outputFlag(),
@@ -296,13 +326,23 @@ func signAction(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	if c.String("repo") == "" || c.String("output-file") == "" || len(c.StringSlice("key")) == 0 {
-		return usagef("--repo, --key and -o are required")
+	out, partial := c.String("output-file"), c.String("approval")
+	if out == "" {
+		out = partial
+	}
+	if c.String("repo") == "" || out == "" || len(c.StringSlice("key")) == 0 {
+		return usagef("--repo, --key and -o (or --approval) are required")
 	}
 	if err := checkKeyURIs(c.StringSlice("key")...); err != nil {
 		return err
 	}
-	if err := outputDir("--output-file", c.String("output-file")); err != nil {
+	var af *bundle.ApprovalFile
+	if partial != "" {
+		if af, err = bundle.OpenApproval(partial); err != nil {
+			return err
+		}
+	}
+	if err := outputDir("--output-file", out); err != nil {
 		return err
 	}
 	p, err := planFor(c, path, c.String("repo"))
@@ -322,11 +362,10 @@ func signAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer closeKeys()
-	res, err := p.Sign(c.Context, approve.Options{Keys: keys, Tool: "coldharbor " + version})
+	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version})
 	if err != nil {
 		return err
 	}
-	out := c.String("output-file")
 	if err := writeFileAtomic(out, func(f *os.File) error {
 		if _, err := f.Write(res.Approval); err != nil {
 			return err
@@ -340,9 +379,34 @@ func signAction(c *cli.Context, e env) error {
 	if asJSON {
 		return writeJSON(c.App.Writer, res)
 	}
-	fmt.Fprintf(c.App.Writer, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
-		res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
+	printSigned(c, res, out)
 	return nil
+}
+
+// signOrAdd signs a new approval, or adds to the partial one af.
+func signOrAdd(c *cli.Context, p *approve.Plan, af *bundle.ApprovalFile, o approve.Options) (*approve.Result, error) {
+	if af != nil {
+		return p.AddSignatures(c.Context, af, o)
+	}
+	return p.Sign(c.Context, o)
+}
+
+func printSigned(c *cli.Context, res *approve.Result, out string) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
+		res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
+	if res.Complete {
+		return
+	}
+	fmt.Fprintf(w, "\nPartial approval: %d of the %d targets signatures; %d more needed. Signed by:\n", len(res.State.SignedBy), res.State.Threshold, res.State.Missing)
+	for _, id := range res.State.SignedBy {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	fmt.Fprintln(w, "May still sign:")
+	for _, id := range res.State.MaySign {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	fmt.Fprintf(w, "Each of them runs: coldharbor sign BUNDLE --repo DIR --approval %s --key URI\n", out)
 }
 
 // confirm asks on the terminal; without one it refuses.
@@ -651,4 +715,48 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+func isApproval(path string) bool {
+	f, err := bundle.OpenFile(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return bundle.IsApproval(f)
+}
+
+func inspectApproval(c *cli.Context, path string, asJSON bool) error {
+	af, err := bundle.OpenApproval(path)
+	if err != nil {
+		return err
+	}
+	s, err := approve.InspectApproval(c.Context, af, c.String("repo"))
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, s)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "approval of bundle %s\n  targets v%d, created %s by %s, %d cosign signature(s)\n", s.Bundle.IndexSHA256, s.TargetsVersion, s.Created.Format(time.RFC3339), s.Tool, s.Cosign)
+	state := "complete"
+	if !s.Complete {
+		state = fmt.Sprintf("PARTIAL: %d more targets signature(s) needed (threshold %d)", s.State.Missing, s.State.Threshold)
+	}
+	how := "verified against " + c.String("repo")
+	if !s.Checked {
+		how = "as the approval says; pass --repo DIR to verify the signatures"
+	}
+	fmt.Fprintf(w, "  state: %s (%s)\nsigned by:\n", state, how)
+	for _, id := range s.State.SignedBy {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	if len(s.State.MaySign) > 0 {
+		fmt.Fprintln(w, "may still sign:")
+		for _, id := range s.State.MaySign {
+			fmt.Fprintf(w, "  %s\n", id)
+		}
+	}
+	return nil
 }
