@@ -92,8 +92,8 @@ func (p *pendingSet) missing() map[string]Missing {
 // selfCheck verifies every signature made so far.
 func (p *pendingSet) selfCheck() error {
 	for _, check := range []func() error{
-		func() error { return partialCheck(p.Root, trust.Root, p.Root.Signatures, p.Root) },
-		func() error { return partialCheck(p.Root, trust.Targets, p.Targets.Signatures, p.Targets) },
+		func() error { return partialCheck(p.Root, trust.Root, p.Root) },
+		func() error { return partialCheck(p.Root, trust.Targets, p.Targets) },
 	} {
 		if err := check(); err != nil {
 			return err
@@ -102,25 +102,11 @@ func (p *pendingSet) selfCheck() error {
 	return nil
 }
 
-// partialCheck verifies that each signature present is valid, by asking
-// go-tuf to verify the metadata with a threshold of one for each signer in
-// turn: a bad signature is found now, not when the last holder signs.
-func partialCheck[T metadata.Roles](root *metadata.Metadata[metadata.RootType], role string, sigs []metadata.Signature, m *metadata.Metadata[T]) error {
-	for _, s := range sigs {
-		one := *root
-		signed := one.Signed
-		roles := map[string]*metadata.Role{}
-		for k, v := range signed.Roles {
-			roles[k] = v
-		}
-		roles[role] = &metadata.Role{KeyIDs: []string{s.KeyID}, Threshold: 1}
-		signed.Roles = roles
-		one.Signed = signed
-		only := *m
-		only.Signatures = []metadata.Signature{s}
-		if err := one.VerifyDelegate(role, &only); err != nil {
-			return fmt.Errorf("self-check of %s: the signature by %s does not verify: %w", role, s.KeyID, err)
-		}
+// partialCheck verifies that each signature present is valid, so a bad
+// signature is found now, not when the last holder signs.
+func partialCheck[T metadata.Roles](root *metadata.Metadata[metadata.RootType], role string, m *metadata.Metadata[T]) error {
+	if _, err := trust.CheckSignatures(root, role, m); err != nil {
+		return fmt.Errorf("self-check of %s: %w", role, err)
 	}
 	return nil
 }

@@ -206,45 +206,29 @@ func ceremonyRotate(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	var opened []*hsm.Key
-	defer func() {
-		for _, k := range opened {
-			k.Close()
-		}
-	}()
-	// Keys added to a role may be public only (held elsewhere).
-	open := func(uris ...string) ([]*hsm.Key, error) {
-		var keys []*hsm.Key
-		for _, u := range uris {
-			k, err := hsm.Open(c.Context, u, publicOnly(u, e)...)
-			if err != nil {
-				return nil, err
-			}
-			opened = append(opened, k)
-			keys = append(keys, k)
-		}
-		return keys, nil
-	}
-	if o.AddRootKeys, err = open(c.StringSlice("add-root-key")...); err != nil {
+	// One Open per URI: a YubiKey added to a role that also signs is one
+	// card, which piv-go opens exclusively. Added keys may be public only.
+	kc := newKeyCache(c, e)
+	defer kc.close()
+	if o.AddRootKeys, err = kc.open(c.StringSlice("add-root-key")...); err != nil {
 		return err
 	}
-	if o.AddTargetsKeys, err = open(c.StringSlice("targets-key")...); err != nil {
+	if o.AddTargetsKeys, err = kc.open(c.StringSlice("targets-key")...); err != nil {
 		return err
 	}
 	for f, dst := range map[string]**hsm.Key{"snapshot-key": &o.SnapshotKey, "timestamp-key": &o.TimestampKey} {
 		if u := c.String(f); u != "" {
-			ks, err := open(u)
+			ks, err := kc.open(u)
 			if err != nil {
 				return err
 			}
 			*dst = ks[0]
 		}
 	}
-	keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
+	keys, err := kc.open(c.StringSlice("key")...)
 	if err != nil {
 		return err
 	}
-	defer closeKeys()
 	o.Keys = keys
 	res, err := ceremony.Rotate(c.Context, o)
 	if trust.IsVerification(err) && !errors.Is(err, hsm.ErrAttestation) {
