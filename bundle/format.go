@@ -96,6 +96,9 @@ type Image struct {
 	// Attachments are what the source attaches to the image's manifests
 	// (signatures, attestations, SBOMs), carried as blobs of the bundle.
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// Upstream records which --verify-upstream-key verified the vendor's
+	// signature at export; absent when none was asked for.
+	Upstream *UpstreamCheck `json:"upstream,omitempty"`
 }
 
 // Member is one tar member as the index records it.
@@ -156,6 +159,8 @@ type TargetCustom struct {
 	// Attachments the image carries, signed so that none can go missing
 	// between export and import.
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// Upstream is the image's Upstream, signed with it.
+	Upstream *UpstreamCheck `json:"upstream,omitempty"`
 }
 
 var (

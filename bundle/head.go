@@ -227,6 +227,9 @@ func (idx *Index) checkImages(seen map[string]bool) error {
 		if err := checkAttachments(img, seen); err != nil {
 			return err
 		}
+		if err := checkUpstream(img); err != nil {
+			return err
+		}
 	}
 	for _, r := range idx.Removals {
 		if err := ValidTargetName(r); err != nil {

@@ -230,9 +230,22 @@ func diffNames(a, b *metadata.Metadata[metadata.TargetsType]) []string {
 	return out
 }
 
+// attachedLine is what the signer is shown of an image's attachments and
+// of the upstream signature export verified.
+func attachedLine(img bundle.Image) string {
+	s := bundle.Summary(img.Attachments)
+	if u := img.Upstream; u != nil {
+		if s != "" {
+			s += "; "
+		}
+		s += fmt.Sprintf("upstream signature (%s) verified with key %s", u.Format, u.Key)
+	}
+	return s
+}
+
 func imageChange(kind string, img bundle.Image, old string) Change {
 	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source,
-		Signed: len(img.SignedDigests()), Attached: bundle.Summary(img.Attachments)}
+		Signed: len(img.SignedDigests()), Attached: attachedLine(img)}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {

@@ -52,6 +52,7 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
 			&cli.StringFlag{Name: "attachments", Value: "all", Usage: "what the source attaches to each image that comes along: `all` (cosign signatures, attestations, SBOMs and every OCI 1.1 referrer), signatures, or none"},
 			&cli.StringSliceFlag{Name: "attachment-type", Usage: "keep only attachments of artifact (or config, or layer) media type `MEDIATYPE` (repeat)"},
+			&cli.StringSliceFlag{Name: "verify-upstream-key", Usage: "refuse an image unless its vendor's cosign signature (legacy .sig or v3 sigstore bundle) verifies with this public `KEY` (a PEM file or PEM text; repeat: any one will do)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
@@ -65,6 +66,7 @@ type exportFlags struct {
 	asJSON   bool
 	specs    []export.ImageSpec
 	platform *v1.Platform
+	upstream []export.UpstreamKey
 }
 
 func parseExportFlags(c *cli.Context) (exportFlags, error) {
@@ -83,6 +85,13 @@ func parseExportFlags(c *cli.Context) (exportFlags, error) {
 	}
 	if err := export.ValidAttachments(c.String("attachments")); err != nil {
 		return f, usagef("%v", err)
+	}
+	for _, k := range c.StringSlice("verify-upstream-key") {
+		uk, err := export.LoadUpstreamKey(k)
+		if err != nil {
+			return f, usagef("--verify-upstream-key: %v", err)
+		}
+		f.upstream = append(f.upstream, uk)
 	}
 	args := c.Args().Slice()
 	if path := c.String("images-from"); path != "" {
@@ -132,7 +141,7 @@ func exportAction(c *cli.Context, e env) error {
 			Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
 			Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 			Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
-			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
+			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
 		})
 		return err
 	})
@@ -155,6 +164,9 @@ func printImages(c *cli.Context, imgs []bundle.Image) {
 	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE\tATTACHED")
 	for _, i := range imgs {
 		attached := bundle.Summary(i.Attachments)
+		if u := i.Upstream; u != nil {
+			attached += "; upstream signature verified with key " + u.Key
+		}
 		if attached == "" {
 			attached = "-"
 		}
@@ -206,7 +218,7 @@ against that repository's root; without, the approval's own account is shown.`,
 }
 
 func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
-	f, err := os.Open(path)
+	f, err := bundle.OpenFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -706,7 +718,7 @@ func humanBytes(n int64) string {
 }
 
 func isApproval(path string) bool {
-	f, err := os.Open(path)
+	f, err := bundle.OpenFile(path)
 	if err != nil {
 		return false
 	}
