@@ -5,14 +5,17 @@
 package mirror
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -45,6 +48,12 @@ type ImportOptions struct {
 	Now      time.Time
 	Progress func(done, total int64)
 	Log      *slog.Logger
+	// SignatureFormat is auto (default), legacy or bundle (refused: not
+	// written yet); see ChooseSignatureFormat. Transport and Keychain are
+	// how auto asks the target (default: http.DefaultTransport, anonymous).
+	SignatureFormat string
+	Transport       http.RoundTripper
+	Keychain        authn.Keychain
 }
 
 // ImportResult reports what an import did.
@@ -68,6 +77,8 @@ type ImportResult struct {
 	// upstream .sig merged into our signature manifest is not counted.
 	Attachments       int `json:"attachments"`
 	SignaturesPresent int `json:"signature_manifests_present"`
+	// SignatureFormat is the format written and why (--signature-format).
+	SignatureFormat SignatureDecision `json:"signature_format"`
 }
 
 // plan is everything verified before the first byte goes to the registry.
@@ -124,6 +135,9 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if o.SnapshotKey == nil || !o.SnapshotKey.Private() || o.TimestampKey == nil || !o.TimestampKey.Private() {
 		return nil, ErrOnlineKeys
 	}
+	if o.SignatureFormat == SignatureFormatBundle {
+		return nil, ErrBundleFormatNotYet
+	}
 	unlock, err := trust.Lock(ctx, o.Repo)
 	if err != nil {
 		return nil, err
@@ -156,6 +170,11 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	}
 
 	res := &ImportResult{TargetsVersion: p.targets.Signed.Version, SnapshotVersion: pub.Snapshot.Signed.Version, TimestampVersion: pub.Timestamp.Signed.Version}
+	if res.SignatureFormat, err = p.signatureFormat(ctx, o); err != nil {
+		return nil, err
+	}
+	log.Info("signature format", "chosen", res.SignatureFormat.Chosen, "requested", res.SignatureFormat.Requested,
+		"target", res.SignatureFormat.Target, "reason", res.SignatureFormat.Reason)
 	if err := push(ctx, p, o, log, res); err != nil {
 		return nil, err
 	}
@@ -335,4 +354,14 @@ func push(ctx context.Context, p *plan, o ImportOptions, log *slog.Logger, res *
 		res.Images = append(res.Images, ip.img.Name)
 	}
 	return nil
+}
+
+// signatureFormat asks the target about the first image's repository; a
+// bundle without images writes no signatures.
+func (p *plan) signatureFormat(ctx context.Context, o ImportOptions) (SignatureDecision, error) {
+	if len(p.images) == 0 {
+		return SignatureDecision{Requested: cmp.Or(o.SignatureFormat, SignatureFormatAuto), Chosen: SignatureFormatLegacy,
+			Target: "unknown", Reason: "no images: no signatures to write"}, nil
+	}
+	return ChooseSignatureFormat(ctx, o.SignatureFormat, p.images[0].repo, o.Transport, o.Keychain)
 }

@@ -106,19 +106,15 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		}
 	}
 	for v := max(highestVersion(dir, Targets), st.PublishedTargets); v > 0; v-- {
-		b, err := src.ReadMeta(Targets, v)
-		if err != nil {
-			return nil, missing(Targets, err)
-		}
-		tg, err := metadata.Targets().FromBytes(b)
-		if err == nil {
-			err = st.verifyOnline(dir, Targets, FileName(Targets, v), b, tg)
-		}
-		if err == nil && tg.Signed.Version != v {
-			err = fmt.Errorf("file %s holds version %d", FileName(Targets, v), tg.Signed.Version)
+		tg, err := st.LoadTargetsVersion(dir, v)
+		// A version over the client's size limit that was never published
+		// is a signer's record of an approval the isolated side refused:
+		// build on the one before (a new version is numbered above it).
+		if errors.Is(err, ErrTooLarge) && v > st.PublishedTargets {
+			continue
 		}
 		if err != nil {
-			return nil, refusal(Targets, v, err)
+			return nil, err
 		}
 		st.Targets = tg
 		break
@@ -179,4 +175,27 @@ func RoleKeyIDs(root *metadata.Metadata[metadata.RootType], role string) ([]stri
 		return nil, 0
 	}
 	return append([]string(nil), r.KeyIDs...), r.Threshold
+}
+
+// LoadTargetsVersion reads targets version v from dir and verifies it
+// against st's root: its signatures and that the file holds that version.
+func (st *State) LoadTargetsVersion(dir string, v int64) (*metadata.Metadata[metadata.TargetsType], error) {
+	b, err := readMeta(dir, Targets, v)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, missing(Targets, err)
+	}
+	tg, err := metadata.Targets().FromBytes(b)
+	if err == nil {
+		err = st.verifyOnline(dir, Targets, FileName(Targets, v), b, tg)
+	}
+	if err == nil && tg.Signed.Version != v {
+		err = fmt.Errorf("file %s holds version %d", FileName(Targets, v), tg.Signed.Version)
+	}
+	if err != nil {
+		return nil, refusal(Targets, v, err)
+	}
+	return tg, nil
 }

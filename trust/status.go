@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -161,14 +163,20 @@ func roleStatus(root *metadata.Metadata[metadata.RootType], role string, sigs []
 	return s
 }
 
-// highestVersion finds the newest N.role.json by probing upwards; used only
-// when no signed metadata names the version (before the first snapshot).
+// highestVersion finds the newest N.role.json by probing upwards for the
+// files (without reading them: targets files may be megabytes each); used
+// when no signed metadata names the version.
 func highestVersion(dir, role string) int64 {
 	var v int64
 	for {
-		if _, err := readMeta(dir, role, v+1); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, MetadataDir, FileName(role, v+1))); err != nil {
 			return v
 		}
 		v++
 	}
 }
+
+// HighestVersion is the newest version of role that has a file in dir,
+// whether or not it reads or verifies: a new version must be numbered
+// above it, since published metadata is never rewritten.
+func HighestVersion(dir, role string) int64 { return highestVersion(dir, role) }

@@ -161,10 +161,14 @@ func readBounded(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than the %d bytes a TUF client accepts", path, limit)
+		return nil, fmt.Errorf("%s is larger than the %d bytes a TUF client accepts: %w", path, limit, ErrTooLarge)
 	}
 	return data, nil
 }
+
+// ErrTooLarge: metadata over the size a TUF client (go-tuf's updater)
+// downloads; no client would ever accept it.
+var ErrTooLarge = errors.New("over the TUF client's size limit")
 
 // versionOf reads the version of unverified metadata for error messages only.
 func versionOf(data []byte) int64 {

@@ -51,32 +51,38 @@ type Plan struct {
 	NewVersion  int64        `json:"new_targets_version"`
 	Rebased     bool         `json:"rebased"`
 	Changes     []Change     `json:"changes"`
-	state       *trust.State
+	// Discarded are the targets that versions signed here after the
+	// bundle's base changed, dropped by PlanOptions.DiscardUnimported.
+	Discarded []string `json:"discarded,omitempty"`
+	state     *trust.State
+	base      *metadata.Metadata[metadata.TargetsType] // what the new version is built on
+}
+
+// PlanOptions configure MakePlanWith.
+type PlanOptions struct {
+	// DiscardUnimported builds the new version on the bundle's base (the
+	// version the isolated side had published when the bundle was made)
+	// instead of on targets versions signed here since: for when the
+	// isolated side refused those approvals, or they were lost. What they
+	// changed is dropped (Plan.Discarded lists it).
+	DiscardUnimported bool
 }
 
 // MakePlan reads a bundle's head from r and compares it with the repository
 // in dir. It checks every payload is exactly the one this image needs and
 // that the bundle was made against the same root of trust.
 func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error) {
+	return MakePlanWith(ctx, r, file, dir, PlanOptions{})
+}
+
+// MakePlanWith is MakePlan with options.
+func MakePlanWith(ctx context.Context, r io.Reader, file, dir string, o PlanOptions) (*Plan, error) {
 	head, err := bundle.ReadHead(r, file)
 	if err != nil {
 		return nil, err
 	}
-	for _, img := range head.Index.Images {
-		// Children only as the index lists them, so nothing the image does
-		// not hold is signed; each payload exactly the one for its digest.
-		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
-			return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
-		}
-		for _, sd := range img.SignedDigests() {
-			want, err := bundle.DigestPayload(head.Index.Destination, img.Name, sd.Digest)
-			if err != nil {
-				return nil, &bundle.FormatError{File: file, Reason: err.Error()}
-			}
-			if !bytes.Equal(want, head.Payloads[sd.Payload]) {
-				return nil, &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, sd.Digest, head.Index.Destination)}
-			}
-		}
+	if err := checkPayloads(head, file); err != nil {
+		return nil, err
 	}
 	p := &Plan{Head: head, IndexSHA256: head.IndexSHA256, Destination: head.Index.Destination,
 		Created: head.Index.Created.Format(time.RFC3339), BundleBase: head.Index.Base.TargetsVersion}
@@ -93,26 +99,78 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	p.state = st
+	if err := p.against(st, dir, o); err != nil {
+		return nil, err
+	}
+	if err := p.checkPending(file); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
+	return p, nil
+}
+
+// checkPayloads checks each image's children are the ones its index lists
+// (so nothing the image does not hold is signed) and each payload is
+// exactly the one for its digest.
+func checkPayloads(head *bundle.Head, file string) error {
+	for _, img := range head.Index.Images {
+		if err := bundle.CheckChildren(img, head.IndexBytes); err != nil {
+			return &trust.VerificationError{What: trust.WhatBundle, Reason: err.Error()}
+		}
+		for _, sd := range img.SignedDigests() {
+			want, err := bundle.DigestPayload(head.Index.Destination, img.Name, sd.Digest)
+			if err != nil {
+				return &bundle.FormatError{File: file, Reason: err.Error()}
+			}
+			if !bytes.Equal(want, head.Payloads[sd.Payload]) {
+				return &trust.VerificationError{What: trust.WhatBundle, Reason: fmt.Sprintf("the cosign payload for %s is not the one for %s under %s", img.Name, sd.Digest, head.Index.Destination)}
+			}
+		}
+	}
+	return nil
+}
+
+// against compares the bundle with the signer's repository: the same root
+// chain, a base no newer than ours, and the changes to the targets the new
+// version is built on.
+func (p *Plan) against(st *trust.State, dir string, o PlanOptions) error {
+	p.state, p.base = st, st.Targets
+	head := p.Head
 	// The bundle's root chain must be ours: the same bytes for every
 	// version both have, and none we lack.
 	for v, b := range head.Roots {
 		mine, ok := st.RootRaw[v]
 		if !ok {
-			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
+			return &trust.VerificationError{What: trust.Root, Version: v, Reason: fmt.Sprintf("the bundle was made against root v%d, which this repository (root v%d) does not have: update it first", v, st.Root.Signed.Version)}
 		}
 		if !bytes.Equal(mine, b) {
-			return nil, &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
+			return &trust.VerificationError{What: trust.Root, Version: v, Reason: "the bundle's root differs from this repository's: it was made for another root of trust"}
 		}
 	}
 	p.Current = st.Targets.Signed.Version
-	p.NewVersion = p.Current + 1
+	// Above every version with a file here, even one that does not load
+	// (over the client's limit): metadata is never rewritten.
+	p.NewVersion = max(p.Current, trust.HighestVersion(dir, trust.Targets)) + 1
 	if p.BundleBase > p.Current {
-		return nil, &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
+		return &trust.VerificationError{What: trust.Targets, Version: p.BundleBase, Reason: fmt.Sprintf("the bundle was built against targets v%d, newer than this repository's v%d: this signer's repository is stale or was restored from an old copy", p.BundleBase, p.Current)}
 	}
-	p.Rebased = p.BundleBase != p.Current
-	cur := st.Targets.Signed.Targets
-	for _, img := range head.Index.Images {
+	if o.DiscardUnimported && p.BundleBase < p.Current {
+		base, err := st.LoadTargetsVersion(dir, p.BundleBase)
+		if err != nil {
+			return fmt.Errorf("reading targets v%d, the bundle's base: %w", p.BundleBase, err)
+		}
+		p.Discarded = diffNames(base, st.Targets)
+		p.base = base
+	}
+	p.Rebased = p.BundleBase != p.base.Signed.Version
+	p.changes()
+	return nil
+}
+
+// changes lists what the bundle does to the targets built on.
+func (p *Plan) changes() {
+	cur := p.base.Signed.Targets
+	for _, img := range p.Head.Index.Images {
 		old, ok := cur[img.Name]
 		switch {
 		case !ok:
@@ -123,29 +181,54 @@ func MakePlan(ctx context.Context, r io.Reader, file, dir string) (*Plan, error)
 			p.Changes = append(p.Changes, imageChange("unchanged", img, ""))
 		}
 	}
-	for _, r := range head.Index.Removals {
+	for _, r := range p.Head.Index.Removals {
 		old, ok := cur[r]
 		if !ok {
 			continue // already gone: nothing to do
 		}
 		p.Changes = append(p.Changes, Change{Kind: "removed", Name: r, OldDigest: "sha256:" + old.Hashes["sha256"].String(), Size: old.Length})
 	}
-	if !p.Rebased {
-		// Same base: the exporter's pending targets must be what we build.
-		want, err := bundle.ApplyIndex(st.Targets, head.Index, time.Now(), "")
-		if err != nil {
-			return nil, err
+}
+
+// checkPending compares, when the bundle was built on the version we build
+// on, the exporter's pending targets with what we build.
+func (p *Plan) checkPending(file string) error {
+	if p.Rebased {
+		return nil
+	}
+	want, err := bundle.ApplyIndex(p.base, p.Head.Index, time.Now(), "")
+	if err != nil {
+		return err
+	}
+	got, err := metadata.Targets().FromBytes(p.Head.Pending)
+	if err != nil {
+		return &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
+	}
+	if err := sameTargets(want, got); err != nil {
+		return &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+	}
+	return nil
+}
+
+// diffNames lists the targets that differ between a and b (added, changed
+// or removed in b).
+func diffNames(a, b *metadata.Metadata[metadata.TargetsType]) []string {
+	var out []string
+	for n, t := range b.Signed.Targets {
+		if n == bundle.CosignPubTarget {
+			continue // rebuilt from root in every version
 		}
-		got, err := metadata.Targets().FromBytes(head.Pending)
-		if err != nil {
-			return nil, &bundle.FormatError{File: file, Member: bundle.PendingTargets, Reason: err.Error()}
-		}
-		if err := sameTargets(want, got); err != nil {
-			return nil, &trust.VerificationError{What: trust.Targets, Version: got.Signed.Version, Reason: "the bundle's pending targets differ from what this repository builds from it: " + err.Error()}
+		if o, ok := a.Signed.Targets[n]; !ok || o.Length != t.Length || !o.Hashes.Equal(t.Hashes) {
+			out = append(out, n)
 		}
 	}
-	sort.SliceStable(p.Changes, func(i, j int) bool { return p.Changes[i].Name < p.Changes[j].Name })
-	return p, nil
+	for n := range a.Signed.Targets {
+		if _, ok := b.Signed.Targets[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func imageChange(kind string, img bundle.Image, old string) Change {
@@ -200,39 +283,15 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 		now = time.Now()
 	}
 	root := p.state.Root
-	ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
-	allowed := map[string]bool{}
-	for _, id := range ids {
-		allowed[id] = true
-	}
-	var signers []*hsm.Key
-	var signedBy []string
-	seen := map[string]bool{}
-	for _, k := range o.Keys {
-		id, err := trust.KeyID(k.Public)
-		if err != nil {
-			return nil, err
-		}
-		if seen[id] {
-			return nil, fmt.Errorf("%s: the same key is given twice (key ID %s)", k.URI, id)
-		}
-		seen[id] = true
-		if !allowed[id] {
-			return nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
-		}
-		if !k.Private() {
-			return nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
-		}
-		signers = append(signers, k)
-		signedBy = append(signedBy, id)
-	}
-	if len(signers) < threshold {
-		return nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
-	}
-	next, err := bundle.ApplyIndex(p.state.Targets, p.Head.Index, now, p.IndexSHA256)
+	signers, signedBy, err := signersFor(root, o.Keys)
 	if err != nil {
 		return nil, err
 	}
+	next, err := bundle.ApplyIndex(p.base, p.Head.Index, now, p.IndexSHA256)
+	if err != nil {
+		return nil, err
+	}
+	next.Signed.Version = p.NewVersion
 	cosignPub, err := bundle.CosignPub(root)
 	if err != nil {
 		return nil, err
@@ -248,6 +307,12 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	}
 	targetsRaw, err := next.ToBytes(true)
 	if err != nil {
+		return nil, err
+	}
+	// Never sign (and so never record) what the isolated side's TUF
+	// clients would refuse to download.
+	if err := bundle.CheckLimit(fmt.Sprintf("bytes of targets v%d (%d targets)", next.Signed.Version, len(next.Signed.Targets)), int64(len(targetsRaw)), trust.MaxTargetsSize,
+		"no TUF client would download it: remove targets no longer needed in this bundle or an earlier one, then sign again"); err != nil {
 		return nil, err
 	}
 	a := &bundle.Approval{Format: bundle.ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
@@ -283,7 +348,45 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
 		return nil, err
 	}
+	if err := bundle.CheckLimit("bytes of approval", int64(buf.Len()), bundle.MaxApproval, "the importer would refuse it: sign with fewer keys, or export fewer images per bundle"); err != nil {
+		return nil, err
+	}
 	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
+}
+
+// signersFor picks the keys that sign: each a private targets key of root,
+// none twice, at least the threshold; with their key IDs.
+func signersFor(root *metadata.Metadata[metadata.RootType], keys []*hsm.Key) ([]*hsm.Key, []string, error) {
+	ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
+	allowed := map[string]bool{}
+	for _, id := range ids {
+		allowed[id] = true
+	}
+	var signers []*hsm.Key
+	var signedBy []string
+	seen := map[string]bool{}
+	for _, k := range keys {
+		id, err := trust.KeyID(k.Public)
+		if err != nil {
+			return nil, nil, err
+		}
+		if seen[id] {
+			return nil, nil, fmt.Errorf("%s: the same key is given twice (key ID %s)", k.URI, id)
+		}
+		seen[id] = true
+		if !allowed[id] {
+			return nil, nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
+		}
+		if !k.Private() {
+			return nil, nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
+		}
+		signers = append(signers, k)
+		signedBy = append(signedBy, id)
+	}
+	if len(signers) < threshold {
+		return nil, nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
+	}
+	return signers, signedBy, nil
 }
 
 // Record stores the signed targets version in the signer's repository, so

@@ -140,6 +140,12 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err := bundle.ValidDestination(o.Destination); err != nil {
 		return nil, err
 	}
+	// Before any image is resolved: a reader refuses more, however long
+	// the export took.
+	if err := bundle.CheckLimit("images in one bundle", int64(len(o.Images)), bundle.MaxImages,
+		fmt.Sprintf("export them in several bundles of at most %d images, signed and imported one after another", bundle.MaxImages)); err != nil {
+		return nil, err
+	}
 	if err := ValidAttachments(o.Attachments); err != nil {
 		return nil, err
 	}
@@ -165,8 +171,16 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	idx.Members = c.listing(head)
+	// Every limit a reader (signer, importer, TUF client) sets, before a
+	// blob is fetched.
+	if err := checkLimits(st, idx, head, now); err != nil {
+		return nil, err
+	}
 	raw, err := bundle.EncodeIndex(idx)
 	if err != nil {
+		return nil, err
+	}
+	if err := bundle.CheckLimit("bytes of bundle index", int64(len(raw)), bundle.MaxIndexSize, fewerImages); err != nil {
 		return nil, err
 	}
 	cw := &countingWriter{w: w, total: bundle.TarSize(raw, idx.Members), progress: o.Progress}

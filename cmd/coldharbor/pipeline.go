@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -183,7 +184,7 @@ func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return approve.MakePlan(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo)
+	return approve.MakePlanWith(c.Context, bufio.NewReaderSize(f, 1<<16), path, repo, approve.PlanOptions{DiscardUnimported: c.Bool("discard-unimported")})
 }
 
 func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
@@ -192,9 +193,13 @@ func printPlan(c *cli.Context, p *approve.Plan, withRepo bool) {
 	if withRepo {
 		fmt.Fprintf(w, "  targets v%d -> v%d", p.Current, p.NewVersion)
 		if p.Rebased {
-			fmt.Fprintf(w, " (the bundle was built against v%d; the new version is built from this repository's v%d plus the bundle's images)", p.BundleBase, p.Current)
+			fmt.Fprintf(w, " (the bundle was built against v%d; the new version is built from this repository's v%d plus the bundle's images; if the isolated side refused the approvals signed since, sign with --discard-unimported)", p.BundleBase, p.Current)
 		}
 		fmt.Fprintln(w)
+		if len(p.Discarded) > 0 {
+			fmt.Fprintf(w, "  built on v%d, the bundle's base: dropping what targets versions signed here since changed (%d target(s): %s)\n",
+				p.BundleBase, len(p.Discarded), strings.Join(p.Discarded, ", "))
+		}
 	}
 	fmt.Fprintln(w)
 	if len(p.Changes) == 0 {
@@ -244,12 +249,19 @@ threshold) and, with each key, the cosign payload of each image's manifest and
 of each platform manifest of an index (as cosign sign --recursive: registries
 and Harbor's cosign policy check the manifest a client pulls, and docker and
 containerd pull platform manifests by digest), records the new
-targets version in --repo, and writes a small approval bound to this bundle.`,
+targets version in --repo, and writes a small approval bound to this bundle.
+
+A bundle made against an older targets version than this signer's is rebased:
+the new version keeps what was signed here since. When the isolated side
+refused those approvals (or they were lost), --discard-unimported builds on the
+bundle's base instead and drops them. A version no TUF client would download
+(targets over 5,000,000 bytes) is never signed nor recorded.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},
 			&cli.StringSliceFlag{Name: "key", Usage: "a targets key `URI` (repeat up to the threshold)"},
 			&cli.StringFlag{Name: "output-file", Aliases: []string{"o"}, Usage: "write the approval to `FILE`"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking (scripts)"},
+			&cli.BoolFlag{Name: "discard-unimported", Usage: "build on the bundle's base version, dropping targets versions signed here since (when the isolated side refused their approvals, or they were lost)"},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -341,6 +353,13 @@ targets, each manifest and cosign.pub as target files, and a new snapshot and
 timestamp signed with the online keys. A refusal (exit 3) tags nothing and
 publishes nothing; an interrupted import can be run again.
 
+--signature-format auto (the default) asks the target what it shows as signed:
+Harbor through /api/v2.0/systeminfo (its version is shown to signed-in users
+only), another registry whether it serves the OCI referrers API. Every Harbor
+and every registry shows cosign's legacy .sig signatures, and coldharbor does
+not write sigstore bundles yet, so auto writes legacy everywhere for now; the
+decision and its reason are logged with --verbose and recorded in --output json.
+
 With one argument, a refresh bundle ('coldharbor refresh --out'): verifies its
 timestamp (and snapshot) against the pinned root — signatures, versions above
 the trusted ones, expiry — and publishes them. Needs only --repo.`,
@@ -350,6 +369,8 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			&cli.StringFlag{Name: "snapshot-key", Usage: "the snapshot key `URI`"},
 			&cli.StringFlag{Name: "timestamp-key", Usage: "the timestamp key `URI`"},
 			&cli.IntFlag{Name: "jobs", Usage: "upload `N` blobs at once", Value: 4},
+			&cli.StringFlag{Name: "signature-format", Value: mirror.SignatureFormatAuto,
+				Usage: "cosign signature `FORMAT`: auto (ask the target), legacy (sha256-<hex>.sig tags, cosign 2.x), bundle (sigstore bundle referrers: not yet)"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
@@ -372,6 +393,13 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
 				return usagef("--jobs must be between 1 and 64")
 			}
+			switch c.String("signature-format") {
+			case mirror.SignatureFormatAuto, mirror.SignatureFormatLegacy:
+			case mirror.SignatureFormatBundle:
+				return withHint(usagef("--signature-format bundle: %v", mirror.ErrBundleFormatNotYet), "leave --signature-format at auto")
+			default:
+				return usagef("--signature-format %q: want auto, legacy or bundle", c.String("signature-format"))
+			}
 			keys := map[string]*hsm.Key{}
 			for _, f := range []string{"snapshot-key", "timestamp-key"} {
 				k, err := e.openKey(c.Context, c.String(f))
@@ -385,6 +413,10 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			if err != nil {
 				return err
 			}
+			tr, err := transport(c)
+			if err != nil {
+				return err
+			}
 			ctx, cancel := withDeadline(c)
 			defer cancel()
 			e.warnUnpinned(c.String("repo"))
@@ -393,6 +425,7 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 				Repo: c.String("repo"), Registry: c.String("registry"),
 				SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
 				Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
+				SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
 			})
 			if err != nil {
 				return err
@@ -401,8 +434,9 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 				return writeJSON(c.App.Writer, res)
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d signature manifest(s)\n",
-				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests, res.Signatures)
+			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d %s signature manifest(s) (%d already there), %d attachment(s); all read back\n",
+				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests,
+				res.Signatures, res.SignatureFormat.Chosen, res.SignaturesPresent, res.Attachments)
 			for _, n := range res.Images {
 				fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
 			}

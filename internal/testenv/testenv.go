@@ -29,9 +29,21 @@ func Need(t testing.TB, what, how string) {
 // verification, so HTTPS goes to a closed loopback port and fails at once.
 func Cosign(t testing.TB) (path string, env []string) {
 	t.Helper()
-	path = os.Getenv("COLDHARBOR_COSIGN")
+	return cosignAt(t, "COLDHARBOR_COSIGN", "v2")
+}
+
+// Cosign3 is Cosign for the pinned cosign v3 CLI (COLDHARBOR_COSIGN3), which
+// writes and reads sigstore bundles (OCI 1.1 referrers).
+func Cosign3(t testing.TB) (path string, env []string) {
+	t.Helper()
+	return cosignAt(t, "COLDHARBOR_COSIGN3", "v3")
+}
+
+func cosignAt(t testing.TB, variable, major string) (path string, env []string) {
+	t.Helper()
+	path = os.Getenv(variable)
 	if path == "" {
-		Need(t, "the cosign CLI", "run 'make test' (it builds the pinned cosign), or set COLDHARBOR_COSIGN")
+		Need(t, "the cosign "+major+" CLI", "run 'make test' (it builds the pinned cosign "+major+"), or set "+variable)
 	}
 	if _, err := exec.LookPath(path); err != nil {
 		Need(t, "the cosign CLI at "+path, err.Error())
