@@ -66,6 +66,14 @@ type Attachment struct {
 	Kinds []string `json:"kinds"`
 }
 
+// UpstreamCheck is what export --verify-upstream-key found: the key that
+// verified the vendor's signature on the image's digest, and that signature.
+type UpstreamCheck struct {
+	Key       string `json:"key"`       // sha256:<hex> of the key's PKIX DER
+	Signature string `json:"signature"` // digest of the attachment holding the signature
+	Format    string `json:"format"`    // "legacy" (cosign .sig) or "bundle" (sigstore bundle referrer)
+}
+
 // Name identifies an attachment in messages.
 func (a Attachment) Name() string {
 	where := "referrer"
@@ -272,6 +280,24 @@ func checkAttachments(img Image, listed map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// checkUpstream validates an image's upstream check in the index: the
+// signature it names is one of the image's attachments, on its digest.
+func checkUpstream(img Image) error {
+	u := img.Upstream
+	if u == nil {
+		return nil
+	}
+	if !digestRE.MatchString(u.Key) || (u.Format != "legacy" && u.Format != "bundle") {
+		return fmt.Errorf("image %s: upstream check: key %q, format %q", img.Name, u.Key, u.Format)
+	}
+	for _, a := range img.Attachments {
+		if a.Digest == u.Signature && a.Subject == img.Digest && a.IsSignatureOnly() {
+			return nil
+		}
+	}
+	return fmt.Errorf("image %s: upstream check names signature %q, which is not a signature attached to %s", img.Name, u.Signature, img.Digest)
 }
 
 // SameAttachments compares two attachment lists as sets; it returns an

@@ -86,3 +86,26 @@ func TestCheckAttachmentsRefuses(t *testing.T) {
 		t.Fatalf("duplicate: %v", err)
 	}
 }
+
+func TestCheckUpstreamRefuses(t *testing.T) {
+	img := Image{Name: "a/b:1", Digest: "sha256:" + strings.Repeat("a", 64),
+		Attachments: []Attachment{{Subject: "sha256:" + strings.Repeat("a", 64), Digest: "sha256:" + strings.Repeat("b", 64), Kinds: []string{KindSignature}}}}
+	good := UpstreamCheck{Key: "sha256:" + strings.Repeat("c", 64), Signature: img.Attachments[0].Digest, Format: "legacy"}
+	for _, tc := range []struct {
+		name string
+		edit func(*UpstreamCheck)
+		ok   bool
+	}{
+		{"good", func(*UpstreamCheck) {}, true},
+		{"bad key", func(u *UpstreamCheck) { u.Key = "c" }, false},
+		{"bad format", func(u *UpstreamCheck) { u.Format = "pgp" }, false},
+		{"signature not carried", func(u *UpstreamCheck) { u.Signature = "sha256:" + strings.Repeat("d", 64) }, false},
+	} {
+		u := good
+		tc.edit(&u)
+		img.Upstream = &u
+		if err := checkUpstream(img); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}

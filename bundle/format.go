@@ -96,6 +96,9 @@ type Image struct {
 	// Attachments are what the source attaches to the image's manifests
 	// (signatures, attestations, SBOMs), carried as blobs of the bundle.
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// Upstream records which --verify-upstream-key verified the vendor's
+	// signature at export; absent when none was asked for.
+	Upstream *UpstreamCheck `json:"upstream,omitempty"`
 }
 
 // Member is one tar member as the index records it.
@@ -107,13 +110,26 @@ type Member struct {
 
 // Approval is coldharbor-approval.json, the first member of an approval.
 type Approval struct {
-	Format         string      `json:"format"`
-	Tool           string      `json:"tool"`
-	Created        time.Time   `json:"created"`
-	Bundle         BundleRef   `json:"bundle"`
-	TargetsVersion int64       `json:"targets_version"`
-	Signatures     []Signature `json:"signatures"`
-	Members        []Member    `json:"members"`
+	Format         string    `json:"format"`
+	Tool           string    `json:"tool"`
+	Created        time.Time `json:"created"`
+	Bundle         BundleRef `json:"bundle"`
+	TargetsVersion int64     `json:"targets_version"`
+	// Partial is set while the targets threshold is not met: the holders
+	// who have signed and those who may still sign (each adds their
+	// signatures in a later sitting). Import refuses a partial approval.
+	// It informs; the signatures in targets.json are what counts.
+	Partial    *Partial    `json:"partial,omitempty"`
+	Signatures []Signature `json:"signatures"`
+	Members    []Member    `json:"members"`
+}
+
+// Partial is the state of an approval short of the targets threshold.
+type Partial struct {
+	Threshold int      `json:"threshold"`
+	SignedBy  []string `json:"signed_by"`
+	MaySign   []string `json:"may_sign"`
+	Missing   int      `json:"missing"`
 }
 
 // BundleRef binds an approval to exactly one bundle: the sha256 and size of
@@ -143,6 +159,8 @@ type TargetCustom struct {
 	// Attachments the image carries, signed so that none can go missing
 	// between export and import.
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// Upstream is the image's Upstream, signed with it.
+	Upstream *UpstreamCheck `json:"upstream,omitempty"`
 }
 
 var (

@@ -93,69 +93,100 @@ func ReadHead(r io.Reader, file string) (*Head, error) {
 // member names of known shapes in the required order (head, layout, blobs),
 // no duplicates, sizes within limits, valid image names and digests.
 func parseIndex(raw []byte, file string) (*Index, error) {
-	bad := func(format string, a ...any) error {
-		return &FormatError{File: file, Member: IndexName, Reason: fmt.Sprintf(format, a...)}
-	}
 	var idx Index
-	if err := decodeStrict(raw, &idx); err != nil {
-		return nil, bad("not valid JSON for %s: %v", BundleFormat, err)
+	err := decodeStrict(raw, &idx)
+	if err != nil {
+		err = fmt.Errorf("not valid JSON for %s: %v", BundleFormat, err)
+	} else {
+		err = idx.check()
 	}
+	if err != nil {
+		return nil, &FormatError{File: file, Member: IndexName, Reason: err.Error()}
+	}
+	return &idx, nil
+}
+
+// check runs every check of the index, in order.
+func (idx *Index) check() error {
+	if err := idx.checkHeader(); err != nil {
+		return err
+	}
+	seen, err := idx.checkMembers()
+	if err != nil {
+		return err
+	}
+	if err := idx.checkTexts(); err != nil {
+		return err
+	}
+	return idx.checkImages(seen)
+}
+
+// checkHeader checks the format, the limits and the base versions.
+func (idx *Index) checkHeader() error {
 	if idx.Format != BundleFormat {
-		return nil, bad("format %q, this coldharbor reads %q", idx.Format, BundleFormat)
+		return fmt.Errorf("format %q, this coldharbor reads %q", idx.Format, BundleFormat)
 	}
 	if len(idx.Members) > MaxMembers {
-		return nil, bad("%d members is over the limit of %d", len(idx.Members), MaxMembers)
+		return fmt.Errorf("%d members is over the limit of %d", len(idx.Members), MaxMembers)
 	}
 	// No images and no removals is a renewal: signing it only renews the
 	// targets' expiry. It carries no blobs.
 	if len(idx.Images) == 0 && len(idx.Removals) == 0 {
 		for _, m := range idx.Members {
 			if memberKind(m.Name) == "blob" {
-				return nil, bad("no images and no removals, yet blob %s: a renewal bundle carries no blobs", m.Name)
+				return fmt.Errorf("no images and no removals, yet blob %s: a renewal bundle carries no blobs", m.Name)
 			}
 		}
 	}
 	if len(idx.Images) > MaxImages {
-		return nil, bad("%d images is over the limit of %d", len(idx.Images), MaxImages)
+		return fmt.Errorf("%d images is over the limit of %d", len(idx.Images), MaxImages)
 	}
-	// Order: head members, then oci-layout and index.json, then blobs.
+	if err := ValidDestination(idx.Destination); err != nil {
+		return err
+	}
+	if idx.Base.RootVersion < 1 || idx.Base.TargetsVersion < 0 {
+		return fmt.Errorf("base versions root %d, targets %d are out of range", idx.Base.RootVersion, idx.Base.TargetsVersion)
+	}
+	return nil
+}
+
+// checkMembers checks member names, order (head members, then oci-layout
+// and index.json, then blobs), hashes and sizes; it returns the names.
+func (idx *Index) checkMembers() (map[string]bool, error) {
 	rank := map[string]int{"head": 0, "layout": 1, "blob": 2}
 	seen := map[string]bool{}
 	last := 0
 	for _, m := range idx.Members {
 		kind := memberKind(m.Name)
-		if kind == "" || kind == "index" {
-			return nil, bad("member name %q is not allowed in a bundle", m.Name)
-		}
-		if seen[m.Name] {
-			return nil, bad("member %q is listed twice", m.Name)
+		switch {
+		case kind == "" || kind == "index":
+			return nil, fmt.Errorf("member name %q is not allowed in a bundle", m.Name)
+		case seen[m.Name]:
+			return nil, fmt.Errorf("member %q is listed twice", m.Name)
+		case rank[kind] < last:
+			return nil, fmt.Errorf("member %q is out of order (head, then oci layout, then blobs)", m.Name)
+		case !hexRE.MatchString(m.SHA256):
+			return nil, fmt.Errorf("member %q: sha256 %q is not 64 hex digits", m.Name, m.SHA256)
+		case m.Size < 0 || m.Size > MaxBlobSize:
+			return nil, fmt.Errorf("member %q: size %d is out of range", m.Name, m.Size)
+		case kind == "blob" && m.SHA256 != strings.TrimPrefix(m.Name, blobPrefix):
+			return nil, fmt.Errorf("blob %q: sha256 %s is not its name", m.Name, m.SHA256)
+		case strings.HasPrefix(m.Name, headIndexPrefix) && (m.SHA256 != m.Name[len(headIndexPrefix):] || m.Size > MaxManifestSize):
+			return nil, fmt.Errorf("index copy %q: sha256 %s is not its name, or it is over %d bytes", m.Name, m.SHA256, MaxManifestSize)
 		}
 		seen[m.Name] = true
-		if rank[kind] < last {
-			return nil, bad("member %q is out of order (head, then oci layout, then blobs)", m.Name)
-		}
 		last = rank[kind]
-		if !hexRE.MatchString(m.SHA256) {
-			return nil, bad("member %q: sha256 %q is not 64 hex digits", m.Name, m.SHA256)
-		}
-		if m.Size < 0 || m.Size > MaxBlobSize {
-			return nil, bad("member %q: size %d is out of range", m.Name, m.Size)
-		}
-		if kind == "blob" && m.SHA256 != strings.TrimPrefix(m.Name, blobPrefix) {
-			return nil, bad("blob %q: sha256 %s is not its name", m.Name, m.SHA256)
-		}
-		if strings.HasPrefix(m.Name, headIndexPrefix) && (m.SHA256 != m.Name[len(headIndexPrefix):] || m.Size > MaxManifestSize) {
-			return nil, bad("index copy %q: sha256 %s is not its name, or it is over %d bytes", m.Name, m.SHA256, MaxManifestSize)
-		}
 	}
 	for _, f := range []string{PendingTargets, LayoutFile, LayoutIndex} {
 		if !seen[f] {
-			return nil, bad("member %q is missing", f)
+			return nil, fmt.Errorf("member %q is missing", f)
 		}
 	}
-	if err := ValidDestination(idx.Destination); err != nil {
-		return nil, bad("%v", err)
-	}
+	return seen, nil
+}
+
+// checkTexts refuses control characters in what a signer is shown.
+func (idx *Index) checkTexts() error {
 	texts := [][2]string{{"tool", idx.Tool}, {"destination", idx.Destination}}
 	for _, img := range idx.Images {
 		texts = append(texts, [2]string{"source", img.Source}, [2]string{"media_type", img.MediaType})
@@ -165,47 +196,51 @@ func parseIndex(raw []byte, file string) (*Index, error) {
 	}
 	for _, t := range texts {
 		if err := printable(t[0], t[1]); err != nil {
-			return nil, bad("%v", err)
+			return err
 		}
 	}
-	if idx.Base.RootVersion < 1 || idx.Base.TargetsVersion < 0 {
-		return nil, bad("base versions root %d, targets %d are out of range", idx.Base.RootVersion, idx.Base.TargetsVersion)
-	}
+	return nil
+}
+
+// checkImages checks each image and removal: valid unique names, digests
+// and sizes, a manifest and signed payloads the bundle holds.
+func (idx *Index) checkImages(seen map[string]bool) error {
 	names := map[string]bool{}
 	for _, img := range idx.Images {
 		if err := ValidTargetName(img.Name); err != nil {
-			return nil, bad("%v", err)
+			return err
 		}
-		if names[img.Name] {
-			return nil, bad("image %s is listed twice", img.Name)
+		switch {
+		case names[img.Name]:
+			return fmt.Errorf("image %s is listed twice", img.Name)
+		case !digestRE.MatchString(img.Digest):
+			return fmt.Errorf("image %s: digest %q is not sha256:<64 hex>", img.Name, img.Digest)
+		case img.Size <= 0 || img.Size > MaxManifestSize:
+			return fmt.Errorf("image %s: manifest size %d is out of range", img.Name, img.Size)
+		case !seen[BlobName(img.Digest)]:
+			return fmt.Errorf("image %s: its manifest %s is not in the bundle", img.Name, img.Digest)
 		}
 		names[img.Name] = true
-		if !digestRE.MatchString(img.Digest) {
-			return nil, bad("image %s: digest %q is not sha256:<64 hex>", img.Name, img.Digest)
-		}
-		if img.Size <= 0 || img.Size > MaxManifestSize {
-			return nil, bad("image %s: manifest size %d is out of range", img.Name, img.Size)
-		}
-		if !seen[BlobName(img.Digest)] {
-			return nil, bad("image %s: its manifest %s is not in the bundle", img.Name, img.Digest)
-		}
 		if err := checkSignedList(img, seen); err != nil {
-			return nil, bad("%v", err)
+			return err
 		}
 		if err := checkAttachments(img, seen); err != nil {
-			return nil, bad("%v", err)
+			return err
+		}
+		if err := checkUpstream(img); err != nil {
+			return err
 		}
 	}
 	for _, r := range idx.Removals {
 		if err := ValidTargetName(r); err != nil {
-			return nil, bad("removal: %v", err)
+			return fmt.Errorf("removal: %v", err)
 		}
 		if names[r] {
-			return nil, bad("%s is both added and removed, or removed twice", r)
+			return fmt.Errorf("%s is both added and removed, or removed twice", r)
 		}
 		names[r] = true
 	}
-	return &idx, nil
+	return nil
 }
 
 // checkSignedList checks what an image asks to be signed: its payload and

@@ -32,7 +32,7 @@ func ApplyIndex(base *metadata.Metadata[metadata.TargetsType], idx *Index, now t
 		if err != nil {
 			return nil, err
 		}
-		custom, err := json.Marshal(TargetCustom{MediaType: img.MediaType, Source: img.Source, Platforms: img.Platforms, Bundle: bundleSHA, Attachments: img.Attachments})
+		custom, err := json.Marshal(TargetCustom{MediaType: img.MediaType, Source: img.Source, Platforms: img.Platforms, Bundle: bundleSHA, Attachments: img.Attachments, Upstream: img.Upstream})
 		if err != nil {
 			return nil, err
 		}

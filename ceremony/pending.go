@@ -92,8 +92,8 @@ func (p *pendingSet) missing() map[string]Missing {
 // selfCheck verifies every signature made so far.
 func (p *pendingSet) selfCheck() error {
 	for _, check := range []func() error{
-		func() error { return partialCheck(p.Root, trust.Root, p.Root.Signatures, p.Root) },
-		func() error { return partialCheck(p.Root, trust.Targets, p.Targets.Signatures, p.Targets) },
+		func() error { return partialCheck(p.Root, trust.Root, p.Root) },
+		func() error { return partialCheck(p.Root, trust.Targets, p.Targets) },
 	} {
 		if err := check(); err != nil {
 			return err
@@ -102,25 +102,11 @@ func (p *pendingSet) selfCheck() error {
 	return nil
 }
 
-// partialCheck verifies that each signature present is valid, by asking
-// go-tuf to verify the metadata with a threshold of one for each signer in
-// turn: a bad signature is found now, not when the last holder signs.
-func partialCheck[T metadata.Roles](root *metadata.Metadata[metadata.RootType], role string, sigs []metadata.Signature, m *metadata.Metadata[T]) error {
-	for _, s := range sigs {
-		one := *root
-		signed := one.Signed
-		roles := map[string]*metadata.Role{}
-		for k, v := range signed.Roles {
-			roles[k] = v
-		}
-		roles[role] = &metadata.Role{KeyIDs: []string{s.KeyID}, Threshold: 1}
-		signed.Roles = roles
-		one.Signed = signed
-		only := *m
-		only.Signatures = []metadata.Signature{s}
-		if err := one.VerifyDelegate(role, &only); err != nil {
-			return fmt.Errorf("self-check of %s: the signature by %s does not verify: %w", role, s.KeyID, err)
-		}
+// partialCheck verifies that each signature present is valid, so a bad
+// signature is found now, not when the last holder signs.
+func partialCheck[T metadata.Roles](root *metadata.Metadata[metadata.RootType], role string, m *metadata.Metadata[T]) error {
+	if _, err := trust.CheckSignatures(root, role, m); err != nil {
+		return fmt.Errorf("self-check of %s: %w", role, err)
 	}
 	return nil
 }
@@ -227,7 +213,7 @@ func (p *pendingSet) publish(ctx context.Context, dir string, t *transcript, now
 	if err := p.save(dir); err != nil {
 		return err
 	}
-	if err := t.write(filepath.Join(dir, trust.TranscriptFile)); err != nil {
+	if err := t.end(filepath.Join(dir, trust.TranscriptFile)); err != nil {
 		return err
 	}
 	if err := trust.Publish(ctx, dir, pub); err != nil {
@@ -236,7 +222,7 @@ func (p *pendingSet) publish(ctx context.Context, dir string, t *transcript, now
 	if err := t.add(Entry{Step: "init.published", Version: 1, Files: res.Files, Detail: map[string]any{"pending": res.Pending, "root_sha256": res.RootSHA256}}); err != nil {
 		return err
 	}
-	if err := t.write(filepath.Join(dir, trust.TranscriptFile)); err != nil {
+	if err := t.end(filepath.Join(dir, trust.TranscriptFile)); err != nil {
 		return err
 	}
 	res.TranscriptHead = t.head()
@@ -274,6 +260,7 @@ func Sign(ctx context.Context, o SignOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.sealWith(o.Keys...)
 	for _, k := range o.Keys {
 		if err := p.signWith(k, o, t); err != nil {
 			return nil, err
@@ -348,7 +335,7 @@ func (p *pendingSet) wait(dir string, t *transcript) error {
 	if err := p.save(dir); err != nil {
 		return err
 	}
-	if err := t.write(filepath.Join(dir, trust.TranscriptFile)); err != nil {
+	if err := t.end(filepath.Join(dir, trust.TranscriptFile)); err != nil {
 		return err
 	}
 	p.Result.Missing = missing

@@ -119,9 +119,9 @@ func testUpstreamAttachments(t *testing.T, work string, env []string, srcHost, d
 	treeOne, treeTwo := v.run(v.cosign3, "tree", one), v.run(v.cosign3, "tree", two)
 
 	dest := dstHost + "/mirror"
-	bundlePath, approval, keyOf := exportAndSign(t, work, env, srcHost, dest)
+	bundlePath, approval, keyOf := exportAndSign(t, work, env, srcHost, dest, v.pub)
 	out := must(t, env, "sign", bundlePath, "--repo", filepath.Join(work, "signer"), "--key", keyOf("targets"), "-o", approval, "--yes")
-	for _, want := range []string{"1 signature, 1 SBOM, 1 provenance", "1 signature, 1 provenance", "3 signatures"} {
+	for _, want := range []string{"1 signature, 1 SBOM, 1 provenance", "1 signature, 1 provenance", "3 signatures", "upstream signature (bundle) verified with key sha256:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("sign does not show %q:\n%s", want, out)
 		}
@@ -166,7 +166,7 @@ func testUpstreamAttachments(t *testing.T, work string, env []string, srcHost, d
 // exportAndSign makes the keys, the repositories and the bundle of the
 // three images; it returns the bundle, the approval path to write and a
 // key URI maker.
-func exportAndSign(t *testing.T, work string, env []string, srcHost, dest string) (string, string, func(string) string) {
+func exportAndSign(t *testing.T, work string, env []string, srcHost, dest, vendorPub string) (string, string, func(string) string) {
 	keyOf := func(k string) string { return "file:" + filepath.Join(work, "keys", k+".key") }
 	os.MkdirAll(filepath.Join(work, "keys"), 0o700)
 	for _, k := range []string{"root", "targets", "snapshot", "timestamp"} {
@@ -178,8 +178,18 @@ func exportAndSign(t *testing.T, work string, env []string, srcHost, dest string
 		testfs.CopyDir(t, filepath.Join(work, "signer"), filepath.Join(work, d))
 	}
 	bundlePath := filepath.Join(work, "attached.tar")
-	out := must(t, env, "export", "--repo", filepath.Join(work, "exporter"), "--dest", dest, "-o", bundlePath,
-		srcHost+"/"+testimages.AppOne, srcHost+"/"+testimages.AppTwo, srcHost+"/"+testimages.MultiArch)
+	images := []string{srcHost + "/" + testimages.AppOne, srcHost + "/" + testimages.AppTwo, srcHost + "/" + testimages.MultiArch}
+	// A key that signed none of them: refused before anything is written.
+	wrong := filepath.Join(work, "keys", "root.key.pub")
+	refused(t, env, "no upstream cosign signature verifies", append([]string{"export", "--repo", filepath.Join(work, "exporter"), "--dest", dest,
+		"-o", bundlePath, "--verify-upstream-key", wrong}, images...)...)
+	if _, err := os.Stat(bundlePath); err == nil {
+		t.Fatal("a refused export wrote the bundle")
+	}
+	// The vendor's key (beside a wrong one) verifies cosign v2 .sig and v3
+	// bundle signatures alike.
+	out := must(t, env, append([]string{"export", "--repo", filepath.Join(work, "exporter"), "--dest", dest, "-o", bundlePath,
+		"--verify-upstream-key", wrong, "--verify-upstream-key", vendorPub}, images...)...)
 	t.Log(out)
 	head := readHead(t, bundlePath)
 	for _, img := range head.Index.Images {
@@ -188,6 +198,10 @@ func exportAndSign(t *testing.T, work string, env []string, srcHost, dest string
 		}
 		if img.Name == testimages.AppOne && bundle.Summary(img.Attachments) != "1 signature, 1 SBOM, 1 provenance" {
 			t.Errorf("app-one carries %s", bundle.Summary(img.Attachments))
+		}
+		want := map[string]string{testimages.AppOne: "legacy", testimages.AppTwo: "bundle", testimages.MultiArch: "legacy"}[img.Name]
+		if img.Upstream == nil || img.Upstream.Format != want {
+			t.Errorf("%s: upstream check %+v, want a %s signature verified", img.Name, img.Upstream, want)
 		}
 	}
 	return bundlePath, filepath.Join(work, "approval.tar"), keyOf

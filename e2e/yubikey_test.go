@@ -3,22 +3,17 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/coldharbor/coldharbor/hsm/pivsim"
 	"github.com/coldharbor/coldharbor/hsm/pivsim/pivsimtest"
 	"github.com/coldharbor/coldharbor/internal/testfs"
 	"github.com/coldharbor/coldharbor/internal/testimages"
@@ -30,24 +25,7 @@ import (
 // after another; then a bundle signed on the targets YubiKey is imported and
 // the real cosign verifies the images with that YubiKey's public key.
 func TestPipelineWithYubiKeys(t *testing.T) {
-	ctx := context.Background()
-	pivsimtest.StartPCSCD(t)
-	w := newWorld(t)
-	w.env = append(w.env, "COLDHARBOR_PIN=123456")
-	fix, err := testimages.New(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testimages.Push(ctx, w.src.Host, fix, remote.WithAuthFromKeychain(w.src.Keychain()), remote.WithTransport(w.src.Transport())); err != nil {
-		t.Fatal(err)
-	}
-	// One attestation CA for every simulated card, as Yubico's is for real ones.
-	caCert, caKey := newCA(t)
-	caFile := w.path("sim-ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}), 0o644)
-	card := func(name string, serial uint32, reader int) *pivsimtest.Card {
-		return pivsimtest.Plug(t, w.path(name+".card"), reader, pivsim.WithSerial(serial), pivsim.WithAttestationCA(caCert, caKey))
-	}
+	w, card, caFile := newSimWorld(t)
 	yk := func(serial string) string { return "yubikey:serial=" + serial + ";slot=9c" }
 
 	// Holder 3 and the targets holder come first, alone: each generates on

@@ -17,9 +17,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/bundle/approve"
 	"github.com/coldharbor/coldharbor/bundle/export"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/testfs"
@@ -372,5 +374,45 @@ func TestAttachmentFilters(t *testing.T) {
 	if _, err := export.Write(t.Context(), io.Discard, export.Options{Repo: s.signer, Destination: s.dest,
 		Images: []export.ImageSpec{{Source: s.srcHost + "/" + testimages.AppOne}}, Attachments: "some"}); err == nil {
 		t.Fatal("--attachments some was accepted")
+	}
+}
+
+// --verify-upstream-key: the vendor's key verifies its .sig and is
+// recorded (signed with the target, shown to the signer); any other key
+// is refused before a byte is written.
+func TestVerifyUpstreamKey(t *testing.T) {
+	s := newSetupReferrers(t, true)
+	u := attachUpstream(t, s.srcHost)
+	pem, err := cryptoutils.MarshalPublicKeyToPEM(u.key.Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vendorKey, err := export.LoadUpstreamKey(string(pem))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPEM, _ := cryptoutils.MarshalPublicKeyToPEM(testkeys.New(t, "other").Public)
+	other, _ := export.LoadUpstreamKey(string(otherPEM))
+	opts := export.Options{Repo: s.signer, Destination: s.dest, Images: []export.ImageSpec{{Source: s.srcHost + "/" + testimages.AppOne}}}
+	var buf bytes.Buffer
+	opts.UpstreamKeys = []export.UpstreamKey{other}
+	if _, err := export.Write(t.Context(), &buf, opts); !trust.IsVerification(err) || !strings.Contains(err.Error(), "no upstream cosign signature verifies") || buf.Len() != 0 {
+		t.Fatalf("export with a key that signed nothing: %v (%d bytes written)", err, buf.Len())
+	}
+	opts.UpstreamKeys = []export.UpstreamKey{other, vendorKey}
+	res, err := export.Write(t.Context(), &buf, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := res.Index.Images[0].Upstream
+	if up == nil || up.Key != vendorKey.ID || up.Signature != u.sig.String() || up.Format != "legacy" {
+		t.Fatalf("upstream check %+v, want key %s and signature %s", up, vendorKey.ID, u.sig)
+	}
+	p, err := approve.MakePlan(t.Context(), bytes.NewReader(buf.Bytes()), "b.tar", s.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Changes[0].Attached; !strings.Contains(got, "verified with key "+vendorKey.ID) {
+		t.Fatalf("the signer is shown %q", got)
 	}
 }

@@ -103,9 +103,19 @@ func (c *checker) step5TargetsSigned() error {
 			signed = append(signed, s.KeyID)
 		}
 		return &trust.VerificationError{What: trust.Targets, Version: c.nt.Signed.Version, KeyIDs: signed,
-			Reason: fmt.Sprintf("not signed by %d of the targets keys of root v%d (%s)", threshold, c.root.Signed.Version, strings.Join(shortIDs(ids), ", ")), Err: err}
+			Reason: fmt.Sprintf("not signed by %d of the targets keys of root v%d (%s)%s", threshold, c.root.Signed.Version, strings.Join(shortIDs(ids), ", "), partialNote(c.root, c.nt)), Err: err}
 	}
 	return nil
+}
+
+// partialNote says how many signatures a partial approval (valid
+// signatures, short of the threshold) still needs; "" for anything else.
+func partialNote(root *metadata.Metadata[metadata.RootType], nt *metadata.Metadata[metadata.TargetsType]) string {
+	st, err := trust.CheckSignatures(root, trust.Targets, nt)
+	if err != nil || st.Complete() || len(st.SignedBy) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(": a partial approval, signed by %d, needs %d more signature(s) from the holders of %s", len(st.SignedBy), st.Missing, strings.Join(shortIDs(st.MaySign), ", "))
 }
 
 // 6. Its version is the approval's targets_version and above the published

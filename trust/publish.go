@@ -18,6 +18,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
+	"github.com/coldharbor/coldharbor/internal/safefile"
 )
 
 // Publication is one step of the repository: everything that must appear
@@ -75,94 +76,29 @@ func TargetPath(dir, name string, data []byte) string {
 // left by an interrupted publish (a snapshot newer than the one timestamp.json
 // names). The caller must hold the lock (Lock) and must have verified p.
 func Publish(ctx context.Context, dir string, p Publication) error {
+	if err := CheckPublishable(dir, p); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Join(dir, MetadataDir), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", MetadataDir, err)
 	}
-	for name, data := range p.TargetFiles {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := CheckTargetName(name); err != nil {
-			return err
-		}
-		tp := TargetPath(dir, name, data)
-		if err := noLinksBelow(dir, tp); err != nil {
-			return err
-		}
-		if _, err := os.Stat(tp); err == nil {
-			continue // content-addressed: the same name and hash is the same bytes
-		}
-		if err := os.MkdirAll(filepath.Dir(tp), 0o755); err != nil {
-			return fmt.Errorf("creating %s: %w", filepath.Dir(tp), err)
-		}
-		if err := atomicfile.Write(tp, data, 0o644); err != nil {
-			return err
-		}
+	if err := writeTargetFiles(ctx, dir, p.TargetFiles); err != nil {
+		return err
 	}
 	if len(p.Roots) > 0 {
 		if err := noteOnline(dir, p.Roots[0].Signed.Version); err != nil {
 			return fmt.Errorf("noting the snapshot and timestamp before a root rotation: %w", err)
 		}
 	}
-	published := publishedSnapshot(dir)
-	if r, err := readRecord(dir); err == nil {
-		published = max(published, r.Snapshot)
-	}
-	type file struct {
-		role      string
-		version   int64
-		data      []byte
-		immutable bool
-	}
-	var files []file
-	for _, r := range p.Roots {
-		b, err := r.ToBytes(true)
-		if err != nil {
-			return fmt.Errorf("encoding root v%d: %w", r.Signed.Version, err)
-		}
-		files = append(files, file{Root, r.Signed.Version, b, true})
-	}
-	if p.Targets != nil {
-		b, err := p.Targets.ToBytes(true)
-		if err != nil {
-			return fmt.Errorf("encoding targets: %w", err)
-		}
-		files = append(files, file{Targets, p.Targets.Signed.Version, b, true})
-	}
-	if p.Snapshot != nil {
-		b, err := p.Snapshot.ToBytes(true)
-		if err != nil {
-			return fmt.Errorf("encoding snapshot: %w", err)
-		}
-		// Snapshots above the published one are orphans of a crashed run:
-		// no timestamp names them, so replacing them is safe.
-		files = append(files, file{Snapshot, p.Snapshot.Signed.Version, b, p.Snapshot.Signed.Version <= published})
-	}
-	if p.Timestamp != nil {
-		b, err := p.Timestamp.ToBytes(true)
-		if err != nil {
-			return fmt.Errorf("encoding timestamp: %w", err)
-		}
-		files = append(files, file{Timestamp, p.Timestamp.Signed.Version, b, false})
+	files, err := metaFiles(dir, p)
+	if err != nil {
+		return err
 	}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		path := filepath.Join(dir, MetadataDir, FileName(f.role, f.version))
-		if f.immutable {
-			old, err := os.ReadFile(path)
-			if err == nil {
-				if bytes.Equal(old, f.data) {
-					continue
-				}
-				return fmt.Errorf("%s already exists with other content: published metadata is never rewritten (build version %d instead)", FileName(f.role, f.version), f.version+1)
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("reading %s: %w", path, err)
-			}
-		}
-		if err := atomicfile.Write(path, f.data, 0o644); err != nil {
+		if err := f.write(dir); err != nil {
 			return err
 		}
 	}
@@ -173,6 +109,192 @@ func Publish(ctx context.Context, dir string, p Publication) error {
 	}
 	if n := len(p.Roots); n > 0 {
 		return UpdatePin(dir, p.Roots[n-1])
+	}
+	return nil
+}
+
+// writeTargetFiles writes target contents under their consistent-snapshot
+// names; one already there is the same bytes (its name holds its hash).
+func writeTargetFiles(ctx context.Context, dir string, files map[string][]byte) error {
+	for name, data := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := CheckTargetName(name); err != nil {
+			return err
+		}
+		tp := TargetPath(dir, name, data)
+		if err := noLinksBelow(dir, tp); err != nil {
+			return err
+		}
+		if _, err := os.Lstat(tp); err == nil {
+			continue // checked by CheckPublishable: the same bytes
+		}
+		if err := os.MkdirAll(filepath.Dir(tp), 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", filepath.Dir(tp), err)
+		}
+		if err := atomicfile.Write(tp, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// metaFile is one metadata file to publish.
+type metaFile struct {
+	role      string
+	version   int64
+	data      []byte
+	immutable bool // never replaced by other bytes
+}
+
+// metaFiles encodes p's metadata in publication order: roots, targets,
+// snapshot, and timestamp.json last.
+func metaFiles(dir string, p Publication) ([]metaFile, error) {
+	published := publishedSnapshot(dir)
+	if r, err := readRecord(dir); err == nil {
+		published = max(published, r.Snapshot)
+	}
+	var files []metaFile
+	add := func(role string, version int64, m interface{ ToBytes(bool) ([]byte, error) }, immutable bool) error {
+		b, err := m.ToBytes(true)
+		if err != nil {
+			return fmt.Errorf("encoding %s v%d: %w", role, version, err)
+		}
+		files = append(files, metaFile{role, version, b, immutable})
+		return nil
+	}
+	for _, r := range p.Roots {
+		if err := add(Root, r.Signed.Version, r, true); err != nil {
+			return nil, err
+		}
+	}
+	if p.Targets != nil {
+		if err := add(Targets, p.Targets.Signed.Version, p.Targets, true); err != nil {
+			return nil, err
+		}
+	}
+	// Snapshots above the published one are orphans of a crashed run: no
+	// timestamp names them, so replacing them is safe.
+	if p.Snapshot != nil {
+		if err := add(Snapshot, p.Snapshot.Signed.Version, p.Snapshot, p.Snapshot.Signed.Version <= published); err != nil {
+			return nil, err
+		}
+	}
+	if p.Timestamp != nil {
+		if err := add(Timestamp, p.Timestamp.Signed.Version, p.Timestamp, false); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// write puts f in place atomically, refusing to rewrite an immutable file
+// with other bytes.
+func (f metaFile) write(dir string) error {
+	path := filepath.Join(dir, MetadataDir, FileName(f.role, f.version))
+	if f.immutable {
+		same, err := existingSame(path, f.data, maxSize(f.role))
+		if err != nil {
+			return err
+		}
+		if same {
+			return nil
+		}
+	}
+	return atomicfile.Write(path, f.data, 0o644)
+}
+
+// CheckPublishable checks everything in dir that Publish will touch,
+// before anything is pushed or written, so that a planted file cannot stop
+// a publication half way (images tagged, TUF not published): each file the
+// publication writes is absent, or a regular file within its role's size
+// limit (a published version must hold the same bytes); no symbolic link
+// leads into targets/; target names are valid. It reads no file without a
+// bound, and opens none that could block (FIFOs, devices).
+func CheckPublishable(dir string, p Publication) error {
+	if err := checkDirNotLink(dir, MetadataDir); err != nil {
+		return err
+	}
+	if err := checkDirNotLink(dir, TargetsDir); err != nil {
+		return err
+	}
+	for name, data := range p.TargetFiles {
+		if err := CheckTargetName(name); err != nil {
+			return err
+		}
+		tp := TargetPath(dir, name, data)
+		if err := noLinksBelow(dir, tp); err != nil {
+			return err
+		}
+		if _, err := existingSame(tp, data, int64(len(data))); err != nil {
+			return err
+		}
+	}
+	files, err := metaFiles(dir, p)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		_, err := existingSame(filepath.Join(dir, MetadataDir, FileName(f.role, f.version)), f.data, maxSize(f.role))
+		if err != nil && (f.immutable || !isNotSame(err)) {
+			return err
+		}
+	}
+	return nil
+}
+
+// notSameError: a file that exists with other content than a publication's.
+type notSameError struct{ path string }
+
+func (e *notSameError) Error() string {
+	return fmt.Sprintf("%s already exists with other content: published metadata is never rewritten (remove it if it was planted, or build the next version)", e.path)
+}
+
+func isNotSame(err error) bool {
+	var n *notSameError
+	return errors.As(err, &n)
+}
+
+// existingSame reports whether path holds exactly data (false, nil when it
+// does not exist). Anything else in the way — a directory, a link, a FIFO,
+// a file over limit, other bytes — is an error naming the path.
+func existingSame(path string, data []byte, limit int64) (bool, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("%s is in the way: a %v, not a regular file (remove it; nothing was pushed)", path, fi.Mode().Type())
+	}
+	if fi.Size() > limit {
+		return false, fmt.Errorf("%s is in the way: %d bytes, over the %d a TUF client accepts (remove it; nothing was pushed)", path, fi.Size(), limit)
+	}
+	old, err := safefile.ReadFile(path, limit)
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(old, data) {
+		return false, &notSameError{path: path}
+	}
+	return true, nil
+}
+
+// checkDirNotLink refuses dir/sub when it exists as anything but a real
+// directory.
+func checkDirNotLink(dir, sub string) error {
+	fi, err := os.Lstat(filepath.Join(dir, sub))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is a symbolic link or not a directory: refusing to publish through it", filepath.Join(dir, sub))
 	}
 	return nil
 }

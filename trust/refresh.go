@@ -58,20 +58,7 @@ type RefreshResult struct {
 // client would before publishing. Versions only go up. It takes the
 // repository's lock.
 func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult, error) {
-	now := o.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	def := DefaultExpiry()
-	if o.TimestampExpiry == 0 {
-		o.TimestampExpiry = def[Timestamp]
-	}
-	if o.SnapshotExpiry == 0 {
-		o.SnapshotExpiry = def[Snapshot]
-	}
-	if o.IfExpiringWithin == 0 {
-		o.IfExpiringWithin = DefaultWarn()[Timestamp]
-	}
+	o.defaults()
 	if o.Timestamp == nil {
 		return nil, fmt.Errorf("refresh needs the timestamp key")
 	}
@@ -89,81 +76,31 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	if err := CheckRoleKey(st.Chain(), Timestamp, o.Timestamp.Public()); err != nil {
 		return nil, err
 	}
-	res := &RefreshResult{}
-	// A refresh re-signs what is published; it never publishes a targets
-	// version by itself (one lying in metadata/ may be from an approval
-	// that was never imported). Before the first snapshot, targets v1 from
-	// the ceremony is what there is.
-	targets := st.Targets
-	if st.Published != nil {
-		targets = st.Published
-	}
-	newTSExpires := ExpiresAt(now, o.TimestampExpiry)
-	tsDue := st.Timestamp == nil || o.Force || st.Rotated[Timestamp] > 0 || !st.Timestamp.Signed.Expires.After(now.Add(o.IfExpiringWithin))
-	snapDue := st.Snapshot == nil || st.Rotated[Snapshot] > 0 || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != targets.Signed.Version
-	switch {
-	case st.Rotated[Snapshot] > 0:
-		res.Reason = fmt.Sprintf("root v%d rotated the snapshot key", st.Rotated[Snapshot])
-	case snapDue:
-		res.Reason = "the snapshot expires before a new timestamp would, or is missing"
-	case st.Timestamp == nil:
-		res.Reason = "no timestamp yet"
-	case o.Force:
-		res.Reason = "forced"
-	case st.Rotated[Timestamp] > 0:
-		res.Reason = fmt.Sprintf("root v%d rotated the timestamp key", st.Rotated[Timestamp])
-	case tsDue:
-		res.Reason = fmt.Sprintf("the timestamp expires %s, within %s", st.Timestamp.Signed.Expires.UTC().Format(time.RFC3339), FormatDuration(o.IfExpiringWithin))
-	default:
-		res.Reason = fmt.Sprintf("nothing due: the timestamp expires %s", st.Timestamp.Signed.Expires.UTC().Format(time.RFC3339))
+	d := refreshDue(st, o)
+	if !d.timestamp && !d.snapshot {
+		res := &RefreshResult{Reason: d.reason}
 		res.TimestampV, res.TimestampEx = st.Timestamp.Signed.Version, st.Timestamp.Signed.Expires
 		res.SnapshotV, res.SnapshotEx = st.Snapshot.Signed.Version, st.Snapshot.Signed.Expires
 		return res, nil
 	}
-	pub := Publication{}
-	snap := st.Snapshot
-	if snapDue {
-		if o.Snapshot == nil {
-			return nil, fmt.Errorf("%w (it expires %s, before the new timestamp)", ErrSnapshotKeyNeeded, expiryOf(st.Snapshot))
-		}
-		if err := CheckRoleKey(st.Chain(), Snapshot, o.Snapshot.Public()); err != nil {
-			return nil, err
-		}
-		next := NextSnapshot(st.Snapshot, targets.Signed.Version, ExpiresAt(now, o.SnapshotExpiry))
-		if err := Sign(next, Snapshot, o.Snapshot); err != nil {
-			return nil, err
-		}
-		snap, pub.Snapshot = next, next
-		if targets.Signed.Version != st.PublishedTargets {
-			pub.Targets = targets
-		}
-	}
-	ts := NextTimestamp(st.Timestamp, snap.Signed.Version, newTSExpires)
-	if err := Sign(ts, Timestamp, o.Timestamp); err != nil {
+	pub, err := refreshed(st, o, d)
+	if err != nil {
 		return nil, err
 	}
-	pub.Timestamp = ts
-	// Verify as a client would. The offline roles' expiry is not ours to
-	// fix here (status and our exit code 4 report it), so the check runs at
-	// a moment both are still valid; everything else — signatures,
-	// thresholds, versions, the new online roles' expiry — is checked.
-	at := now
-	for _, e := range []time.Time{st.Root.Signed.Expires, targets.Signed.Expires} {
-		if !e.After(at) {
-			at = e.Add(-time.Second)
-		}
-	}
-	if err := VerifyPublication(ctx, dir, pub, at); err != nil {
+	if err := VerifyPublication(ctx, dir, pub, offlineValid(o.Now, st.Root, d.targets)); err != nil {
 		return nil, fmt.Errorf("the refreshed repository does not verify: %w", err)
 	}
-	res.Refreshed = true
+	res := &RefreshResult{Refreshed: true, Reason: d.reason, Timestamp: pub.Timestamp, Snapshot: pub.Snapshot}
+	snap := st.Snapshot
+	if pub.Snapshot != nil {
+		snap = pub.Snapshot
+	}
+	res.TimestampV, res.TimestampEx = pub.Timestamp.Signed.Version, pub.Timestamp.Signed.Expires
 	for v := int64(2); v <= st.Root.Signed.Version; v++ {
 		if b, ok := st.RootRaw[v]; ok {
 			res.Roots = append(res.Roots, RootFile{Version: v, Bytes: b})
 		}
 	}
-	res.Timestamp, res.Snapshot = ts, pub.Snapshot
-	res.TimestampV, res.TimestampEx = ts.Signed.Version, ts.Signed.Expires
 	res.SnapshotV, res.SnapshotEx = snap.Signed.Version, snap.Signed.Expires
 	if !o.Publish {
 		return res, nil
@@ -178,6 +115,100 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 		return res, o.Deliver(res, publish)
 	}
 	return res, publish()
+}
+
+func (o *RefreshOptions) defaults() {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	def := DefaultExpiry()
+	if o.TimestampExpiry == 0 {
+		o.TimestampExpiry = def[Timestamp]
+	}
+	if o.SnapshotExpiry == 0 {
+		o.SnapshotExpiry = def[Snapshot]
+	}
+	if o.IfExpiringWithin == 0 {
+		o.IfExpiringWithin = DefaultWarn()[Timestamp]
+	}
+}
+
+// due is what a refresh must re-sign, and why.
+type due struct {
+	timestamp, snapshot bool
+	reason              string
+	// targets is what the snapshot names: a refresh re-signs what is
+	// published and never publishes a targets version by itself (one lying
+	// in metadata/ may be from an approval that was never imported). Before
+	// the first snapshot, targets v1 from the ceremony is what there is.
+	targets *metadata.Metadata[metadata.TargetsType]
+}
+
+func refreshDue(st *State, o RefreshOptions) due {
+	d := due{targets: st.Targets}
+	if st.Published != nil {
+		d.targets = st.Published
+	}
+	now, newTSExpires := o.Now, ExpiresAt(o.Now, o.TimestampExpiry)
+	d.timestamp = st.Timestamp == nil || o.Force || st.Rotated[Timestamp] > 0 || !st.Timestamp.Signed.Expires.After(now.Add(o.IfExpiringWithin))
+	d.snapshot = st.Snapshot == nil || st.Rotated[Snapshot] > 0 || st.Snapshot.Signed.Expires.Before(newTSExpires) || snapshotTargets(st.Snapshot) != d.targets.Signed.Version
+	switch {
+	case st.Rotated[Snapshot] > 0:
+		d.reason = fmt.Sprintf("root v%d rotated the snapshot key", st.Rotated[Snapshot])
+	case d.snapshot:
+		d.reason = "the snapshot expires before a new timestamp would, or is missing"
+	case st.Timestamp == nil:
+		d.reason = "no timestamp yet"
+	case o.Force:
+		d.reason = "forced"
+	case st.Rotated[Timestamp] > 0:
+		d.reason = fmt.Sprintf("root v%d rotated the timestamp key", st.Rotated[Timestamp])
+	case d.timestamp:
+		d.reason = fmt.Sprintf("the timestamp expires %s, within %s", st.Timestamp.Signed.Expires.UTC().Format(time.RFC3339), FormatDuration(o.IfExpiringWithin))
+	default:
+		d.reason = fmt.Sprintf("nothing due: the timestamp expires %s", st.Timestamp.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	return d
+}
+
+// refreshed builds and signs the next timestamp, and the next snapshot
+// when it is due.
+func refreshed(st *State, o RefreshOptions, d due) (Publication, error) {
+	pub := Publication{}
+	snap := st.Snapshot
+	if d.snapshot {
+		if o.Snapshot == nil {
+			return pub, fmt.Errorf("%w (it expires %s, before the new timestamp)", ErrSnapshotKeyNeeded, expiryOf(st.Snapshot))
+		}
+		if err := CheckRoleKey(st.Chain(), Snapshot, o.Snapshot.Public()); err != nil {
+			return pub, err
+		}
+		snap = NextSnapshot(st.Snapshot, d.targets.Signed.Version, ExpiresAt(o.Now, o.SnapshotExpiry))
+		if err := Sign(snap, Snapshot, o.Snapshot); err != nil {
+			return pub, err
+		}
+		pub.Snapshot = snap
+		if d.targets.Signed.Version != st.PublishedTargets {
+			pub.Targets = d.targets
+		}
+	}
+	pub.Timestamp = NextTimestamp(st.Timestamp, snap.Signed.Version, ExpiresAt(o.Now, o.TimestampExpiry))
+	return pub, Sign(pub.Timestamp, Timestamp, o.Timestamp)
+}
+
+// offlineValid is when to verify a refresh as a client would: now, or just
+// before root or targets expire if they already have. Their expiry is not
+// a refresh's to fix (status and exit code 4 report it); everything else —
+// signatures, thresholds, versions, the new online roles' expiry — is
+// checked.
+func offlineValid(now time.Time, root *metadata.Metadata[metadata.RootType], targets *metadata.Metadata[metadata.TargetsType]) time.Time {
+	at := now
+	for _, e := range []time.Time{root.Signed.Expires, targets.Signed.Expires} {
+		if !e.After(at) {
+			at = e.Add(-time.Second)
+		}
+	}
+	return at
 }
 
 func expiryOf(s *metadata.Metadata[metadata.SnapshotType]) string {

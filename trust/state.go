@@ -37,6 +37,32 @@ type State struct {
 // LoadState verifies the root chain from the pinned root and loads the
 // newest targets, snapshot and timestamp that verify against it.
 func LoadState(ctx context.Context, dir string) (*State, error) {
+	st, err := loadRoots(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.loadTimestamp(dir); err != nil {
+		return nil, err
+	}
+	if err := st.loadSnapshot(dir); err != nil {
+		return nil, err
+	}
+	if err := st.loadTargets(dir); err != nil {
+		return nil, err
+	}
+	if err := checkRecord(dir, st); err != nil {
+		return nil, err
+	}
+	if err := st.loadPublished(dir); err != nil {
+		return nil, err
+	}
+	return st, ctx.Err()
+}
+
+// loadRoots walks the root chain from the pinned root and keeps the bytes
+// of every version here: the pinned root's own bytes stand in for its file
+// (the pin is what is trusted).
+func loadRoots(ctx context.Context, dir string) (*State, error) {
 	anchor, err := TrustAnchor(dir)
 	if err != nil {
 		return nil, err
@@ -47,8 +73,6 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		return nil, err
 	}
 	st := &State{Root: tm.Root, RootRaw: map[int64][]byte{}}
-	// The files of the chain as far as they are here; the pinned root's
-	// own bytes stand in for its file (the pin is what is trusted).
 	if a, err := metadata.Root().FromBytes(anchor); err == nil {
 		st.RootRaw[a.Signed.Version] = anchor
 	}
@@ -65,46 +89,41 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 	if _, ok := st.RootRaw[tm.Root.Signed.Version]; !ok {
 		return nil, missing(Root, fmt.Errorf("%s: %w", FileName(Root, tm.Root.Signed.Version), fs.ErrNotExist))
 	}
-	if b, err := src.ReadMeta(Timestamp, 0); err == nil {
-		ts, err := metadata.Timestamp().FromBytes(b)
-		if err != nil {
-			return nil, refusal(Timestamp, 0, err)
-		}
-		if err := st.verifyOnline(dir, Timestamp, FileName(Timestamp, 0), b, ts); err != nil {
-			return nil, refusal(Timestamp, ts.Signed.Version, err)
-		}
-		st.Timestamp = ts
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	return st, nil
+}
+
+// loadTimestamp loads timestamp.json, if there is one yet.
+func (st *State) loadTimestamp(dir string) error {
+	ts, err := readRole[metadata.TimestampType](st, dir, Timestamp, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	// Only the snapshot a timestamp names is published: one without a
-	// timestamp is an orphan of an interrupted publish, and is replaced.
-	snapVer := int64(0)
-	if st.Timestamp != nil {
-		if m, ok := st.Timestamp.Signed.Meta[Snapshot+".json"]; ok {
-			snapVer = m.Version
-		}
+	st.Timestamp = ts
+	return err
+}
+
+// loadSnapshot loads the snapshot the timestamp names: only that one is
+// published (one no timestamp names is an orphan of an interrupted
+// publish, and is replaced).
+func (st *State) loadSnapshot(dir string) error {
+	if st.Timestamp == nil {
+		return nil
 	}
-	if snapVer > 0 {
-		b, err := src.ReadMeta(Snapshot, snapVer)
-		if err != nil {
-			return nil, missing(Snapshot, err)
-		}
-		sn, err := metadata.Snapshot().FromBytes(b)
-		if err != nil {
-			return nil, refusal(Snapshot, snapVer, err)
-		}
-		if err := st.verifyOnline(dir, Snapshot, FileName(Snapshot, snapVer), b, sn); err != nil {
-			return nil, refusal(Snapshot, snapVer, err)
-		}
-		if sn.Signed.Version != snapVer {
-			return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("file %s holds version %d", FileName(Snapshot, snapVer), sn.Signed.Version)}
-		}
-		st.Snapshot = sn
-		if m, ok := sn.Signed.Meta[Targets+".json"]; ok {
-			st.PublishedTargets = m.Version
-		}
+	m, ok := st.Timestamp.Signed.Meta[Snapshot+".json"]
+	if !ok || m.Version <= 0 {
+		return nil
 	}
+	sn, err := readRole[metadata.SnapshotType](st, dir, Snapshot, m.Version)
+	if err != nil {
+		return err
+	}
+	st.Snapshot, st.PublishedTargets = sn, snapshotTargets(sn)
+	return nil
+}
+
+// loadTargets loads the newest targets version here (the signer's side may
+// hold one newer than the published one).
+func (st *State) loadTargets(dir string) error {
 	for v := max(highestVersion(dir, Targets), st.PublishedTargets); v > 0; v-- {
 		tg, err := st.LoadTargetsVersion(dir, v)
 		// A version over the client's size limit that was never published
@@ -113,35 +132,60 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 		if errors.Is(err, ErrTooLarge) && v > st.PublishedTargets {
 			continue
 		}
-		if err != nil {
-			return nil, err
-		}
 		st.Targets = tg
-		break
+		return err
 	}
-	if st.Targets == nil {
-		return nil, &VerificationError{What: Targets, Reason: "no targets metadata", Err: ErrNotInitialised}
-	}
-	if err := checkRecord(dir, st); err != nil {
-		return nil, err
-	}
-	if st.PublishedTargets == st.Targets.Signed.Version {
+	return &VerificationError{What: Targets, Reason: "no targets metadata", Err: ErrNotInitialised}
+}
+
+// loadPublished loads the targets version the snapshot names.
+func (st *State) loadPublished(dir string) error {
+	switch {
+	case st.PublishedTargets == st.Targets.Signed.Version:
 		st.Published = st.Targets
-	} else if st.PublishedTargets > 0 {
-		b, err := src.ReadMeta(Targets, st.PublishedTargets)
+	case st.PublishedTargets > 0:
+		tg, err := readRole[metadata.TargetsType](st, dir, Targets, st.PublishedTargets)
 		if err != nil {
-			return nil, missing(Targets, err)
-		}
-		tg, err := metadata.Targets().FromBytes(b)
-		if err == nil {
-			err = st.verifyOnline(dir, Targets, FileName(Targets, st.PublishedTargets), b, tg)
-		}
-		if err != nil {
-			return nil, refusal(Targets, st.PublishedTargets, err)
+			return err
 		}
 		st.Published = tg
 	}
-	return st, ctx.Err()
+	return nil
+}
+
+// readRole reads role's file of version v (0: timestamp.json), parses it
+// and verifies it against st's root (or the note of a rotation). A missing
+// file is a refusal wrapping fs.ErrNotExist; anything else that fails is a
+// refusal naming the version.
+func readRole[T signedRole](st *State, dir, role string, v int64) (*metadata.Metadata[T], error) {
+	b, err := readMeta(dir, role, v)
+	if err != nil {
+		return nil, missing(role, err)
+	}
+	var m metadata.Metadata[T]
+	if _, err := m.FromBytes(b); err != nil {
+		return nil, refusal(role, v, err)
+	}
+	got := signedVersion(&m)
+	if err := st.verifyOnline(dir, role, FileName(role, v), b, &m); err != nil {
+		return nil, refusal(role, got, err)
+	}
+	if v > 0 && got != v {
+		return nil, &VerificationError{What: role, Version: got, Reason: fmt.Sprintf("file %s holds version %d", FileName(role, v), got)}
+	}
+	return &m, nil
+}
+
+func signedVersion[T signedRole](m *metadata.Metadata[T]) int64 {
+	switch s := any(&m.Signed).(type) {
+	case *metadata.TimestampType:
+		return s.Version
+	case *metadata.SnapshotType:
+		return s.Version
+	case *metadata.TargetsType:
+		return s.Version
+	}
+	return 0
 }
 
 // RoleKey is one key a role trusts.
@@ -180,22 +224,5 @@ func RoleKeyIDs(root *metadata.Metadata[metadata.RootType], role string) ([]stri
 // LoadTargetsVersion reads targets version v from dir and verifies it
 // against st's root: its signatures and that the file holds that version.
 func (st *State) LoadTargetsVersion(dir string, v int64) (*metadata.Metadata[metadata.TargetsType], error) {
-	b, err := readMeta(dir, Targets, v)
-	if errors.Is(err, ErrTooLarge) {
-		return nil, err
-	}
-	if err != nil {
-		return nil, missing(Targets, err)
-	}
-	tg, err := metadata.Targets().FromBytes(b)
-	if err == nil {
-		err = st.verifyOnline(dir, Targets, FileName(Targets, v), b, tg)
-	}
-	if err == nil && tg.Signed.Version != v {
-		err = fmt.Errorf("file %s holds version %d", FileName(Targets, v), tg.Signed.Version)
-	}
-	if err != nil {
-		return nil, refusal(Targets, v, err)
-	}
-	return tg, nil
+	return readRole[metadata.TargetsType](st, dir, Targets, v)
 }

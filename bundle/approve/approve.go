@@ -8,7 +8,6 @@ package approve
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"sort"
@@ -231,9 +230,22 @@ func diffNames(a, b *metadata.Metadata[metadata.TargetsType]) []string {
 	return out
 }
 
+// attachedLine is what the signer is shown of an image's attachments and
+// of the upstream signature export verified.
+func attachedLine(img bundle.Image) string {
+	s := bundle.Summary(img.Attachments)
+	if u := img.Upstream; u != nil {
+		if s != "" {
+			s += "; "
+		}
+		s += fmt.Sprintf("upstream signature (%s) verified with key %s", u.Format, u.Key)
+	}
+	return s
+}
+
 func imageChange(kind string, img bundle.Image, old string) Change {
 	return Change{Kind: kind, Name: img.Name, Digest: img.Digest, OldDigest: old, Size: img.Size, MediaType: img.MediaType, Platforms: img.Platforms, Source: img.Source,
-		Signed: len(img.SignedDigests()), Attached: bundle.Summary(img.Attachments)}
+		Signed: len(img.SignedDigests()), Attached: attachedLine(img)}
 }
 
 func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
@@ -266,14 +278,20 @@ type Result struct {
 	Images         int      `json:"images"`
 	Signatures     int      `json:"cosign_signatures"`
 	Approval       []byte   `json:"-"`
-	targets        *metadata.Metadata[metadata.TargetsType]
+	// Complete is false for a partial approval; State says who signed and
+	// who may still sign.
+	Complete bool                  `json:"complete"`
+	State    *trust.SignatureState `json:"state"`
+	targets  *metadata.Metadata[metadata.TargetsType]
 }
 
 // Sign signs a plan made against the signer's repository: the next targets
 // version (the repository's own targets plus the bundle's images, each
 // bound to this bundle) with every key given, and each image's cosign
 // payload with each key. It returns the approval's bytes; Record stores the
-// new targets version in the repository.
+// new targets version in the repository. With fewer keys than the targets
+// threshold the approval is partial: it says who signed and who may still
+// sign, and the other holders add their signatures (AddSignatures).
 func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if p.state == nil {
 		return nil, fmt.Errorf("internal error: a plan made without a repository cannot be signed")
@@ -282,116 +300,35 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	root := p.state.Root
-	signers, signedBy, err := signersFor(root, o.Keys)
+	signers, signedBy, err := p.signersOf(o.Keys)
 	if err != nil {
 		return nil, err
 	}
-	next, err := bundle.ApplyIndex(p.base, p.Head.Index, now, p.IndexSHA256)
+	next, cosignPub, err := p.buildTargets(now)
 	if err != nil {
 		return nil, err
 	}
-	next.Signed.Version = p.NewVersion
-	cosignPub, err := bundle.CosignPub(root)
-	if err != nil {
-		return nil, err
-	}
-	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
 	for _, k := range signers {
 		if err := trust.Sign(next, trust.Targets, k.Signer); err != nil {
 			return nil, err
 		}
 	}
-	if err := root.VerifyDelegate(trust.Targets, next); err != nil {
-		return nil, fmt.Errorf("self-check of targets v%d failed: %w", next.Signed.Version, err)
-	}
-	targetsRaw, err := next.ToBytes(true)
-	if err != nil {
-		return nil, err
-	}
-	// Never sign (and so never record) what the isolated side's TUF
-	// clients would refuse to download.
-	if err := bundle.CheckLimit(fmt.Sprintf("bytes of targets v%d (%d targets)", next.Signed.Version, len(next.Signed.Targets)), int64(len(targetsRaw)), trust.MaxTargetsSize,
-		"no TUF client would download it: remove targets no longer needed in this bundle or an earlier one, then sign again"); err != nil {
-		return nil, err
-	}
 	a := &bundle.Approval{Format: bundle.ApprovalFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second),
 		Bundle:         bundle.BundleRef{IndexSHA256: p.IndexSHA256, IndexSize: int64(len(p.Head.IndexRaw))},
 		TargetsVersion: next.Signed.Version, Signatures: []bundle.Signature{}}
-	// The image's manifest and each child's, as cosign sign --recursive.
-	for _, img := range p.Head.Index.Images {
-		for _, sd := range img.SignedDigests() {
-			pl := p.Head.Payloads[sd.Payload]
-			for i, k := range signers {
-				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
-				if err != nil {
-					return nil, fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
-				}
-				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
-					return nil, fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
-				}
-				a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: signedBy[i], Signature: base64.StdEncoding.EncodeToString(sig)})
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	var buf bytes.Buffer
-	// Root versions the isolated side may not have yet: the signer cannot
-	// know which, so every one after v1 (the importer skips those it has);
-	// a rotation travels with the next approval.
-	var roots []bundle.ApprovalRoot
-	for v := max(2, root.Signed.Version-bundle.MaxApprovalRoots+1); v <= root.Signed.Version; v++ {
-		roots = append(roots, bundle.ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
-	}
-	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
+	if err := p.signPayloads(ctx, a, signers, signedBy); err != nil {
 		return nil, err
 	}
-	if err := bundle.CheckLimit("bytes of approval", int64(buf.Len()), bundle.MaxApproval, "the importer would refuse it: sign with fewer keys, or export fewer images per bundle"); err != nil {
-		return nil, err
-	}
-	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures), Approval: buf.Bytes(), targets: next}, nil
-}
-
-// signersFor picks the keys that sign: each a private targets key of root,
-// none twice, at least the threshold; with their key IDs.
-func signersFor(root *metadata.Metadata[metadata.RootType], keys []*hsm.Key) ([]*hsm.Key, []string, error) {
-	ids, threshold := trust.RoleKeyIDs(root, trust.Targets)
-	allowed := map[string]bool{}
-	for _, id := range ids {
-		allowed[id] = true
-	}
-	var signers []*hsm.Key
-	var signedBy []string
-	seen := map[string]bool{}
-	for _, k := range keys {
-		id, err := trust.KeyID(k.Public)
-		if err != nil {
-			return nil, nil, err
-		}
-		if seen[id] {
-			return nil, nil, fmt.Errorf("%s: the same key is given twice (key ID %s)", k.URI, id)
-		}
-		seen[id] = true
-		if !allowed[id] {
-			return nil, nil, &trust.VerificationError{What: trust.Targets, KeyIDs: []string{id}, Reason: fmt.Sprintf("key %s is not a targets key of root v%d", k.URI, root.Signed.Version)}
-		}
-		if !k.Private() {
-			return nil, nil, fmt.Errorf("%s: only a public key is here: give the private key (or the YubiKey) to sign", k.URI)
-		}
-		signers = append(signers, k)
-		signedBy = append(signedBy, id)
-	}
-	if len(signers) < threshold {
-		return nil, nil, fmt.Errorf("targets needs %d signatures and %d targets key(s) were given", threshold, len(signers))
-	}
-	return signers, signedBy, nil
+	return p.finish(a, next, cosignPub, signedBy)
 }
 
 // Record stores the signed targets version in the signer's repository, so
-// the next bundle builds on it.
+// the next bundle builds on it. A partial approval is not recorded: the
+// version is recorded by the sitting that completes it.
 func (p *Plan) Record(ctx context.Context, dir string, res *Result) error {
+	if !res.Complete {
+		return nil
+	}
 	unlock, err := trust.Lock(ctx, dir)
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -82,6 +83,9 @@ type Options struct {
 	// AttachmentTypes, when set, keeps only attachments whose artifact
 	// type, config media type or a layer media type is one of these.
 	AttachmentTypes []string
+	// UpstreamKeys, when set, refuse an image unless a signature carried on
+	// its digest (cosign .sig or sigstore bundle) verifies with one of them.
+	UpstreamKeys []UpstreamKey
 	// Jobs is how many blobs are fetched at once. Default 4.
 	Jobs int
 	// TempDir holds blobs fetched ahead of the one being written (at most
@@ -149,11 +153,17 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err := ValidAttachments(o.Attachments); err != nil {
 		return nil, err
 	}
+	if len(o.UpstreamKeys) > 0 && o.Attachments == AttachNone {
+		return nil, errors.New("verifying upstream signatures needs them carried: use --attachments signatures or all with --verify-upstream-key")
+	}
 	st, err := trust.LoadState(ctx, o.Repo)
 	if err != nil {
 		return nil, fmt.Errorf("reading the TUF repository %s: %w", o.Repo, err)
 	}
-	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
+	ropts, err := regsession.Options(ctx, o.Remote)
+	if err != nil {
+		return nil, err
+	}
 	c := &collector{ctx: ctx, opts: ropts, manifests: map[v1.Hash][]byte{}, platforms: map[v1.Hash][]string{}, blobs: map[v1.Hash]*blobRef{}}
 	idx := &bundle.Index{Format: bundle.BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
 		Base:     bundle.Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},
@@ -216,6 +226,11 @@ func (c *collector) resolveAll(idx *bundle.Index, o Options) ([]v1.Descriptor, e
 		}
 		if img.Attachments, err = c.attachments(ref.Context(), top, o); err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Source, err)
+		}
+		if len(o.UpstreamKeys) > 0 {
+			if img.Upstream, err = c.verifyUpstream(ref.Context(), img, o.UpstreamKeys); err != nil {
+				return nil, err
+			}
 		}
 		img.Payload = bundle.PayloadMember(i)
 		if err := c.children(&img, &nextPayload); err != nil {

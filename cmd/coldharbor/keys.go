@@ -126,7 +126,7 @@ key objects, and the URI that names each.`,
 				if devs == nil {
 					devs = []hsm.Device{}
 				}
-				return writeJSON(c.App.Writer, devs)
+				return writeJSON(c.App.Writer, map[string]any{"devices": devs})
 			}
 			if len(devs) == 0 {
 				fmt.Fprintln(c.App.ErrWriter, "no YubiKey or token found (is pcscd running? give --pkcs11-module for HSMs)")

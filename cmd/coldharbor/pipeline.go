@@ -52,83 +52,111 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
 			&cli.StringFlag{Name: "attachments", Value: "all", Usage: "what the source attaches to each image that comes along: `all` (cosign signatures, attestations, SBOMs and every OCI 1.1 referrer), signatures, or none"},
 			&cli.StringSliceFlag{Name: "attachment-type", Usage: "keep only attachments of artifact (or config, or layer) media type `MEDIATYPE` (repeat)"},
+			&cli.StringSliceFlag{Name: "verify-upstream-key", Usage: "refuse an image unless its vendor's cosign signature (legacy .sig or v3 sigstore bundle) verifies with this public `KEY` (a PEM file or PEM text; repeat: any one will do)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			for _, f := range []string{"repo", "dest", "output-file"} {
-				if c.String(f) == "" {
-					return usagef("--%s is required", f)
-				}
-			}
-			if err := bundle.ValidDestination(c.String("dest")); err != nil {
-				return usagef("--dest: %v", err)
-			}
-			if err := export.ValidAttachments(c.String("attachments")); err != nil {
-				return usagef("%v", err)
-			}
-			args := c.Args().Slice()
-			if f := c.String("images-from"); f != "" {
-				more, err := readLines(f)
-				if err != nil {
-					return err
-				}
-				args = append(args, more...)
-			}
-			var specs []export.ImageSpec
-			for _, a := range args {
-				s, err := export.ParseImageArg(a)
-				if err != nil {
-					return usagef("%v", err)
-				}
-				specs = append(specs, s)
-			}
-			if len(specs) == 0 && len(c.StringSlice("remove")) == 0 && !c.Bool("renew") {
-				return usagef("no IMAGE given (--renew makes a bundle that only renews the targets' expiry)")
-			}
-			var platform *v1.Platform
-			if p := c.String("platform"); p != "" {
-				if platform, err = v1.ParsePlatform(p); err != nil {
-					return usagef("--platform: %v", err)
-				}
-			}
-			ropts, err := remoteOptions(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withDeadline(c)
-			defer cancel()
-			out := c.String("output-file")
-			var res *export.Result
-			err = writeFileAtomic(out, func(f *os.File) error {
-				var err error
-				res, err = export.Write(ctx, f, export.Options{
-					Repo: c.String("repo"), Destination: c.String("dest"), Images: specs, Removals: c.StringSlice("remove"),
-					Platform: platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
-					Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
-					Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"),
-				})
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
-				out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
-			printImages(c, res.Index.Images)
-			fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
-			return nil
-		},
+		Action: func(c *cli.Context) error { return exportAction(c, e) },
 	}
+}
+
+// exportFlags are export's flags and arguments, checked.
+type exportFlags struct {
+	asJSON   bool
+	specs    []export.ImageSpec
+	platform *v1.Platform
+	upstream []export.UpstreamKey
+}
+
+func parseExportFlags(c *cli.Context) (exportFlags, error) {
+	var f exportFlags
+	var err error
+	if f.asJSON, err = jsonOutput(c); err != nil {
+		return f, err
+	}
+	for _, name := range []string{"repo", "dest", "output-file"} {
+		if c.String(name) == "" {
+			return f, usagef("--%s is required", name)
+		}
+	}
+	if err := bundle.ValidDestination(c.String("dest")); err != nil {
+		return f, usagef("--dest: %v", err)
+	}
+	if err := export.ValidAttachments(c.String("attachments")); err != nil {
+		return f, usagef("%v", err)
+	}
+	for _, k := range c.StringSlice("verify-upstream-key") {
+		uk, err := export.LoadUpstreamKey(k)
+		if err != nil {
+			return f, usagef("--verify-upstream-key: %v", err)
+		}
+		f.upstream = append(f.upstream, uk)
+	}
+	args := c.Args().Slice()
+	if path := c.String("images-from"); path != "" {
+		more, err := readLines(path)
+		if err != nil {
+			return f, err
+		}
+		args = append(args, more...)
+	}
+	for _, a := range args {
+		s, err := export.ParseImageArg(a)
+		if err != nil {
+			return f, usagef("%v", err)
+		}
+		f.specs = append(f.specs, s)
+	}
+	if len(f.specs) == 0 && len(c.StringSlice("remove")) == 0 && !c.Bool("renew") {
+		return f, usagef("no IMAGE given (--renew makes a bundle that only renews the targets' expiry)")
+	}
+	if p := c.String("platform"); p != "" {
+		if f.platform, err = v1.ParsePlatform(p); err != nil {
+			return f, usagef("--platform: %v", err)
+		}
+	}
+	if err := inputDir("--repo", c.String("repo")); err != nil {
+		return f, err
+	}
+	return f, outputDir("--output-file", c.String("output-file"))
+}
+
+func exportAction(c *cli.Context, e env) error {
+	f, err := parseExportFlags(c)
+	if err != nil {
+		return err
+	}
+	ropts, err := remoteOptions(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withDeadline(c)
+	defer cancel()
+	out := c.String("output-file")
+	var res *export.Result
+	err = writeFileAtomic(out, func(file *os.File) error {
+		var err error
+		res, err = export.Write(ctx, file, export.Options{
+			Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
+			Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
+			Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
+			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
+		out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+	printImages(c, res.Index.Images)
+	fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
+	return nil
 }
 
 func printImages(c *cli.Context, imgs []bundle.Image) {
@@ -136,6 +164,9 @@ func printImages(c *cli.Context, imgs []bundle.Image) {
 	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tPLATFORMS\tSOURCE\tATTACHED")
 	for _, i := range imgs {
 		attached := bundle.Summary(i.Attachments)
+		if u := i.Upstream; u != nil {
+			attached += "; upstream signature verified with key " + u.Key
+		}
 		if attached == "" {
 			attached = "-"
 		}
@@ -147,11 +178,16 @@ func printImages(c *cli.Context, imgs []bundle.Image) {
 func inspectCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "inspect",
-		Usage:     "show what a bundle holds and what it changes",
-		ArgsUsage: "BUNDLE",
+		Usage:     "show what a bundle holds and what it changes, or an approval's state",
+		ArgsUsage: "BUNDLE|APPROVAL",
 		Description: `Reads only the bundle's head (never its blobs) and shows the images, digests,
 sizes and platforms; with --repo, also the change to the targets: added,
-changed, unchanged and removed names.`,
+changed, unchanged and removed names.
+
+Given an approval, shows its state: the bundle it approves, the targets
+version, who has signed, who may still sign and how many signatures are
+missing (a partial approval). With --repo every targets signature is verified
+against that repository's root; without, the approval's own account is shown.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "compare with the TUF repository in `DIR`"},
 			outputFlag(),
@@ -164,6 +200,9 @@ changed, unchanged and removed names.`,
 			path, err := oneArg(c, "BUNDLE")
 			if err != nil {
 				return err
+			}
+			if isApproval(path) {
+				return inspectApproval(c, path, asJSON)
 			}
 			p, err := planFor(c, path, c.String("repo"))
 			if err != nil {
@@ -179,7 +218,7 @@ changed, unchanged and removed names.`,
 }
 
 func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
-	f, err := os.Open(path)
+	f, err := bundle.OpenFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -244,83 +283,130 @@ this signer's repository (same root of trust, payloads naming exactly the
 bundled digests), shows what changes and asks for confirmation (--yes for
 scripts; without a terminal it never asks and refuses without --yes).
 
-Then signs the next targets version with every --key (at least the targets
-threshold) and, with each key, the cosign payload of each image's manifest and
-of each platform manifest of an index (as cosign sign --recursive: registries
-and Harbor's cosign policy check the manifest a client pulls, and docker and
-containerd pull platform manifests by digest), records the new
-targets version in --repo, and writes a small approval bound to this bundle.
+Then signs the next targets version with every --key and, with each key, the
+cosign payload of each image's manifest and of each platform manifest of an
+index (as cosign sign --recursive: registries and Harbor's cosign policy check
+the manifest a client pulls, and docker and containerd pull platform manifests
+by digest), records the new targets version in --repo, and writes a small
+approval bound to this bundle.
 
 A bundle made against an older targets version than this signer's is rebased:
 the new version keeps what was signed here since. When the isolated side
 refused those approvals (or they were lost), --discard-unimported builds on the
 bundle's base instead and drops them. A version no TUF client would download
-(targets over 5,000,000 bytes) is never signed nor recorded.`,
+(targets over 5,000,000 bytes) is never signed nor recorded.
+
+Targets holders who are never in one room sign in several sittings: with
+fewer keys than the targets threshold the approval is partial (it says who
+signed and who may still sign; import refuses it, and the targets version is
+not recorded yet). Each further holder runs sign BUNDLE --approval FILE --key
+URI: their signatures (targets and every cosign payload) are added to FILE (or
+written to -o), refusing an approval for another bundle or for another targets
+version than this repository would sign now. The sitting that meets the
+threshold records the version in --repo.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the signer's TUF repository in `DIR`"},
 			&cli.StringSliceFlag{Name: "key", Usage: "a targets key `URI` (repeat up to the threshold)"},
 			&cli.StringFlag{Name: "output-file", Aliases: []string{"o"}, Usage: "write the approval to `FILE`"},
+			&cli.StringFlag{Name: "approval", Usage: "add these keys' signatures to the partial approval `FILE` (written back unless -o)"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "sign without asking (scripts)"},
 			&cli.BoolFlag{Name: "discard-unimported", Usage: "build on the bundle's base version, dropping targets versions signed here since (when the isolated side refused their approvals, or they were lost)"},
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			path, err := oneArg(c, "BUNDLE")
-			if err != nil {
-				return err
-			}
-			if c.String("repo") == "" || c.String("output-file") == "" || len(c.StringSlice("key")) == 0 {
-				return usagef("--repo, --key and -o are required")
-			}
-			for _, u := range c.StringSlice("key") {
-				if _, err := hsm.ParseURI(u); err != nil {
-					return usagef("%v", err)
-				}
-			}
-			p, err := planFor(c, path, c.String("repo"))
-			if err != nil {
-				return err
-			}
-			if !asJSON {
-				printPlan(c, p, true)
-			}
-			if !c.Bool("yes") {
-				if err := confirm(e, fmt.Sprintf("Sign targets v%d with these changes?", p.NewVersion)); err != nil {
-					return err
-				}
-			}
-			keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
-			if err != nil {
-				return err
-			}
-			defer closeKeys()
-			res, err := p.Sign(c.Context, approve.Options{Keys: keys, Tool: "coldharbor " + version})
-			if err != nil {
-				return err
-			}
-			out := c.String("output-file")
-			if err := writeFileAtomic(out, func(f *os.File) error {
-				if _, err := f.Write(res.Approval); err != nil {
-					return err
-				}
-				// Record before the approval appears: an approval whose
-				// version the signer forgot would be signed again.
-				return p.Record(c.Context, c.String("repo"), res)
-			}); err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			fmt.Fprintf(c.App.Writer, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
-				res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
-			return nil
-		},
+		Action: func(c *cli.Context) error { return signAction(c, e) },
 	}
+}
+
+func signAction(c *cli.Context, e env) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	path, err := oneArg(c, "BUNDLE")
+	if err != nil {
+		return err
+	}
+	out, partial := c.String("output-file"), c.String("approval")
+	if out == "" {
+		out = partial
+	}
+	if c.String("repo") == "" || out == "" || len(c.StringSlice("key")) == 0 {
+		return usagef("--repo, --key and -o (or --approval) are required")
+	}
+	if err := checkKeyURIs(c.StringSlice("key")...); err != nil {
+		return err
+	}
+	var af *bundle.ApprovalFile
+	if partial != "" {
+		if af, err = bundle.OpenApproval(partial); err != nil {
+			return err
+		}
+	}
+	if err := outputDir("--output-file", out); err != nil {
+		return err
+	}
+	p, err := planFor(c, path, c.String("repo"))
+	if err != nil {
+		return err
+	}
+	if !asJSON {
+		printPlan(c, p, true)
+	}
+	if !c.Bool("yes") {
+		if err := confirm(e, fmt.Sprintf("Sign targets v%d with these changes?", p.NewVersion)); err != nil {
+			return err
+		}
+	}
+	keys, closeKeys, err := e.openKeys(c.Context, c.StringSlice("key"))
+	if err != nil {
+		return err
+	}
+	defer closeKeys()
+	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(out, func(f *os.File) error {
+		if _, err := f.Write(res.Approval); err != nil {
+			return err
+		}
+		// Record before the approval appears: an approval whose
+		// version the signer forgot would be signed again.
+		return p.Record(c.Context, c.String("repo"), res)
+	}); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	printSigned(c, res, out)
+	return nil
+}
+
+// signOrAdd signs a new approval, or adds to the partial one af.
+func signOrAdd(c *cli.Context, p *approve.Plan, af *bundle.ApprovalFile, o approve.Options) (*approve.Result, error) {
+	if af != nil {
+		return p.AddSignatures(c.Context, af, o)
+	}
+	return p.Sign(c.Context, o)
+}
+
+func printSigned(c *cli.Context, res *approve.Result, out string) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
+		res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
+	if res.Complete {
+		return
+	}
+	fmt.Fprintf(w, "\nPartial approval: %d of the %d targets signatures; %d more needed. Signed by:\n", len(res.State.SignedBy), res.State.Threshold, res.State.Missing)
+	for _, id := range res.State.SignedBy {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	fmt.Fprintln(w, "May still sign:")
+	for _, id := range res.State.MaySign {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	fmt.Fprintf(w, "Each of them runs: coldharbor sign BUNDLE --repo DIR --approval %s --key URI\n", out)
 }
 
 // confirm asks on the terminal; without one it refuses.
@@ -374,76 +460,95 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
-		Action: func(c *cli.Context) error {
-			asJSON, err := jsonOutput(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() == 1 {
-				return importRefresh(c, c.Args().First(), asJSON)
-			}
-			if c.NArg() != 2 {
-				return usagef("import takes BUNDLE and APPROVAL, or one refresh bundle (got %d arguments)", c.NArg())
-			}
-			for _, f := range []string{"repo", "registry", "snapshot-key", "timestamp-key"} {
-				if c.String(f) == "" {
-					return usagef("--%s is required", f)
-				}
-			}
-			if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
-				return usagef("--jobs must be between 1 and 64")
-			}
-			switch c.String("signature-format") {
-			case mirror.SignatureFormatAuto, mirror.SignatureFormatLegacy:
-			case mirror.SignatureFormatBundle:
-				return withHint(usagef("--signature-format bundle: %v", mirror.ErrBundleFormatNotYet), "leave --signature-format at auto")
-			default:
-				return usagef("--signature-format %q: want auto, legacy or bundle", c.String("signature-format"))
-			}
-			keys := map[string]*hsm.Key{}
-			for _, f := range []string{"snapshot-key", "timestamp-key"} {
-				k, err := e.openKey(c.Context, c.String(f))
-				if err != nil {
-					return err
-				}
-				defer k.Close()
-				keys[f] = k
-			}
-			ropts, err := remoteOptions(c)
-			if err != nil {
-				return err
-			}
-			tr, err := transport(c)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := withDeadline(c)
-			defer cancel()
-			e.warnUnpinned(c.String("repo"))
-			start := time.Now()
-			res, err := mirror.Import(ctx, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
-				Repo: c.String("repo"), Registry: c.String("registry"),
-				SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
-				Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
-				SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
-			})
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(c.App.Writer, res)
-			}
-			w := c.App.Writer
-			fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d %s signature manifest(s) (%d already there), %d attachment(s); all read back\n",
-				len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests,
-				res.Signatures, res.SignatureFormat.Chosen, res.SignaturesPresent, res.Attachments)
-			for _, n := range res.Images {
-				fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
-			}
-			fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
-			return nil
-		},
+		Action: func(c *cli.Context) error { return importAction(c, e) },
 	}
+}
+
+// checkImportFlags checks import's flags and its two input files; the
+// single-argument form (a refresh bundle) is checked by importRefresh.
+func checkImportFlags(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return usagef("import takes BUNDLE and APPROVAL, or one refresh bundle (got %d arguments)", c.NArg())
+	}
+	for _, f := range []string{"repo", "registry", "snapshot-key", "timestamp-key"} {
+		if c.String(f) == "" {
+			return usagef("--%s is required", f)
+		}
+	}
+	if c.Int("jobs") < 1 || c.Int("jobs") > 64 {
+		return usagef("--jobs must be between 1 and 64")
+	}
+	switch c.String("signature-format") {
+	case mirror.SignatureFormatAuto, mirror.SignatureFormatLegacy:
+	case mirror.SignatureFormatBundle:
+		return withHint(usagef("--signature-format bundle: %v", mirror.ErrBundleFormatNotYet), "leave --signature-format at auto")
+	default:
+		return usagef("--signature-format %q: want auto, legacy or bundle", c.String("signature-format"))
+	}
+	if err := inputDir("--repo", c.String("repo")); err != nil {
+		return err
+	}
+	for i, what := range []string{"BUNDLE", "APPROVAL"} {
+		if err := inputFile(what, c.Args().Get(i)); err != nil {
+			return err
+		}
+	}
+	return checkKeyURIs(c.String("snapshot-key"), c.String("timestamp-key"))
+}
+
+func importAction(c *cli.Context, e env) error {
+	asJSON, err := jsonOutput(c)
+	if err != nil {
+		return err
+	}
+	if c.NArg() == 1 {
+		return importRefresh(c, c.Args().First(), asJSON)
+	}
+	if err := checkImportFlags(c); err != nil {
+		return err
+	}
+	ropts, err := remoteOptions(c)
+	if err != nil {
+		return err
+	}
+	tr, err := transport(c)
+	if err != nil {
+		return err
+	}
+	keys := map[string]*hsm.Key{}
+	for _, f := range []string{"snapshot-key", "timestamp-key"} {
+		k, err := e.openKey(c.Context, c.String(f))
+		if err != nil {
+			return err
+		}
+		defer k.Close()
+		keys[f] = k
+	}
+	ctx, cancel := withDeadline(c)
+	defer cancel()
+	e.warnUnpinned(c.String("repo"))
+	start := time.Now()
+	res, err := mirror.Import(ctx, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
+		Repo: c.String("repo"), Registry: c.String("registry"),
+		SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
+		Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
+		SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
+	})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, res)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d %s signature manifest(s) (%d already there), %d attachment(s); all read back\n",
+		len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests,
+		res.Signatures, res.SignatureFormat.Chosen, res.SignaturesPresent, res.Attachments)
+	for _, n := range res.Images {
+		fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
+	}
+	fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
+	return nil
 }
 
 func sourceFlags() []cli.Flag {
@@ -490,7 +595,10 @@ persistent cache) and lists every target.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(c.App.Writer, ts)
+				if ts == nil {
+					ts = []mirror.Target{}
+				}
+				return writeJSON(c.App.Writer, map[string]any{"targets": ts})
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tROLE\tEXPIRES")
@@ -534,7 +642,14 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 			defer cancel()
 			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts})
 			if asJSON {
-				if jerr := writeJSON(c.App.Writer, checks); jerr != nil {
+				if checks == nil {
+					checks = []mirror.Check{}
+				}
+				verified := map[string]any{"images": checks, "verified": err == nil}
+				if err != nil {
+					verified["error"] = err.Error()
+				}
+				if jerr := writeJSON(c.App.Writer, verified); jerr != nil {
 					return jerr
 				}
 			} else {
@@ -600,4 +715,48 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+func isApproval(path string) bool {
+	f, err := bundle.OpenFile(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return bundle.IsApproval(f)
+}
+
+func inspectApproval(c *cli.Context, path string, asJSON bool) error {
+	af, err := bundle.OpenApproval(path)
+	if err != nil {
+		return err
+	}
+	s, err := approve.InspectApproval(c.Context, af, c.String("repo"))
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(c.App.Writer, s)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "approval of bundle %s\n  targets v%d, created %s by %s, %d cosign signature(s)\n", s.Bundle.IndexSHA256, s.TargetsVersion, s.Created.Format(time.RFC3339), s.Tool, s.Cosign)
+	state := "complete"
+	if !s.Complete {
+		state = fmt.Sprintf("PARTIAL: %d more targets signature(s) needed (threshold %d)", s.State.Missing, s.State.Threshold)
+	}
+	how := "verified against " + c.String("repo")
+	if !s.Checked {
+		how = "as the approval says; pass --repo DIR to verify the signatures"
+	}
+	fmt.Fprintf(w, "  state: %s (%s)\nsigned by:\n", state, how)
+	for _, id := range s.State.SignedBy {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	if len(s.State.MaySign) > 0 {
+		fmt.Fprintln(w, "may still sign:")
+		for _, id := range s.State.MaySign {
+			fmt.Fprintf(w, "  %s\n", id)
+		}
+	}
+	return nil
 }

@@ -69,6 +69,9 @@ func refresh(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	if err := checkRefreshInputs(c); err != nil {
+		return err
+	}
 	ts, err := e.openKey(c.Context, c.String("timestamp-key"))
 	if err != nil {
 		return err
@@ -100,6 +103,28 @@ func refresh(c *cli.Context, e env) error {
 		return err
 	}
 	return reportRefresh(c, dir, res, warn, asJSON)
+}
+
+// checkRefreshInputs checks refresh's arguments, paths and key URIs before
+// any key is opened.
+func checkRefreshInputs(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if err := inputDir("--repo", c.String("repo")); err != nil {
+		return err
+	}
+	uris := []string{c.String("timestamp-key")}
+	if u := c.String("snapshot-key"); u != "" {
+		uris = append(uris, u)
+	}
+	if err := checkKeyURIs(uris...); err != nil {
+		return err
+	}
+	if out := c.String("out"); out != "" {
+		return outputDir("--out", out)
+	}
+	return nil
 }
 
 // writeRefreshBundle writes res as a refresh bundle to out, publishing it
