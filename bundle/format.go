@@ -73,6 +73,9 @@ type Index struct {
 	Images      []Image   `json:"images"`
 	Removals    []string  `json:"removals"`
 	Members     []Member  `json:"members"` // every other member, in tar order
+	// Parts are the files after the first of a split bundle (3.7); none
+	// for a bundle in one file.
+	Parts []Part `json:"parts,omitempty"`
 }
 
 // Base is the TUF state the exporter built the pending targets against.

@@ -138,6 +138,9 @@ func (idx *Index) checkHeader() error {
 			}
 		}
 	}
+	if err := checkParts(idx.Parts); err != nil {
+		return err
+	}
 	if len(idx.Images) > MaxImages {
 		return fmt.Errorf("%d images is over the limit of %d", len(idx.Images), MaxImages)
 	}

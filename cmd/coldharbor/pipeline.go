@@ -54,6 +54,7 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			&cli.StringSliceFlag{Name: "attachment-type", Usage: "keep only attachments of artifact (or config, or layer) media type `MEDIATYPE` (repeat)"},
 			&cli.StringSliceFlag{Name: "verify-upstream-key", Usage: "refuse an image unless its vendor's cosign signature (legacy .sig or v3 sigstore bundle) verifies with this public `KEY` (a PEM file or PEM text; repeat: any one will do)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
+			&cli.StringFlag{Name: "split", Usage: "cut the bundle into FILE.000, FILE.001, … of at most `SIZE` bytes each (K, M, G suffixes; 4G is FAT32's largest file, 4 GiB less one byte); sign needs only FILE.000, import and inspect take FILE.000 and find the rest beside it"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
@@ -67,6 +68,7 @@ type exportFlags struct {
 	specs    []export.ImageSpec
 	platform *v1.Platform
 	upstream []export.UpstreamKey
+	split    int64 // part size; 0: one file
 }
 
 func parseExportFlags(c *cli.Context) (exportFlags, error) {
@@ -85,6 +87,9 @@ func parseExportFlags(c *cli.Context) (exportFlags, error) {
 	}
 	if err := export.ValidAttachments(c.String("attachments")); err != nil {
 		return f, usagef("%v", err)
+	}
+	if f.split, err = parseSize(c.String("split")); err != nil {
+		return f, usagef("--split: %v", err)
 	}
 	for _, k := range c.StringSlice("verify-upstream-key") {
 		uk, err := export.LoadUpstreamKey(k)
@@ -134,16 +139,11 @@ func exportAction(c *cli.Context, e env) error {
 	ctx, cancel := withDeadline(c)
 	defer cancel()
 	out := c.String("output-file")
-	var res *export.Result
-	err = writeFileAtomic(out, func(file *os.File) error {
-		var err error
-		res, err = export.Write(ctx, file, export.Options{
-			Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
-			Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
-			Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
-			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
-		})
-		return err
+	res, err := writeBundle(ctx, out, f.split, export.Options{
+		Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
+		Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
+		Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
+		Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
 	})
 	if err != nil {
 		return err
@@ -208,8 +208,14 @@ against that repository's root; without, the approval's own account is shown.`,
 			if err != nil {
 				return err
 			}
+			if err := bundle.StatParts(path, p.Head.Index); err != nil {
+				return err
+			}
 			if asJSON {
-				return writeJSON(c.App.Writer, map[string]any{"plan": p, "images": p.Head.Index.Images})
+				return writeJSON(c.App.Writer, map[string]any{"plan": p, "images": p.Head.Index.Images, "parts": p.Head.Index.Parts})
+			}
+			if n := len(p.Head.Index.Parts); n > 0 {
+				fmt.Fprintf(c.App.Writer, "split bundle: this first part and %d more beside it, each of the size its index lists\n", n)
 			}
 			printPlan(c, p, c.String("repo") != "")
 			return nil
