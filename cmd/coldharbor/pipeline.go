@@ -547,6 +547,10 @@ func importAction(c *cli.Context, e env) error {
 	for _, n := range res.Images {
 		fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
 	}
+	if res.AlreadyImported {
+		fmt.Fprintf(w, "already imported: targets v%d (the registry holds every manifest, tag and signature; nothing published)\n", res.TargetsVersion)
+		return nil
+	}
 	fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
 	return nil
 }
