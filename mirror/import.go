@@ -135,9 +135,6 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if o.SnapshotKey == nil || !o.SnapshotKey.Private() || o.TimestampKey == nil || !o.TimestampKey.Private() {
 		return nil, ErrOnlineKeys
 	}
-	if o.SignatureFormat == SignatureFormatBundle {
-		return nil, ErrBundleFormatNotYet
-	}
 	unlock, err := trust.Lock(ctx, o.Repo)
 	if err != nil {
 		return nil, err
@@ -173,7 +170,10 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if res.SignatureFormat, err = p.signatureFormat(ctx, o); err != nil {
 		return nil, err
 	}
-	log.Info("signature format", "chosen", res.SignatureFormat.Chosen, "requested", res.SignatureFormat.Requested,
+	if err := p.assignFormats(ctx, &res.SignatureFormat, append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)); err != nil {
+		return nil, err
+	}
+	log.Info("signature format", "chosen", res.SignatureFormat.Chosen, "requested", res.SignatureFormat.Requested, "bundles", res.SignatureFormat.Bundles,
 		"target", res.SignatureFormat.Target, "reason", res.SignatureFormat.Reason)
 	if err := push(ctx, p, o, log, res); err != nil {
 		return nil, err
@@ -292,6 +292,9 @@ func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option,
 	var present atomic.Int64
 	for _, sp := range sigs {
 		g.Go(func() error {
+			if sp.asBundle {
+				return pushBundles(gctx, sp, ropts)
+			}
 			wrote, err := pushSignature(gctx, sp, ropts, log)
 			if err == nil && !wrote {
 				present.Add(1)

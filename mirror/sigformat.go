@@ -3,7 +3,6 @@ package mirror
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,12 +21,9 @@ const (
 	// signed by every Harbor version, found by cosign v2 and v3.
 	SignatureFormatLegacy = "legacy"
 	// SignatureFormatBundle is cosign 3.x's sigstore bundle as an OCI 1.1
-	// referrer. Not written yet.
+	// referrer (the referrers tag on registries without the API).
 	SignatureFormatBundle = "bundle"
 )
-
-// ErrBundleFormatNotYet refuses --signature-format bundle.
-var ErrBundleFormatNotYet = errors.New("signature format \"bundle\" (sigstore bundle referrers, cosign v3's default) is not written yet: use auto or legacy; every Harbor version and cosign v2 and v3 accept legacy .sig signatures")
 
 // SignatureDecision records which signature format an import wrote and why.
 type SignatureDecision struct {
@@ -38,6 +34,14 @@ type SignatureDecision struct {
 	// API", "registry without referrers API", or "unknown".
 	Target string `json:"target"`
 	Reason string `json:"reason"`
+	// Bundles counts the digests our signature goes to as sigstore bundles.
+	Bundles int `json:"bundles"`
+	// Kept counts digests whose earlier signature of ours, in the other
+	// format, decided the format (never both formats on one digest).
+	Kept int `json:"kept_format"`
+	// bundlesHidden: the target shows only .sig signatures (Harbor before
+	// 2.15, or a Harbor that does not say its version).
+	bundlesHidden bool
 }
 
 // maxProbeBody bounds what the probe reads of any answer.
@@ -59,7 +63,8 @@ func ChooseSignatureFormat(ctx context.Context, requested string, repo name.Repo
 		d.Reason = "requested"
 		return d, nil
 	case SignatureFormatBundle:
-		return d, ErrBundleFormatNotYet
+		d.Chosen, d.Reason = SignatureFormatBundle, "requested"
+		return d, nil
 	default:
 		return d, fmt.Errorf("signature format %q: want auto, legacy or bundle", requested)
 	}
@@ -75,6 +80,7 @@ func ChooseSignatureFormat(ctx context.Context, requested string, repo name.Repo
 		d.Reason = fmt.Sprintf("could not ask the target (%v): legacy .sig signatures work on every registry", err)
 	case h.isHarbor:
 		d.Target, d.Reason = h.describe()
+		d.bundlesHidden = h.version == "" || versionBefore(h.version, 2, 15)
 	default:
 		d.Target, d.Reason = probeReferrers(ctx, repo, rt, kc)
 	}

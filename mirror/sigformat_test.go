@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -96,8 +95,8 @@ func TestChooseSignatureFormat(t *testing.T) {
 	if d, err := ChooseSignatureFormat(t.Context(), "auto", repo, nil, nil); err != nil || d.Chosen != SignatureFormatLegacy || !strings.Contains(d.Reason, "could not ask") {
 		t.Errorf("unreachable target: %+v, %v", d, err)
 	}
-	if _, err := ChooseSignatureFormat(t.Context(), "bundle", repo, nil, nil); !errors.Is(err, ErrBundleFormatNotYet) {
-		t.Errorf("bundle: %v, want ErrBundleFormatNotYet", err)
+	if d, err := ChooseSignatureFormat(t.Context(), "bundle", repo, nil, nil); err != nil || d.Chosen != SignatureFormatBundle {
+		t.Errorf("bundle: %+v, %v", d, err)
 	}
 	if _, err := ChooseSignatureFormat(t.Context(), "sigstore", repo, nil, nil); err == nil {
 		t.Error("an unknown format was accepted")
