@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/coldharbor/coldharbor/internal/safefile"
 )
 
 // tarWriter writes members with fixed metadata (mode 0644, uid/gid 0, one
@@ -135,8 +137,13 @@ func openRegular(path string) (*os.File, os.FileInfo, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, nil, &FormatError{File: path, Reason: "not a regular file"}
 	}
-	f, err := os.Open(path)
+	// Opened without blocking and checked again on the descriptor: a FIFO
+	// swapped in after the Lstat must not hang the reader.
+	f, _, err := safefile.Open(path)
 	if err != nil {
+		if safefile.IsRefused(err) {
+			return nil, nil, &FormatError{File: path, Reason: "not a regular file"}
+		}
 		return nil, nil, err
 	}
 	fi2, err := f.Stat()
@@ -149,6 +156,14 @@ func openRegular(path string) (*os.File, os.FileInfo, error) {
 		return nil, nil, &FormatError{File: path, Reason: "changed while being opened"}
 	}
 	return f, fi2, nil
+}
+
+// OpenFile opens a bundle, approval or refresh bundle for reading, refusing
+// anything that is not a regular file (a FIFO, a device, a link) with a
+// *FormatError, without blocking.
+func OpenFile(path string) (*os.File, error) {
+	f, _, err := openRegular(path)
+	return f, err
 }
 
 // IsFormatError reports whether err is a malformed or hostile input.

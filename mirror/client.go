@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/coldharbor/coldharbor/internal/safefile"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -89,7 +91,7 @@ func (s Source) Refresh() (*updater.Updater, error) {
 		// The same client code reads a directory: a file transport, so
 		// --repo and --tuf-url are verified identically.
 		metaURL, targetsURL = "file:///"+trust.MetadataDir, "file:///"+trust.TargetsDir
-		client = &http.Client{Transport: http.NewFileTransport(http.Dir(s.Dir))}
+		client = &http.Client{Transport: http.NewFileTransport(regularFiles{http.Dir(s.Dir)})}
 	}
 	cfg, err := config.New(metaURL, root)
 	if err != nil {
@@ -113,7 +115,7 @@ func (s Source) Refresh() (*updater.Updater, error) {
 
 // trustedRoot is the cached root (newest trusted) or the bootstrap root.
 func (s Source) trustedRoot(cache string) ([]byte, error) {
-	if b, err := os.ReadFile(filepath.Join(cache, "metadata", "root.json")); err == nil {
+	if b, err := safefile.ReadFile(filepath.Join(cache, "metadata", "root.json"), trust.MaxRootSize); err == nil {
 		return b, nil
 	}
 	path := s.Root
@@ -123,7 +125,7 @@ func (s Source) trustedRoot(cache string) ([]byte, error) {
 	if path == "" {
 		return nil, ErrNoTrustedRoot
 	}
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path, trust.MaxRootSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading the bootstrap root: %w", err)
 	}
@@ -133,3 +135,24 @@ func (s Source) trustedRoot(cache string) ([]byte, error) {
 // tufRefusal maps go-tuf's verification errors to refusals (exit 3);
 // download and I/O failures stay plain errors.
 func tufRefusal(err error) error { return trust.AsRefusal(trust.WhatClient, err) }
+
+// regularFiles serves only regular files (and directories) from a
+// repository folder: a FIFO or device planted in metadata/ is refused
+// before it is opened, so it cannot hang list or verify.
+type regularFiles struct{ fs http.FileSystem }
+
+func (r regularFiles) Open(name string) (http.File, error) {
+	d, ok := r.fs.(http.Dir)
+	if !ok {
+		return nil, errors.New("regularFiles: not a directory")
+	}
+	p := filepath.Join(string(d), filepath.FromSlash(path.Clean("/"+name)))
+	if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+		return r.fs.Open(name)
+	}
+	f, _, err := safefile.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}

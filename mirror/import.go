@@ -25,6 +25,7 @@ import (
 
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -312,7 +313,10 @@ func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option,
 // Each phase waits for the one before, and within a phase images go in
 // parallel, so no tag points at anything before all of it is there.
 func push(ctx context.Context, p *plan, o ImportOptions, log *slog.Logger, res *ImportResult) error {
-	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
+	ropts, err := regsession.Options(ctx, o.Remote)
+	if err != nil {
+		return err
+	}
 	if err := pushBlobs(ctx, p, ropts, o, res); err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -84,7 +85,10 @@ func VerifyImages(ctx context.Context, src Source, images []string, o VerifyOpti
 	if err != nil {
 		return nil, err
 	}
-	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
+	ropts, err := regsession.Options(ctx, o.Remote)
+	if err != nil {
+		return nil, err
+	}
 	tg := up.GetTrustedMetadataSet().Targets[trust.Targets]
 	var out []Check
 	for _, image := range images {

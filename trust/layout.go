@@ -97,3 +97,10 @@ func Exists(dir string) bool {
 	entries, err := os.ReadDir(filepath.Join(dir, MetadataDir))
 	return err == nil && len(entries) > 0
 }
+
+// MaxVersion is the largest metadata version published or accepted here:
+// 2^53-1, the largest integer every TUF client represents exactly
+// (tuf-js reads versions as JavaScript numbers), and far from the 2^63-1
+// after which a next version would wrap to a negative one that every
+// client refuses as a rollback, with no way back (issue 11).
+const MaxVersion int64 = 1<<53 - 1

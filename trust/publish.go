@@ -18,6 +18,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
+	"github.com/coldharbor/coldharbor/internal/safefile"
 )
 
 // Publication is one step of the repository: everything that must appear
@@ -75,6 +76,9 @@ func TargetPath(dir, name string, data []byte) string {
 // left by an interrupted publish (a snapshot newer than the one timestamp.json
 // names). The caller must hold the lock (Lock) and must have verified p.
 func Publish(ctx context.Context, dir string, p Publication) error {
+	if err := CheckPublishable(dir, p); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Join(dir, MetadataDir), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", MetadataDir, err)
 	}
@@ -123,8 +127,8 @@ func writeTargetFiles(ctx context.Context, dir string, files map[string][]byte) 
 		if err := noLinksBelow(dir, tp); err != nil {
 			return err
 		}
-		if _, err := os.Stat(tp); err == nil {
-			continue
+		if _, err := os.Lstat(tp); err == nil {
+			continue // checked by CheckPublishable: the same bytes
 		}
 		if err := os.MkdirAll(filepath.Dir(tp), 0o755); err != nil {
 			return fmt.Errorf("creating %s: %w", filepath.Dir(tp), err)
@@ -190,18 +194,109 @@ func metaFiles(dir string, p Publication) ([]metaFile, error) {
 func (f metaFile) write(dir string) error {
 	path := filepath.Join(dir, MetadataDir, FileName(f.role, f.version))
 	if f.immutable {
-		old, err := os.ReadFile(path)
-		if err == nil {
-			if bytes.Equal(old, f.data) {
-				return nil
-			}
-			return fmt.Errorf("%s already exists with other content: published metadata is never rewritten (build version %d instead)", FileName(f.role, f.version), f.version+1)
+		same, err := existingSame(path, f.data, maxSize(f.role))
+		if err != nil {
+			return err
 		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("reading %s: %w", path, err)
+		if same {
+			return nil
 		}
 	}
 	return atomicfile.Write(path, f.data, 0o644)
+}
+
+// CheckPublishable checks everything in dir that Publish will touch,
+// before anything is pushed or written, so that a planted file cannot stop
+// a publication half way (images tagged, TUF not published): each file the
+// publication writes is absent, or a regular file within its role's size
+// limit (a published version must hold the same bytes); no symbolic link
+// leads into targets/; target names are valid. It reads no file without a
+// bound, and opens none that could block (FIFOs, devices).
+func CheckPublishable(dir string, p Publication) error {
+	if err := checkDirNotLink(dir, MetadataDir); err != nil {
+		return err
+	}
+	if err := checkDirNotLink(dir, TargetsDir); err != nil {
+		return err
+	}
+	for name, data := range p.TargetFiles {
+		if err := CheckTargetName(name); err != nil {
+			return err
+		}
+		tp := TargetPath(dir, name, data)
+		if err := noLinksBelow(dir, tp); err != nil {
+			return err
+		}
+		if _, err := existingSame(tp, data, int64(len(data))); err != nil {
+			return err
+		}
+	}
+	files, err := metaFiles(dir, p)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		_, err := existingSame(filepath.Join(dir, MetadataDir, FileName(f.role, f.version)), f.data, maxSize(f.role))
+		if err != nil && (f.immutable || !isNotSame(err)) {
+			return err
+		}
+	}
+	return nil
+}
+
+// notSameError: a file that exists with other content than a publication's.
+type notSameError struct{ path string }
+
+func (e *notSameError) Error() string {
+	return fmt.Sprintf("%s already exists with other content: published metadata is never rewritten (remove it if it was planted, or build the next version)", e.path)
+}
+
+func isNotSame(err error) bool {
+	var n *notSameError
+	return errors.As(err, &n)
+}
+
+// existingSame reports whether path holds exactly data (false, nil when it
+// does not exist). Anything else in the way — a directory, a link, a FIFO,
+// a file over limit, other bytes — is an error naming the path.
+func existingSame(path string, data []byte, limit int64) (bool, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("%s is in the way: a %v, not a regular file (remove it; nothing was pushed)", path, fi.Mode().Type())
+	}
+	if fi.Size() > limit {
+		return false, fmt.Errorf("%s is in the way: %d bytes, over the %d a TUF client accepts (remove it; nothing was pushed)", path, fi.Size(), limit)
+	}
+	old, err := safefile.ReadFile(path, limit)
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(old, data) {
+		return false, &notSameError{path: path}
+	}
+	return true, nil
+}
+
+// checkDirNotLink refuses dir/sub when it exists as anything but a real
+// directory.
+func checkDirNotLink(dir, sub string) error {
+	fi, err := os.Lstat(filepath.Join(dir, sub))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is a symbolic link or not a directory: refusing to publish through it", filepath.Join(dir, sub))
+	}
+	return nil
 }
 
 // publishedSnapshot returns the snapshot version the current timestamp.json

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/coldharbor/coldharbor/internal/safefile"
 )
 
 // Verified is a repository as a TUF client accepted it.
@@ -151,19 +151,14 @@ func readMeta(dir, role string, version int64) ([]byte, error) {
 }
 
 func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
+	// A FIFO or device planted in metadata/ must not hang the job that
+	// holds the repository lock; a sparse file is refused from its size.
+	data, err := safefile.ReadFile(path, limit)
+	var tl *safefile.TooLargeError
+	if errors.As(err, &tl) {
 		return nil, fmt.Errorf("%s is larger than the %d bytes a TUF client accepts: %w", path, limit, ErrTooLarge)
 	}
-	return data, nil
+	return data, err
 }
 
 // ErrTooLarge: metadata over the size a TUF client (go-tuf's updater)
@@ -183,6 +178,12 @@ func versionOf(data []byte) int64 {
 // TUF client starting from the pinned root would see it, at time now; and
 // checks each target file against its signed length and hashes.
 func VerifyPublication(ctx context.Context, dir string, p Publication, now time.Time) error {
+	if err := checkVersions(dir, p); err != nil {
+		return err
+	}
+	if err := CheckPublishable(dir, p); err != nil {
+		return err
+	}
 	anchor, err := TrustAnchor(dir)
 	if err != nil {
 		return err
@@ -249,4 +250,45 @@ func (o overlay) ReadMeta(role string, version int64) ([]byte, error) {
 		}
 	}
 	return nil, err
+}
+
+// checkVersions refuses a publication with a version that is not above
+// what this side has recorded as published, or that leaves no room for a
+// next one (MaxVersion): a TUF client refuses a version that goes down as a
+// rollback, and nothing could ever recover the repository.
+func checkVersions(dir string, p Publication) error {
+	r, err := readRecord(dir)
+	if err != nil {
+		return err
+	}
+	check := func(role string, v, recorded int64) error {
+		switch {
+		case v < 1 || v > MaxVersion:
+			return &VerificationError{What: role, Version: v, Reason: fmt.Sprintf("version %d is outside 1..%d (it would overflow): refused", v, MaxVersion)}
+		case v <= recorded:
+			return &VerificationError{What: role, Version: v, Reason: fmt.Sprintf("not above the published v%d: a version never goes down", recorded)}
+		}
+		return nil
+	}
+	if p.Timestamp != nil {
+		if err := check(Timestamp, p.Timestamp.Signed.Version, r.Timestamp); err != nil {
+			return err
+		}
+	}
+	if p.Snapshot != nil {
+		if err := check(Snapshot, p.Snapshot.Signed.Version, r.Snapshot); err != nil {
+			return err
+		}
+	}
+	if p.Targets != nil {
+		if err := check(Targets, p.Targets.Signed.Version, r.Targets); err != nil {
+			return err
+		}
+	}
+	for _, root := range p.Roots {
+		if err := check(Root, root.Signed.Version, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }

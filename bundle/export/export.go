@@ -23,6 +23,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -166,7 +167,10 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the TUF repository %s: %w", o.Repo, err)
 	}
-	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
+	ropts, err := regsession.Options(ctx, o.Remote)
+	if err != nil {
+		return nil, err
+	}
 	c := &collector{ctx: ctx, opts: ropts, manifests: map[v1.Hash][]byte{}, platforms: map[v1.Hash][]string{}, blobs: map[v1.Hash]*blobRef{}}
 	idx := &bundle.Index{Format: bundle.BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
 		Base:     bundle.Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},

@@ -42,6 +42,7 @@ func TestBinaryLinksNoTestCode(t *testing.T) {
 		mod+"internal/depcheck",
 		mod+"internal/testenv",
 		mod+"internal/testfs",
+		mod+"internal/testharbor",
 		mod+"internal/testhsm",
 		mod+"internal/testimages",
 		mod+"internal/testkeys",

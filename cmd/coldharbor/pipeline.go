@@ -223,7 +223,7 @@ against that repository's root; without, the approval's own account is shown.`,
 }
 
 func planFor(c *cli.Context, path, repo string) (*approve.Plan, error) {
-	f, err := os.Open(path)
+	f, err := bundle.OpenFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -728,7 +728,7 @@ func humanBytes(n int64) string {
 }
 
 func isApproval(path string) bool {
-	f, err := os.Open(path)
+	f, err := bundle.OpenFile(path)
 	if err != nil {
 		return false
 	}

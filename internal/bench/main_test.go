@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coldharbor/coldharbor/internal/testenv"
 	"github.com/coldharbor/coldharbor/internal/testregistry"
 )
 
@@ -19,9 +18,7 @@ import (
 // suite: `make bench` builds it and sets COLDHARBOR_CRANE; without it the
 // test skips, in CI too.
 func TestQuick(t *testing.T) {
-	if _, err := os.Stat(testregistry.Binary); err != nil {
-		testenv.Need(t, "the docker-registry package", "run 'make test' (make deps installs it)")
-	}
+	testregistry.Need(t)
 	crane := os.Getenv("COLDHARBOR_CRANE")
 	if crane == "" {
 		t.Skip("crane is optional for the tests: set COLDHARBOR_CRANE to a crane binary to run the bench smoke test " +

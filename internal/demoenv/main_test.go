@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coldharbor/coldharbor/internal/testenv"
 	"github.com/coldharbor/coldharbor/internal/testimages"
 	"github.com/coldharbor/coldharbor/internal/testregistry"
 )
@@ -18,9 +17,7 @@ import (
 // `make demo` depends on this flow: env.sh appears once the images are in
 // the registry, and goes away with the registry when the program is stopped.
 func TestRun(t *testing.T) {
-	if _, err := os.Stat(testregistry.Binary); err != nil {
-		testenv.Need(t, "the docker-registry package", "run 'make test' (make deps installs it)")
-	}
+	testregistry.Need(t)
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "env.sh")
 	if err := os.WriteFile(envFile, []byte("stale"), 0o644); err != nil {

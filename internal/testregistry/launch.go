@@ -6,7 +6,6 @@
 package testregistry
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -29,11 +28,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/coldharbor/coldharbor/internal/testenv"
 )
 
 // Binary is where the Debian docker-registry package installs the registry.
@@ -206,7 +206,7 @@ func launchOnce(ctx context.Context, dir string, r *Registry, log io.Writer) (p 
 	if err := os.WriteFile(config, configYAML(dir, r.Host), 0o600); err != nil {
 		return nil, false, fmt.Errorf("write registry config: %w", err)
 	}
-	var out lockedBuffer
+	var out testenv.Output
 	cmd := exec.CommandContext(ctx, Binary, "serve", config)
 	cmd.Stdout = io.MultiWriter(log, &out)
 	cmd.Stderr = cmd.Stdout
@@ -424,23 +424,4 @@ func serial() *big.Int {
 	// 128 random bits; crypto/rand.Int does not fail on a valid max.
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
 	return n
-}
-
-// lockedBuffer collects a process's output; exec writes it from its own
-// goroutine while a test may read it on failure.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

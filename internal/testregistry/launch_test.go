@@ -7,16 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/coldharbor/coldharbor/internal/testenv"
 )
 
 // Launch retries on a new port only when the registry lost the port to
 // someone else; this pins the message it recognises that by.
 func TestLaunchOnceReportsPortInUse(t *testing.T) {
-	if _, err := os.Stat(Binary); err != nil {
-		testenv.Need(t, "the docker-registry package", "run 'make test' (make deps installs it)")
-	}
+	Need(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@
 package pivsimtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -88,7 +87,7 @@ func StartPCSCD(t testing.TB) (stop func()) {
 		args = append(args, "-d", "-a")
 	}
 	cmd := exec.Command(path, args...)
-	out := &lockedBuffer{}
+	out := &testenv.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
@@ -295,22 +294,4 @@ func requireVPCD(t testing.TB) {
 		}
 		time.Sleep(pollEvery)
 	}
-}
-
-// lockedBuffer collects a child's output from its two pipes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
