@@ -50,10 +50,11 @@ const maxProbeBody = 64 << 10
 // ChooseSignatureFormat decides the signature format for an import into
 // registry (HOST[/PREFIX]) of repo. auto asks the target: Harbor answers
 // /api/v2.0/systeminfo (its version only to signed-in users); another
-// registry is asked whether it serves the OCI referrers API. Until
-// coldharbor writes sigstore bundles, every answer leads to legacy, which
-// every target shows as signed; the probe's findings say when that would
-// change. A failed probe is not an error: legacy works everywhere.
+// registry is asked whether it serves the OCI referrers API. Every answer
+// leads to legacy for the target as a whole, which every target shows as
+// signed; assignFormats then picks sigstore bundles for the digests whose
+// vendor signed with one, where the target shows them (not Harbor before
+// 2.15). A failed probe is not an error: legacy works everywhere.
 func ChooseSignatureFormat(ctx context.Context, requested string, repo name.Repository, rt http.RoundTripper, kc authn.Keychain) (SignatureDecision, error) {
 	d := SignatureDecision{Requested: requested, Chosen: SignatureFormatLegacy, Target: "unknown"}
 	switch requested {
@@ -95,11 +96,11 @@ type harborInfo struct {
 func (h harborInfo) describe() (target, reason string) {
 	switch {
 	case h.version == "":
-		return "harbor (version not shown to these credentials)", "Harbor shows legacy .sig signatures as signature.cosign in every version; coldharbor writes no sigstore bundles yet"
+		return "harbor (version not shown to these credentials)", "Harbor shows legacy .sig signatures as signature.cosign in every version; its version is not shown, so no sigstore bundles (older Harbors do not show them)"
 	case versionBefore(h.version, 2, 15):
 		return "harbor " + h.version, "Harbor before 2.15 shows only legacy .sig signatures as signature.cosign"
 	default:
-		return "harbor " + h.version, "Harbor 2.15 and later also show sigstore bundles as signature.cosign, but coldharbor writes no sigstore bundles yet; legacy .sig signatures are shown too"
+		return "harbor " + h.version, "Harbor 2.15 and later show sigstore bundles and legacy .sig signatures as signature.cosign: legacy, and sigstore bundles only on digests the vendor signed with one"
 	}
 }
 
@@ -185,7 +186,7 @@ func probeReferrers(ctx context.Context, repo name.Repository, rt http.RoundTrip
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
 	if resp.StatusCode == http.StatusOK && strings.Contains(resp.Header.Get("Content-Type"), "application/vnd.oci.image.index.v1+json") {
-		return "registry with referrers API", "the registry serves the OCI referrers API, but coldharbor writes no sigstore bundles yet; cosign v2 and v3 find legacy .sig signatures"
+		return "registry with referrers API", "the registry serves the OCI referrers API; cosign v2 and v3 find legacy .sig signatures: legacy, and sigstore bundles only on digests the vendor signed with one"
 	}
 	if resp.StatusCode == http.StatusNotFound && strings.Contains(string(body), "NAME_UNKNOWN") {
 		return "registry (referrers API not known: the repository is new)", "the repository does not exist yet, so the registry cannot say whether it serves the OCI referrers API; legacy .sig signatures work on every registry"

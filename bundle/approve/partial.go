@@ -143,8 +143,14 @@ func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.Targe
 	if err := bundle.CheckLimit("bytes of approval", int64(buf.Len()), bundle.MaxApproval, "the importer would refuse it: sign with fewer keys, or export fewer images per bundle"); err != nil {
 		return nil, err
 	}
-	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures),
-		Approval: buf.Bytes(), Complete: state.Complete(), State: state, targets: next}, nil
+	bundles := 0
+	for _, s := range a.Signatures {
+		if s.Format != "" {
+			bundles++
+		}
+	}
+	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures) - bundles,
+		BundleSignatures: bundles, Approval: buf.Bytes(), Complete: state.Complete(), State: state, targets: next}, nil
 }
 
 // AddSignatures adds one more sitting's signatures to a partial approval

@@ -398,8 +398,12 @@ func signOrAdd(c *cli.Context, p *approve.Plan, af *bundle.ApprovalFile, o appro
 
 func printSigned(c *cli.Context, res *approve.Result, out string) {
 	w := c.App.Writer
-	fmt.Fprintf(w, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
-		res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
+	bundles := ""
+	if res.BundleSignatures > 0 {
+		bundles = fmt.Sprintf(" (and %d over the same digests' in-toto statements, for sigstore bundles)", res.BundleSignatures)
+	}
+	fmt.Fprintf(w, "\nSigned targets v%d with %d key(s) and %d cosign signature(s)%s; wrote %s (%s)\n",
+		res.TargetsVersion, len(res.SignedBy), res.Signatures, bundles, out, humanBytes(int64(len(res.Approval))))
 	if res.Complete {
 		return
 	}
