@@ -68,11 +68,8 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 		return nil, err
 	}
 	var a Approval
-	if err := decodeStrict(raw, &a); err != nil {
-		return nil, &FormatError{File: file, Member: ApprovalName, Reason: fmt.Sprintf("not valid JSON for %s: %v", ApprovalFormat, err)}
-	}
-	if a.Format != ApprovalFormat {
-		return nil, &FormatError{File: file, Member: ApprovalName, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", a.Format, ApprovalFormat)}
+	if err := l.decode(raw, &a, &a.Format); err != nil {
+		return nil, err
 	}
 	if !hexRE.MatchString(a.Bundle.IndexSHA256) {
 		return nil, &FormatError{File: file, Member: ApprovalName, Reason: "bundle.index_sha256 is not 64 hex digits"}
@@ -82,39 +79,24 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 	if len(a.Members) < len(want) || len(a.Members) > len(want)+MaxApprovalRoots {
 		return nil, &FormatError{File: file, Member: ApprovalName, Reason: fmt.Sprintf("lists %d members: an approval has %s, then at most %d root versions", len(a.Members), strings.Join(want, ", "), MaxApprovalRoots)}
 	}
-	seen := map[string]bool{}
-	var lastRoot int64
 	for i, m := range a.Members {
-		if i < len(want) && m.Name != want[i] {
+		if i >= len(want) {
+			if err := l.nextRoot(m, &af.Roots, "not allowed in an approval (after cosign.pub only root/N.root.json)"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if m.Name != want[i] {
 			return nil, &FormatError{File: file, Member: m.Name, Reason: fmt.Sprintf("member %d must be %s", i+2, want[i])}
 		}
-		if i >= len(want) {
-			// root/N.root.json, N strictly ascending and contiguous.
-			var v int64
-			if !strings.HasPrefix(m.Name, approvalRootPfx) || !rootRE.MatchString(m.Name[len(approvalRootPfx):]) {
-				return nil, &FormatError{File: file, Member: m.Name, Reason: "not allowed in an approval (after cosign.pub only root/N.root.json)"}
-			}
-			fmt.Sscanf(m.Name[len(approvalRootPfx):], "%d", &v)
-			if lastRoot != 0 && v != lastRoot+1 {
-				return nil, &FormatError{File: file, Member: m.Name, Reason: "root versions must follow each other"}
-			}
-			lastRoot = v
-		}
-		if seen[m.Name] {
-			return nil, &FormatError{File: file, Member: m.Name, Reason: "listed twice"}
-		}
-		seen[m.Name] = true
 		data, err := l.next(m, MaxHeadMember)
 		if err != nil {
 			return nil, err
 		}
-		switch m.Name {
-		case ApprovalTargets:
+		if m.Name == ApprovalTargets {
 			af.Targets = data
-		case ApprovalCosign:
+		} else {
 			af.CosignPub = data
-		default:
-			af.Roots = append(af.Roots, ApprovalRoot{Version: lastRoot, Bytes: data})
 		}
 	}
 	if err := l.end(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -21,12 +22,13 @@ type listedKind struct {
 	lister string // what lists the members: "index", "header"
 	hint   string // added when the first member is another one
 	noun   string // for the size limit: "an approval"
+	format string // the listing's "format" value
 }
 
 var (
 	headKind     = listedKind{what: "coldharbor bundle", short: "bundle", first: IndexName, lister: "index", hint: " (is this a coldharbor bundle?)"}
-	approvalKind = listedKind{what: "coldharbor approval", short: "approval", first: ApprovalName, lister: "approval", hint: " (is this an approval? the bundle goes first)", noun: "an approval"}
-	refreshKind  = listedKind{what: "refresh bundle", short: "bundle", first: RefreshName, lister: "header", noun: "a refresh bundle"}
+	approvalKind = listedKind{what: "coldharbor approval", short: "approval", first: ApprovalName, lister: "approval", hint: " (is this an approval? the bundle goes first)", noun: "an approval", format: ApprovalFormat}
+	refreshKind  = listedKind{what: "refresh bundle", short: "bundle", first: RefreshName, lister: "header", noun: "a refresh bundle", format: RefreshFormat}
 )
 
 // listedReader reads the members a listing names, in order, each checked
@@ -73,6 +75,17 @@ func openListedFile(r io.Reader, file string, kind listedKind, limit int64) (*li
 	return openListed(bytes.NewReader(data), file, kind, limit)
 }
 
+// decode decodes the listing strictly into v and checks its format field.
+func (l *listedReader) decode(raw []byte, v any, format *string) error {
+	if err := decodeStrict(raw, v); err != nil {
+		return &FormatError{File: l.file, Member: l.kind.first, Reason: fmt.Sprintf("not valid JSON for %s: %v", l.kind.format, err)}
+	}
+	if *format != l.kind.format {
+		return &FormatError{File: l.file, Member: l.kind.first, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", *format, l.kind.format)}
+	}
+	return nil
+}
+
 // next reads the member the listing names next, m, of at most limit bytes.
 func (l *listedReader) next(m Member, limit int64) ([]byte, error) {
 	h, err := nextMember(l.tr, l.file)
@@ -86,6 +99,26 @@ func (l *listedReader) next(m Member, limit int64) ([]byte, error) {
 		return nil, &FormatError{File: l.file, Member: h.Name, Reason: fmt.Sprintf("out of order: the %s lists %q here", l.kind.lister, m.Name)}
 	}
 	return readMember(l.tr, h, m, limit, l.file)
+}
+
+// nextRoot reads a listed root/N.root.json onto roots: N must follow the
+// root before it (approvals and refresh bundles carry root chains).
+func (l *listedReader) nextRoot(m Member, roots *[]ApprovalRoot, notAllowed string) error {
+	name, ok := strings.CutPrefix(m.Name, approvalRootPfx)
+	if !ok || !rootRE.MatchString(name) {
+		return &FormatError{File: l.file, Member: m.Name, Reason: notAllowed}
+	}
+	var v int64
+	fmt.Sscanf(name, "%d", &v)
+	if n := len(*roots); n > 0 && v != (*roots)[n-1].Version+1 {
+		return &FormatError{File: l.file, Member: m.Name, Reason: "root versions must follow each other"}
+	}
+	b, err := l.next(m, MaxHeadMember)
+	if err != nil {
+		return err
+	}
+	*roots = append(*roots, ApprovalRoot{Version: v, Bytes: b})
+	return nil
 }
 
 // end checks the tar ends after the listed members.

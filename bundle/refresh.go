@@ -85,11 +85,8 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 		return nil, err
 	}
 	var rf Refresh
-	if err := decodeStrict(raw, &rf); err != nil {
-		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("not valid JSON for %s: %v", RefreshFormat, err)}
-	}
-	if rf.Format != RefreshFormat {
-		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("format %q, this coldharbor reads %q", rf.Format, RefreshFormat)}
+	if err := l.decode(raw, &rf, &rf.Format); err != nil {
+		return nil, err
 	}
 	out := &RefreshFile{Refresh: &rf}
 	members := rf.Members
@@ -97,7 +94,7 @@ func ReadRefresh(r io.Reader, file string) (*RefreshFile, error) {
 		return nil, &FormatError{File: file, Member: RefreshName, Reason: fmt.Sprintf("lists %d members: at most %d root versions, snapshot.json and timestamp.json", len(members), MaxApprovalRoots)}
 	}
 	for len(members) > 0 && strings.HasPrefix(members[0].Name, approvalRootPfx) {
-		if err := readRefreshRoot(l, file, members[0], out); err != nil {
+		if err := l.nextRoot(members[0], &out.Roots, "not allowed in a refresh bundle (root/N.root.json, then snapshot.json, then timestamp.json)"); err != nil {
 			return nil, err
 		}
 		members = members[1:]
@@ -141,24 +138,4 @@ func OpenRefresh(path string) (*RefreshFile, error) {
 	}
 	defer f.Close()
 	return ReadRefresh(f, path)
-}
-
-// readRefreshRoot reads one root/N.root.json member; versions must follow
-// each other.
-func readRefreshRoot(l *listedReader, file string, m Member, out *RefreshFile) error {
-	name := m.Name[len(approvalRootPfx):]
-	if !rootRE.MatchString(name) {
-		return &FormatError{File: file, Member: m.Name, Reason: "not allowed in a refresh bundle (root/N.root.json, then snapshot.json, then timestamp.json)"}
-	}
-	var v int64
-	fmt.Sscanf(name, "%d", &v)
-	if n := len(out.Roots); n > 0 && v != out.Roots[n-1].Version+1 {
-		return &FormatError{File: file, Member: m.Name, Reason: "root versions must follow each other"}
-	}
-	b, err := l.next(m, MaxHeadMember)
-	if err != nil {
-		return err
-	}
-	out.Roots = append(out.Roots, ApprovalRoot{Version: v, Bytes: b})
-	return nil
 }

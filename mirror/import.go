@@ -25,6 +25,7 @@ import (
 
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -142,9 +143,6 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if o.SnapshotKey == nil || !o.SnapshotKey.Private() || o.TimestampKey == nil || !o.TimestampKey.Private() {
 		return nil, ErrOnlineKeys
 	}
-	if o.SignatureFormat == SignatureFormatBundle {
-		return nil, ErrBundleFormatNotYet
-	}
 	st, p, pub, err := prepare(ctx, bundlePath, approvalPath, o, log, now)
 	if err != nil {
 		return nil, err
@@ -154,7 +152,10 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if res.SignatureFormat, err = p.signatureFormat(ctx, o); err != nil {
 		return nil, err
 	}
-	log.Info("signature format", "chosen", res.SignatureFormat.Chosen, "requested", res.SignatureFormat.Requested,
+	if err := p.assignFormats(ctx, &res.SignatureFormat, append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)); err != nil {
+		return nil, err
+	}
+	log.Info("signature format", "chosen", res.SignatureFormat.Chosen, "requested", res.SignatureFormat.Requested, "bundles", res.SignatureFormat.Bundles,
 		"target", res.SignatureFormat.Target, "reason", res.SignatureFormat.Reason)
 	// The push runs without the repository lock: a long upload must not
 	// keep refresh from renewing the timestamp.
@@ -366,6 +367,9 @@ func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option,
 	var present atomic.Int64
 	for _, sp := range sigs {
 		g.Go(func() error {
+			if sp.asBundle {
+				return pushBundles(gctx, sp, ropts)
+			}
 			wrote, err := pushSignature(gctx, sp, ropts, log)
 			if err == nil && !wrote {
 				present.Add(1)
@@ -383,7 +387,10 @@ func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option,
 // Each phase waits for the one before, and within a phase images go in
 // parallel, so no tag points at anything before all of it is there.
 func push(ctx context.Context, p *plan, o ImportOptions, log *slog.Logger, res *ImportResult) error {
-	ropts := append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)
+	ropts, err := regsession.Options(ctx, o.Remote)
+	if err != nil {
+		return err
+	}
 	if err := pushBlobs(ctx, p, ropts, o, res); err != nil {
 		return err
 	}

@@ -22,13 +22,17 @@ const (
 	AttachNone       = "none"
 )
 
+// ErrAttachments: the source attaches what a bundle cannot carry (too many,
+// or not image manifests); leave some out.
+var ErrAttachments = errors.New("attachments that cannot be carried")
+
 // ValidAttachments checks an --attachments value ("" means all).
 func ValidAttachments(mode string) error {
 	switch mode {
 	case "", AttachAll, AttachSignatures, AttachNone:
 		return nil
 	}
-	return fmt.Errorf("--attachments %q: want all, signatures or none", mode)
+	return fmt.Errorf("attachments %q: want all, signatures or none", mode)
 }
 
 // attachments discovers what the source attaches to every manifest of an
@@ -49,7 +53,7 @@ func (c *collector) attachments(repo name.Repository, top v1.Hash, o Options) ([
 		out = append(out, found...)
 	}
 	if len(out) > bundle.MaxAttachments {
-		return nil, fmt.Errorf("%d attachments is over the limit of %d (filter with --attachments or --attachment-type)", len(out), bundle.MaxAttachments)
+		return nil, fmt.Errorf("%w: %d is over the limit of %d", ErrAttachments, len(out), bundle.MaxAttachments)
 	}
 	return out, nil
 }
@@ -111,7 +115,7 @@ func (c *collector) discover(repo name.Repository, subject v1.Hash, o Options) (
 	}
 	for _, desc := range im.Manifests {
 		if !desc.MediaType.IsImage() {
-			return nil, fmt.Errorf("referrer %s of %s has media type %s: coldharbor carries image-manifest attachments only (leave it out with --attachment-type or --attachments none)", desc.Digest, subject, desc.MediaType)
+			return nil, fmt.Errorf("%w: referrer %s of %s has media type %s, and only image-manifest attachments are carried", ErrAttachments, desc.Digest, subject, desc.MediaType)
 		}
 		d, err := remote.Get(repo.Digest(desc.Digest.String()), c.opts...)
 		if err != nil {

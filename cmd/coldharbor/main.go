@@ -195,6 +195,7 @@ func libraryHint(err error) string {
 		{mirror.ErrNoCache, "set --cache DIR"},
 		{mirror.ErrOnlineKeys, "give --snapshot-key and --timestamp-key with their private keys"},
 		{mirror.ErrOtherDestination, "pass --registry with the destination the bundle was exported for (the error names it), or export again for this registry"},
+		{export.ErrAttachments, "leave them out: --attachments signatures or none, or --attachment-type"},
 		{export.ErrNothing, "give at least one image (or --remove, or --renew to only renew the targets' expiry)"},
 		{bundle.ErrLimit, "split the IMAGE arguments (or --images-from) over several bundles, or drop targets with 'export --remove NAME'"},
 		{hsm.ErrPINBlocked, "unblock the PIN first: a YubiKey's with its PUK (ykman piv access unblock-pin), a PKCS#11 token's by its security officer"},
