@@ -118,6 +118,9 @@ func (idx *Index) check() error {
 	if err := idx.checkTexts(); err != nil {
 		return err
 	}
+	if err := ValidSignatureFormat(idx.SignatureFormat); err != nil {
+		return err
+	}
 	return idx.checkImages(seen)
 }
 

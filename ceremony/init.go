@@ -110,6 +110,7 @@ func Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 	// 2. Root v1 with every role's keys, then the first version of each
 	// role, signed by the private keys present; each step in the transcript.
 	t := &transcript{now: func() time.Time { return now }}
+	t.sealWith(append(append([]*hsm.Key{o.SnapshotKey, o.TimestampKey}, o.RootKeys...), o.TargetsKeys...)...)
 	res := &InitResult{Dir: o.Dir, Roles: map[string]RoleKeys{}, Files: map[string]string{}, Pending: []string{}}
 	if err := t.add(Entry{Step: "init.start", Detail: map[string]any{"tool": o.Tool, "expiry": expiryStrings(exp)}}); err != nil {
 		return nil, err

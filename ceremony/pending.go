@@ -213,7 +213,7 @@ func (p *pendingSet) publish(ctx context.Context, dir string, t *transcript, now
 	if err := p.save(dir); err != nil {
 		return err
 	}
-	if err := t.write(filepath.Join(dir, trust.TranscriptFile)); err != nil {
+	if err := t.end(filepath.Join(dir, trust.TranscriptFile)); err != nil {
 		return err
 	}
 	if err := trust.Publish(ctx, dir, pub); err != nil {
@@ -222,7 +222,7 @@ func (p *pendingSet) publish(ctx context.Context, dir string, t *transcript, now
 	if err := t.add(Entry{Step: "init.published", Version: 1, Files: res.Files, Detail: map[string]any{"pending": res.Pending, "root_sha256": res.RootSHA256}}); err != nil {
 		return err
 	}
-	if err := t.write(filepath.Join(dir, trust.TranscriptFile)); err != nil {
+	if err := t.end(filepath.Join(dir, trust.TranscriptFile)); err != nil {
 		return err
 	}
 	res.TranscriptHead = t.head()
@@ -260,6 +260,7 @@ func Sign(ctx context.Context, o SignOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.sealWith(o.Keys...)
 	for _, k := range o.Keys {
 		if err := p.signWith(k, o, t); err != nil {
 			return nil, err
@@ -334,7 +335,7 @@ func (p *pendingSet) wait(dir string, t *transcript) error {
 	if err := p.save(dir); err != nil {
 		return err
 	}
-	if err := t.write(filepath.Join(dir, trust.TranscriptFile)); err != nil {
+	if err := t.end(filepath.Join(dir, trust.TranscriptFile)); err != nil {
 		return err
 	}
 	p.Result.Missing = missing

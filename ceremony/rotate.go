@@ -133,6 +133,7 @@ func (r *rotation) start() error {
 	if err != nil {
 		return &trust.VerificationError{What: trust.WhatTranscript, Reason: err.Error()}
 	}
+	r.t.sealWith(r.o.Keys...)
 	r.res = &RotateResult{Version: r.next.Signed.Version, Expires: r.next.Signed.Expires.Format(time.RFC3339), Roles: map[string]RoleKeys{}}
 	return r.t.add(Entry{Step: "rotate.start", Version: r.next.Signed.Version, Detail: map[string]any{"expires": r.next.Signed.Expires}})
 }

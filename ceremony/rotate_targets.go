@@ -83,7 +83,7 @@ func (r *rotation) publish(ctx context.Context) (*RotateResult, error) {
 	if err := r.t.add(Entry{Step: "rotate.published", Version: r.next.Signed.Version, Files: files, Detail: detail}); err != nil {
 		return nil, err
 	}
-	if err := r.t.write(filepath.Join(r.o.Dir, trust.TranscriptFile)); err != nil {
+	if err := r.t.end(filepath.Join(r.o.Dir, trust.TranscriptFile)); err != nil {
 		return nil, err
 	}
 	r.res.TranscriptHead = r.t.head()

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/coldharbor/coldharbor/hsm"
 )
 
 // Entry is one line of transcript.jsonl. Each line carries the sha256 of the
@@ -30,6 +32,7 @@ type Entry struct {
 // record of steps that did not happen.
 type transcript struct {
 	now     func() time.Time
+	keys    []*hsm.Key // used in this sitting: they sign its seal
 	prev    string
 	seq     int
 	entries [][]byte

@@ -28,6 +28,9 @@ type Report struct {
 	RootVersion    int64               `json:"root_version"`
 	Keys           map[string][]string `json:"keys"` // role → key IDs, as the transcript records them
 	Checked        []string            `json:"checked"`
+	// Sittings are the paper record: per sitting its date, holders, hardware
+	// keys, what it published and the running hash after it.
+	Sittings []Sitting `json:"sittings"`
 }
 
 // Verify replays a repository's transcript: the hash chain of its lines,
@@ -106,6 +109,14 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 		}
 	}
 	rep.Checked = append(rep.Checked, "root v1's keys are the recorded ones", fmt.Sprintf("root chain v1..v%d verifies", rep.RootVersion))
+	roots, err := rootsOf(st)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Sittings, err = checkSittings(entries, roots, rep.TranscriptHead); err != nil {
+		return nil, err
+	}
+	rep.Checked = append(rep.Checked, fmt.Sprintf("%d sittings, each sealed by its holders' keys as the root named them then", len(rep.Sittings)))
 	return rep, nil
 }
 

@@ -42,7 +42,10 @@ import (
 // versions run at once, each on ports and a state folder of its own.
 func TestHarbor(t *testing.T) {
 	start := time.Now()
-	testharbor.KitScript(t) // skip (fail in CI) before building anything
+	// Skip (fail under CI=true) before starting anything when a part is missing.
+	testharbor.KitScript(t)
+	testenv.Crane(t)
+	testenv.Cosign(t)
 	src := testregistry.Start(t)
 	fix, err := testimages.New(1)
 	if err != nil {

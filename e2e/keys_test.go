@@ -76,7 +76,13 @@ func TestKeyLifecycleWithYubiKeys(t *testing.T) {
 		t.Fatalf("ceremony rotate:\n%s", out)
 	}
 	pivsimtest.Unplug(t, c3)
-	must(t, w.env, "ceremony", "verify", "--repo", w.path("signer"))
+	out = must(t, w.env, "ceremony", "verify", "--repo", w.path("signer"), "--format", "text")
+	for _, want := range []string{"Sitting 1: init", "YubiKey serial 30000021, firmware 5.7", "YubiKey serial 30000022, firmware 5.7",
+		"YubiKey serial 30000023, firmware 5.7", ": rotate, ", "published metadata/2.root.json sha256", "published metadata/3.targets.json sha256", "FINAL HASH (read aloud): "} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the paper record does not say %q:\n%s", want, out)
+		}
+	}
 
 	// The next bundle, approved in two sittings.
 	must(t, w.env, "export", "--repo", w.path("exporter"), "--dest", dest, "-o", w.path("b2.tar"), w.src.Host+"/"+testimages.MultiArch)

@@ -83,6 +83,10 @@ type Options struct {
 	// AttachmentTypes, when set, keeps only attachments whose artifact
 	// type, config media type or a layer media type is one of these.
 	AttachmentTypes []string
+	// SignatureFormat is recorded for the signer and the importer: "" or
+	// legacy (cosign payloads only), bundle or auto (the signer also signs
+	// each digest's in-toto statement, so import may write sigstore bundles).
+	SignatureFormat string
 	// UpstreamKeys, when set, refuse an image unless a signature carried on
 	// its digest (cosign .sig or sigstore bundle) verifies with one of them.
 	UpstreamKeys []UpstreamKey
@@ -161,6 +165,9 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err := ValidAttachments(o.Attachments); err != nil {
 		return nil, err
 	}
+	if err := bundle.ValidSignatureFormat(o.SignatureFormat); err != nil {
+		return nil, err
+	}
 	if len(o.UpstreamKeys) > 0 && o.Attachments == AttachNone {
 		return nil, errors.New("verifying upstream signatures needs them carried: use --attachments signatures or all with --verify-upstream-key")
 	}
@@ -176,7 +183,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	idx := &bundle.Index{Format: bundle.BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
 		Base:     bundle.Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},
 		Images:   []bundle.Image{},
-		Removals: append([]string{}, o.Removals...)}
+		Removals: append([]string{}, o.Removals...), SignatureFormat: o.SignatureFormat}
 	tops, err := c.resolveAll(idx, o)
 	if err != nil {
 		return nil, err

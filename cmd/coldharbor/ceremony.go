@@ -268,11 +268,21 @@ func ceremonyVerifyCommand() *cli.Command {
 		Description: `Replays DIR/transcript.jsonl: the hash chain of its lines, every recorded
 public key against its key ID, every file recorded as published against the
 file on disk (versioned metadata never changes), root v1's keys against the
-recorded ones, and the root chain as a client walks it. Prints the transcript's
-last-line sha256 and root v1's sha256: compare them with the paper record.
-Exit 3 on any mismatch.`,
+recorded ones, and the root chain as a client walks it. Every sitting (init,
+each holder's ceremony sign, each rotation) ends with a line signed by the keys
+used in it over the hash of the record before it: each such signature is
+checked against the keys the root named at that point, so an edited record,
+even with its hash chain recomputed, or one re-signed by other keys, is
+refused. Prints the transcript's last-line sha256 and root v1's sha256:
+compare them with the paper record.
+
+--format text prints the paper record itself: per sitting the date, the
+holders' key IDs, YubiKey serials and firmware with their attestation results,
+the root and targets versions published with their sha256, the hash after the
+sitting, and the final hash to read aloud. Exit 3 on any mismatch.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "the repository in `DIR`"},
+			&cli.StringFlag{Name: "format", Usage: "`FORMAT`: checks (what was verified) or text (the paper record)", Value: "checks"},
 			outputFlag(),
 		},
 		Action: ceremonyVerify,
@@ -284,12 +294,20 @@ func ceremonyVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	format := c.String("format")
+	if format != "checks" && format != "text" {
+		return usagef("--format must be checks or text (got %q)", format)
+	}
 	rep, err := ceremony.Verify(c.Context, c.String("repo"))
 	if err != nil {
 		return err
 	}
 	if asJSON {
 		return writeJSON(c.App.Writer, rep)
+	}
+	if format == "text" {
+		printPaperRecord(c, rep)
+		return nil
 	}
 	w := c.App.Writer
 	for _, ch := range rep.Checked {
@@ -500,4 +518,37 @@ func sourceOf(res *ceremony.InitResult, role, id string) string {
 		}
 	}
 	return ""
+}
+
+// printPaperRecord prints what the holders write down, or compare with
+// what they wrote down, one sitting after another.
+func printPaperRecord(c *cli.Context, rep *ceremony.Report) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "PAPER RECORD of %s (root v1 sha256 %s)\n", c.String("repo"), rep.RootSHA256)
+	for i, s := range rep.Sittings {
+		fmt.Fprintf(w, "\nSitting %d: %s, %s (transcript lines %d-%d)\n", i+1, s.Kind, s.Date.UTC().Format(time.RFC3339), s.Lines[0], s.Lines[1])
+		if len(s.Holders) == 0 {
+			fmt.Fprintln(w, "  signed by: no key (it published what an earlier sitting signed)")
+		}
+		for _, id := range s.Holders {
+			fmt.Fprintf(w, "  signed by: %s\n", id)
+		}
+		for _, h := range s.Hardware {
+			if h.Refused != "" {
+				fmt.Fprintf(w, "  key %s (%s): attestation REFUSED: %s\n", h.KeyID, h.Role, h.Refused)
+				continue
+			}
+			fmt.Fprintf(w, "  key %s (%s): YubiKey serial %d, firmware %s, attestation verified\n", h.KeyID, h.Role, h.Serial, h.Firmware)
+		}
+		names := make([]string, 0, len(s.Files))
+		for n := range s.Files {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(w, "  published %s sha256 %s\n", n, s.Files[n])
+		}
+		fmt.Fprintf(w, "  record hash after this sitting: %s\n", s.Hash)
+	}
+	fmt.Fprintf(w, "\nFINAL HASH (read aloud): %s\n", rep.TranscriptHead)
 }
