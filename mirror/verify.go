@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
@@ -133,13 +134,29 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 	}
 	tag, _ := SignatureTag(c.TrustedDigest)
 	c.SignatureTag = tag
-	sigImg, err := remote.Image(ref.Context().Tag(tag), ropts...)
+	if id, ok := verifyLegacy(ref.Context().Tag(tag), c.TrustedDigest, keys, ropts); ok {
+		c.SignedBy = id
+		return c, nil
+	}
+	// Our signature as a sigstore bundle (import --signature-format bundle,
+	// or auto on a digest the vendor signed so).
+	if id, ref, ok := verifyBundles(ref.Context().Digest(c.TrustedDigest), keys, ropts); ok {
+		c.SignedBy, c.SignatureTag = id, ref
+		return c, nil
+	}
+	return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no signature verifies with a trusted cosign key for %s (neither in %s nor in a sigstore bundle among its referrers)", image, c.TrustedDigest, tag)}
+}
+
+// verifyLegacy looks in a .sig tag for a simple-signing layer naming
+// digest whose signature verifies with one of keys.
+func verifyLegacy(sigTag name.Tag, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) (string, bool) {
+	sigImg, err := remote.Image(sigTag, ropts...)
 	if err != nil {
-		return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no cosign signature (%s)", image, tag), Err: err}
+		return "", false
 	}
 	m, err := sigImg.Manifest()
-	if err != nil {
-		return nil, fmt.Errorf("%s: reading %s: %w", image, tag, err)
+	if err != nil || len(m.Layers) > maxSigLayers {
+		return "", false
 	}
 	for _, l := range m.Layers {
 		if l.MediaType != SimpleSigningMediaType || l.Size > 64<<10 {
@@ -149,31 +166,78 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 		if err != nil {
 			continue
 		}
-		layer, err := sigImg.LayerByDigest(l.Digest)
-		if err != nil {
-			continue
-		}
-		rc, err := layer.Compressed()
-		if err != nil {
-			continue
-		}
-		pl, err := io.ReadAll(io.LimitReader(rc, 64<<10))
-		rc.Close()
+		pl, err := smallLayer(sigImg, l.Digest)
 		if err != nil {
 			continue
 		}
 		var p payload.Cosign
-		if json.Unmarshal(pl, &p) != nil || p.Image.DigestStr() != c.TrustedDigest {
+		if json.Unmarshal(pl, &p) != nil || p.Image.DigestStr() != digest {
 			continue
 		}
 		for id, pub := range keys {
 			if hsm.VerifySignature(pub, pl, sig) == nil {
-				c.SignedBy = id
-				return c, nil
+				return id, true
 			}
 		}
 	}
-	return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no signature in %s verifies with a trusted cosign key for %s", image, tag, c.TrustedDigest)}
+	return "", false
+}
+
+// verifyBundles looks among digest's referrers (API or referrers tag) for
+// a sigstore bundle whose statement names digest and whose DSSE signature
+// verifies with one of keys.
+func verifyBundles(d name.Digest, keys map[string]crypto.PublicKey, ropts []remote.Option) (id, where string, ok bool) {
+	idx, err := remote.Referrers(d, ropts...)
+	if err != nil {
+		return "", "", false
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return "", "", false
+	}
+	for i, desc := range im.Manifests {
+		// Some registries list the config's media type as artifactType (the
+		// empty one here): look inside unless it names another type.
+		if i >= maxSigLayers || (desc.ArtifactType != bundle.SigstoreBundleType && desc.ArtifactType != "application/vnd.oci.empty.v1+json" && desc.ArtifactType != "") {
+			continue
+		}
+		img, err := remote.Image(d.Context().Digest(desc.Digest.String()), ropts...)
+		if err != nil {
+			continue
+		}
+		m, err := img.Manifest()
+		if err != nil || len(m.Layers) != 1 || m.Layers[0].MediaType != bundle.SigstoreBundleType || m.Layers[0].Size > 64<<10 {
+			continue
+		}
+		data, err := smallLayer(img, m.Layers[0].Digest)
+		if err != nil {
+			continue
+		}
+		subject, pae, sig, err := bundle.SignedStatement(data)
+		if err != nil || subject != d.DigestStr() {
+			continue
+		}
+		for kid, pub := range keys {
+			if hsm.VerifySignature(pub, pae, sig) == nil {
+				return kid, "referrer " + desc.Digest.String(), true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// smallLayer reads one layer of at most 64 KiB.
+func smallLayer(img v1.Image, h v1.Hash) ([]byte, error) {
+	layer, err := img.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 64<<10))
 }
 
 // trustedCosignKeys downloads the cosign.pub target (hash-checked by the
