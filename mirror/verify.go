@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/base64"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
@@ -61,6 +64,8 @@ type Check struct {
 	TargetsVersion int64  `json:"targets_version"`
 	SignedBy       string `json:"signed_by,omitempty"` // key ID of a cosign signature that verified
 	SignatureTag   string `json:"signature_tag"`
+	// Platforms: for an index, each child manifest's signature, verified.
+	Platforms []PlatformCheck `json:"platforms,omitempty"`
 }
 
 // VerifyOptions configure VerifyImages.
@@ -131,15 +136,63 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 	if c.RegistryDigest != c.TrustedDigest || desc.Size != tf.Length {
 		return nil, &trust.VerificationError{What: trust.Targets, Reason: fmt.Sprintf("%s is %s (%d bytes) in the registry; the trusted target %s is %s (%d bytes)", image, c.RegistryDigest, desc.Size, target, c.TrustedDigest, tf.Length)}
 	}
-	tag, _ := SignatureTag(c.TrustedDigest)
-	c.SignatureTag = tag
-	sigImg, err := remote.Image(ref.Context().Tag(tag), ropts...)
+	if c.SignedBy, c.SignatureTag, err = verifySignature(ref.Context(), c.TrustedDigest, keys, ropts); err != nil {
+		return nil, fmt.Errorf("%s: %w", image, err)
+	}
+	// The signed media type, not the registry's answer, says whether
+	// there are platform manifests to check.
+	if types.MediaType(custom(tf).MediaType).IsIndex() {
+		if c.Platforms, err = verifyChildren(ref.Context(), c.TrustedDigest, keys, ropts); err != nil {
+			return nil, fmt.Errorf("%s: %w", image, err)
+		}
+	}
+	return c, nil
+}
+
+// PlatformCheck is what verify found for one child manifest of an index.
+type PlatformCheck struct {
+	Digest   string `json:"digest"`
+	Platform string `json:"platform,omitempty"`
+	SignedBy string `json:"signed_by"`
+}
+
+// verifyChildren checks a cosign signature by a trusted key on every
+// manifest the trusted index lists: clients pull platform manifests by
+// digest, and import signs each.
+func verifyChildren(repo name.Repository, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) ([]PlatformCheck, error) {
+	d, err := remote.Get(repo.Digest(digest), ropts...) // by digest: ggcr checks the bytes' digest
 	if err != nil {
-		return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no cosign signature (%s)", image, tag), Err: err}
+		return nil, fmt.Errorf("reading index %s: %w", digest, err)
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(d.Manifest))
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", digest, err)
+	}
+	var out []PlatformCheck
+	for _, m := range im.Manifests {
+		pc := PlatformCheck{Digest: m.Digest.String()}
+		if m.Platform != nil {
+			pc.Platform = m.Platform.String()
+		}
+		if pc.SignedBy, _, err = verifySignature(repo, pc.Digest, keys, ropts); err != nil {
+			return nil, fmt.Errorf("platform manifest %s %s: %w", pc.Platform, pc.Digest, err)
+		}
+		out = append(out, pc)
+	}
+	return out, nil
+}
+
+// verifySignature finds, under digest's cosign tag in repo, a signature by
+// a trusted key over a payload naming digest; it returns the key ID.
+func verifySignature(repo name.Repository, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) (keyID, tag string, err error) {
+	tag, _ = SignatureTag(digest)
+	sigImg, err := remote.Image(repo.Tag(tag), ropts...)
+	if err != nil {
+		return "", tag, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("no cosign signature (%s)", tag), Err: err}
 	}
 	m, err := sigImg.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading %s: %w", image, tag, err)
+		return "", tag, fmt.Errorf("reading %s: %w", tag, err)
 	}
 	for _, l := range m.Layers {
 		if l.MediaType != SimpleSigningMediaType || l.Size > 64<<10 {
@@ -163,17 +216,16 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 			continue
 		}
 		var p payload.Cosign
-		if json.Unmarshal(pl, &p) != nil || p.Image.DigestStr() != c.TrustedDigest {
+		if json.Unmarshal(pl, &p) != nil || p.Image.DigestStr() != digest {
 			continue
 		}
 		for id, pub := range keys {
 			if hsm.VerifySignature(pub, pl, sig) == nil {
-				c.SignedBy = id
-				return c, nil
+				return id, tag, nil
 			}
 		}
 	}
-	return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no signature in %s verifies with a trusted cosign key for %s", image, tag, c.TrustedDigest)}
+	return "", tag, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("no signature in %s verifies with a trusted cosign key for %s", tag, digest)}
 }
 
 // trustedCosignKeys downloads the cosign.pub target (hash-checked by the
