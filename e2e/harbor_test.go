@@ -116,6 +116,7 @@ func harborImport(t *testing.T, version string, src *testregistry.Registry) {
 	w.pullAll(t, head)
 	w.unsignedRefused(t, user, secret)
 	w.verifyThrough(t, head)
+	w.throughGate(t, head)
 
 	// Importing again, and a later bundle re-tagging the same images, add
 	// no signature accessory.

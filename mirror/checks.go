@@ -33,6 +33,18 @@ type checker struct {
 	newRoots []*metadata.Metadata[metadata.RootType]
 	nt       *metadata.Metadata[metadata.TargetsType] // the signed targets
 	p        *plan
+	already  bool // these targets are the published ones
+}
+
+// samePublished reports whether the approval's targets are, byte for byte
+// once canonical, the published targets.
+func (c *checker) samePublished() bool {
+	if c.st.Published == nil {
+		return false
+	}
+	a, err1 := c.st.Published.ToBytes(true)
+	b, err2 := c.nt.ToBytes(true)
+	return err1 == nil && err2 == nil && string(a) == string(b)
 }
 
 // verify runs steps 1–10 and returns the plan of what to push.
@@ -125,6 +137,8 @@ func (c *checker) step6TargetsVersion() error {
 	switch {
 	case v != c.af.Approval.TargetsVersion:
 		return refuse(trust.Targets, v, "the approval says version %d", c.af.Approval.TargetsVersion)
+	case v == c.st.PublishedTargets && c.samePublished():
+		c.already = true // a rerun of a completed import: checked, pushed again, not published
 	case v <= c.st.PublishedTargets:
 		return refuse(trust.Targets, v, "not newer than the published targets v%d (rollback or a bundle already imported)", c.st.PublishedTargets)
 	case c.nt.Signed.IsExpired(c.now):
@@ -147,7 +161,7 @@ func (c *checker) step7CosignPub() error {
 	if t, ok := c.nt.Signed.Targets[bundle.CosignPubTarget]; !ok || t.VerifyLengthHashes(cosignPub) != nil {
 		return refuse(trust.Targets, v, "target %s does not match root's targets keys", bundle.CosignPubTarget)
 	}
-	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots}
+	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already}
 	return nil
 }
 

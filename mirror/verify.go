@@ -149,6 +149,21 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 	return c, nil
 }
 
+// verifySignature finds a signature by a trusted key over digest: in its
+// .sig tag (legacy), or else as a sigstore bundle among its referrers
+// (import --signature-format bundle, or auto on a digest the vendor signed
+// so). It returns the key ID and where the signature is.
+func verifySignature(repo name.Repository, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) (keyID, where string, err error) {
+	tag, _ := SignatureTag(digest)
+	if id, ok := verifyLegacy(repo.Tag(tag), digest, keys, ropts); ok {
+		return id, tag, nil
+	}
+	if id, ref, ok := verifyBundles(repo.Digest(digest), keys, ropts); ok {
+		return id, ref, nil
+	}
+	return "", tag, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("no signature verifies with a trusted cosign key for %s (neither in %s nor in a sigstore bundle among its referrers)", digest, tag)}
+}
+
 // PlatformCheck is what verify found for one child manifest of an index.
 type PlatformCheck struct {
 	Digest   string `json:"digest"`
@@ -182,17 +197,16 @@ func verifyChildren(repo name.Repository, digest string, keys map[string]crypto.
 	return out, nil
 }
 
-// verifySignature finds, under digest's cosign tag in repo, a signature by
-// a trusted key over a payload naming digest; it returns the key ID.
-func verifySignature(repo name.Repository, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) (keyID, tag string, err error) {
-	tag, _ = SignatureTag(digest)
-	sigImg, err := remote.Image(repo.Tag(tag), ropts...)
+// verifyLegacy looks in a .sig tag for a simple-signing layer naming
+// digest whose signature verifies with one of keys.
+func verifyLegacy(sigTag name.Tag, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) (string, bool) {
+	sigImg, err := remote.Image(sigTag, ropts...)
 	if err != nil {
-		return "", tag, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("no cosign signature (%s)", tag), Err: err}
+		return "", false
 	}
 	m, err := sigImg.Manifest()
-	if err != nil {
-		return "", tag, fmt.Errorf("reading %s: %w", tag, err)
+	if err != nil || len(m.Layers) > maxSigLayers {
+		return "", false
 	}
 	for _, l := range m.Layers {
 		if l.MediaType != SimpleSigningMediaType || l.Size > 64<<10 {
@@ -202,16 +216,7 @@ func verifySignature(repo name.Repository, digest string, keys map[string]crypto
 		if err != nil {
 			continue
 		}
-		layer, err := sigImg.LayerByDigest(l.Digest)
-		if err != nil {
-			continue
-		}
-		rc, err := layer.Compressed()
-		if err != nil {
-			continue
-		}
-		pl, err := io.ReadAll(io.LimitReader(rc, 64<<10))
-		rc.Close()
+		pl, err := smallLayer(sigImg, l.Digest)
 		if err != nil {
 			continue
 		}
@@ -221,11 +226,68 @@ func verifySignature(repo name.Repository, digest string, keys map[string]crypto
 		}
 		for id, pub := range keys {
 			if hsm.VerifySignature(pub, pl, sig) == nil {
-				return id, tag, nil
+				return id, true
 			}
 		}
 	}
-	return "", tag, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("no signature in %s verifies with a trusted cosign key for %s", tag, digest)}
+	return "", false
+}
+
+// verifyBundles looks among digest's referrers (API or referrers tag) for
+// a sigstore bundle whose statement names digest and whose DSSE signature
+// verifies with one of keys.
+func verifyBundles(d name.Digest, keys map[string]crypto.PublicKey, ropts []remote.Option) (id, where string, ok bool) {
+	idx, err := remote.Referrers(d, ropts...)
+	if err != nil {
+		return "", "", false
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return "", "", false
+	}
+	for i, desc := range im.Manifests {
+		// Some registries list the config's media type as artifactType (the
+		// empty one here): look inside unless it names another type.
+		if i >= maxSigLayers || (desc.ArtifactType != bundle.SigstoreBundleType && desc.ArtifactType != "application/vnd.oci.empty.v1+json" && desc.ArtifactType != "") {
+			continue
+		}
+		img, err := remote.Image(d.Context().Digest(desc.Digest.String()), ropts...)
+		if err != nil {
+			continue
+		}
+		m, err := img.Manifest()
+		if err != nil || len(m.Layers) != 1 || m.Layers[0].MediaType != bundle.SigstoreBundleType || m.Layers[0].Size > 64<<10 {
+			continue
+		}
+		data, err := smallLayer(img, m.Layers[0].Digest)
+		if err != nil {
+			continue
+		}
+		subject, pae, sig, err := bundle.SignedStatement(data)
+		if err != nil || subject != d.DigestStr() {
+			continue
+		}
+		for kid, pub := range keys {
+			if hsm.VerifySignature(pub, pae, sig) == nil {
+				return kid, "referrer " + desc.Digest.String(), true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// smallLayer reads one layer of at most 64 KiB.
+func smallLayer(img v1.Image, h v1.Hash) ([]byte, error) {
+	layer, err := img.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 64<<10))
 }
 
 // trustedCosignKeys downloads the cosign.pub target (hash-checked by the
