@@ -99,8 +99,9 @@ type Gate struct {
 }
 
 type loadFailure struct {
-	err  error
-	when time.Time
+	err       error
+	when      time.Time
+	timestamp []byte // the timestamp.json that did not verify, if read
 }
 
 // New checks cfg and loads the repository once. A repository that does not
