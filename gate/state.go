@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -35,6 +36,7 @@ type state struct {
 
 	mu       sync.Mutex
 	closures map[string]*closure
+	flight   singleflight.Group // closure look-ups, by repository
 }
 
 // target is one trusted image: the digest and size TUF signed for it.
