@@ -148,6 +148,13 @@ func (c *checker) step7CosignPub() error {
 		return refuse(trust.Targets, v, "target %s does not match root's targets keys", bundle.CosignPubTarget)
 	}
 	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots}
+	// The ceremony's attestation records, when carried, match their target.
+	if att := c.af.Attestations; att != nil {
+		if t, ok := c.nt.Signed.Targets[trust.AttestationsTarget]; !ok || t.VerifyLengthHashes(att) != nil {
+			return refuse(trust.Targets, v, "the approval's %s is not the signed target", trust.AttestationsTarget)
+		}
+		c.p.attestations = att
+	}
 	return nil
 }
 
@@ -177,7 +184,7 @@ func (c *checker) step8Targets() error {
 		}
 	}
 	for n, t := range c.nt.Signed.Targets {
-		if inBundle[n] || n == bundle.CosignPubTarget {
+		if inBundle[n] || n == bundle.CosignPubTarget || (n == trust.AttestationsTarget && c.p.attestations != nil) {
 			continue
 		}
 		if custom(t).Bundle == id {

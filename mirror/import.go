@@ -7,6 +7,7 @@ package mirror
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -39,8 +40,13 @@ var ErrOtherDestination = errors.New("the bundle was exported for another regist
 
 // ImportOptions configure Import.
 type ImportOptions struct {
-	Repo     string // the isolated side's TUF repository
-	Registry string // HOST[/PREFIX] of the target registry
+	// RequireAttestation refuses targets signed by a key whose hardware
+	// attestation is not recorded in the approval's ceremony/attestations.json
+	// or does not verify against AttestationRoots (nil: Yubico's PIV CA).
+	RequireAttestation bool
+	AttestationRoots   *x509.CertPool
+	Repo               string // the isolated side's TUF repository
+	Registry           string // HOST[/PREFIX] of the target registry
 	// SnapshotKey and TimestampKey sign the new snapshot and timestamp.
 	SnapshotKey, TimestampKey *hsm.Key
 	Remote                    []remote.Option
@@ -88,9 +94,12 @@ type plan struct {
 	roots     []*metadata.Metadata[metadata.RootType] // new root versions to publish
 	targets   *metadata.Metadata[metadata.TargetsType]
 	cosignPub []byte
-	images    []imagePlan
-	blobs     map[string]*blobPlan // digest → where it goes
-	blobOrder []string
+	// attestations is the content of trust.AttestationsTarget when the
+	// approval carries it.
+	attestations []byte
+	images       []imagePlan
+	blobs        map[string]*blobPlan // digest → where it goes
+	blobOrder    []string
 }
 
 type imagePlan struct {
@@ -158,6 +167,9 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	}
 	defer p.b.Close()
 	if err := checkOnlineKeys(st, p.roots, o); err != nil {
+		return nil, err
+	}
+	if err := checkAttested(st, p, o); err != nil {
 		return nil, err
 	}
 	log.Info("verified", "targets_version", p.targets.Signed.Version, "images", len(p.images), "blobs", len(p.blobOrder))
