@@ -158,17 +158,26 @@ func verifyLegacy(sigTag name.Tag, digest string, keys map[string]crypto.PublicK
 	if err != nil || len(m.Layers) > maxSigLayers {
 		return "", false
 	}
+	// Each payload is read once, by digest straight from the registry
+	// (ggcr's LayerByDigest searches the manifest again for every layer:
+	// quadratic in the layers), and each (payload, signature) tried once.
+	payloads := map[v1.Hash][]byte{}
+	tried := map[string]bool{}
 	for _, l := range m.Layers {
 		if l.MediaType != SimpleSigningMediaType || l.Size > 64<<10 {
 			continue
 		}
 		sig, err := base64.StdEncoding.DecodeString(l.Annotations[SignatureAnnotation])
-		if err != nil {
+		if err != nil || tried[l.Digest.String()+"\x00"+string(sig)] {
 			continue
 		}
-		pl, err := smallLayer(sigImg, l.Digest)
-		if err != nil {
-			continue
+		tried[l.Digest.String()+"\x00"+string(sig)] = true
+		pl, ok := payloads[l.Digest]
+		if !ok {
+			if pl, err = smallBlob(sigTag.Context().Digest(l.Digest.String()), ropts); err != nil {
+				continue
+			}
+			payloads[l.Digest] = pl
 		}
 		var p payload.Cosign
 		if json.Unmarshal(pl, &p) != nil || p.Image.DigestStr() != digest {
@@ -224,6 +233,21 @@ func verifyBundles(d name.Digest, keys map[string]crypto.PublicKey, ropts []remo
 		}
 	}
 	return "", "", false
+}
+
+// smallBlob reads one blob of at most 64 KiB by its digest (ggcr checks
+// the digest as it reads).
+func smallBlob(d name.Digest, ropts []remote.Option) ([]byte, error) {
+	layer, err := remote.Layer(d, ropts...)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 64<<10))
 }
 
 // smallLayer reads one layer of at most 64 KiB.
