@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -395,12 +396,22 @@ func push(ctx context.Context, p *plan, o ImportOptions, log *slog.Logger, res *
 		return err
 	}
 	var manifests atomic.Int64
+	// Tags of one index share its manifests: each (repository, digest) is
+	// put once, and an image that needs one being put waits for it, so no
+	// two PUTs of the same manifest race and children still go first.
+	once := &onceByKey{m: map[string]*onceCall{}}
 	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
 		for _, m := range ip.manifests {
-			if err := remote.Put(ip.repo.Digest(m.digest), rawManifest(m), withCtx(ctx, ropts)...); err != nil {
-				return fmt.Errorf("pushing manifest %s to %s: %w", m.digest, ip.repo, err)
+			err := once.do(ip.repo.String()+"@"+m.digest, func() error {
+				if err := remote.Put(ip.repo.Digest(m.digest), rawManifest(m), withCtx(ctx, ropts)...); err != nil {
+					return fmt.Errorf("pushing manifest %s to %s: %w", m.digest, ip.repo, err)
+				}
+				manifests.Add(1)
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			manifests.Add(1)
 		}
 		return nil
 	}); err != nil {
@@ -445,4 +456,32 @@ func (p *plan) signatureFormat(ctx context.Context, o ImportOptions) (SignatureD
 			Target: "unknown", Reason: "no images: no signatures to write"}, nil
 	}
 	return ChooseSignatureFormat(ctx, o.SignatureFormat, p.images[0].repo, o.Transport, o.Keychain)
+}
+
+// onceByKey runs a function at most once per key across goroutines; a
+// later caller waits for the first and gets its error. No caller holds a
+// key while it waits for another, so waiting cannot deadlock.
+type onceByKey struct {
+	mu sync.Mutex
+	m  map[string]*onceCall
+}
+
+type onceCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (o *onceByKey) do(key string, f func() error) error {
+	o.mu.Lock()
+	if c, ok := o.m[key]; ok {
+		o.mu.Unlock()
+		<-c.done
+		return c.err
+	}
+	c := &onceCall{done: make(chan struct{})}
+	o.m[key] = c
+	o.mu.Unlock()
+	c.err = f()
+	close(c.done)
+	return c.err
 }
