@@ -55,6 +55,7 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			&cli.StringFlag{Name: "signature-format", Value: bundle.SigAuto, Usage: "the formats the signer signs each digest for: `legacy` (cosign .sig payloads only), bundle or auto (both: cosign payloads and the in-toto statements of sigstore bundles, so import's --signature-format can pick per target)"},
 			&cli.StringSliceFlag{Name: "verify-upstream-key", Usage: "refuse an image unless its vendor's cosign signature (legacy .sig or v3 sigstore bundle) verifies with this public `KEY` (a PEM file or PEM text; repeat: any one will do)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
+			&cli.StringFlag{Name: "since", Usage: "a differential bundle: leave out every blob that images published in `DIR` (your copy of the isolated side's published TUF repository) hold; import checks the registry has them before it pushes anything"},
 			&cli.StringFlag{Name: "split", Usage: "cut the bundle into FILE.000, FILE.001, … of at most `SIZE` bytes each (K, M, G suffixes; 4G is FAT32's largest file, 4 GiB less one byte); sign needs only FILE.000, import and inspect take FILE.000 and find the rest beside it"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
@@ -148,7 +149,7 @@ func exportAction(c *cli.Context, e env) error {
 		Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 		Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
 		Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
-		SignatureFormat: c.String("signature-format"),
+		SignatureFormat: c.String("signature-format"), Since: c.String("since"),
 	})
 	if err != nil {
 		return err
@@ -162,6 +163,9 @@ func exportAction(c *cli.Context, e env) error {
 	}
 	fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
 		out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+	if res.Present > 0 {
+		fmt.Fprintf(w, "differential: %d blob(s) left out, expected present in the destination (import checks before pushing)\n", res.Present)
+	}
 	printImages(c, res.Index.Images)
 	fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
 	return nil
