@@ -210,22 +210,9 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	idx.Members = c.listing(head)
-	// Every limit a reader (signer, importer, TUF client) sets, before a
-	// blob is fetched.
-	if err := checkLimits(st, idx, head, now); err != nil {
-		return nil, err
-	}
-	raw, err := bundle.EncodeIndex(idx)
+	raw, err := encodeChecked(st, idx, head, now, o.Split)
 	if err != nil {
 		return nil, err
-	}
-	if err := bundle.CheckLimit("bytes of bundle index", int64(len(raw)), bundle.MaxIndexSize, fewerImages); err != nil {
-		return nil, err
-	}
-	if o.Split > 0 {
-		if err := checkSplit(idx, o.Split); err != nil {
-			return nil, err
-		}
 	}
 	cw := &countingWriter{w: w, c: &counter{total: bundle.TarSize(raw, idx.Members), progress: o.Progress}}
 	if o.Split > 0 {
