@@ -649,7 +649,8 @@ func verifyCommand(e env) *cli.Command {
 		Description: `For each IMAGE (REGISTRY/REPOSITORY:TAG): refreshes TUF as a client would,
 resolves the image in its registry, checks its digest is the trusted target for
 its name, and that a cosign signature by a key in the trusted cosign.pub target
-covers that digest. Prints what was checked; exit 3 when anything fails.`,
+covers that digest and, for an index, each platform manifest it lists. Prints
+what was checked; exit 3 when anything fails.`,
 		Flags: append(sourceFlags(),
 			&cli.StringFlag{Name: "registry", Usage: "targets are relative to `HOST[/PREFIX]` (default: each image's registry)"},
 			outputFlag()),
@@ -687,6 +688,9 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 				for _, ch := range checks {
 					fmt.Fprintf(c.App.Writer, "%s\n  target %s in targets v%d: %s\n  registry digest matches; cosign signature %s by key %s verified\n",
 						ch.Image, ch.Target, ch.TargetsVersion, ch.TrustedDigest, ch.SignatureTag, ch.SignedBy)
+					for _, pc := range ch.Platforms {
+						fmt.Fprintf(c.App.Writer, "  platform %s %s: cosign signature by key %s verified\n", pc.Platform, pc.Digest, pc.SignedBy)
+					}
 				}
 			}
 			return err
