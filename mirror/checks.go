@@ -162,7 +162,8 @@ func (c *checker) step7CosignPub() error {
 	if t, ok := c.nt.Signed.Targets[bundle.CosignPubTarget]; !ok || t.VerifyLengthHashes(cosignPub) != nil {
 		return refuse(trust.Targets, v, "target %s does not match root's targets keys", bundle.CosignPubTarget)
 	}
-	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already}
+	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already,
+		registry: c.registry, present: map[string]*presentPlan{}}
 	return nil
 }
 
@@ -263,6 +264,11 @@ func (p *plan) step10Manifests(ctx context.Context) error {
 			return refuse(trust.WhatBundle, 0, "blob %s is not referenced by any signed image", d)
 		}
 	}
+	for _, pb := range p.b.Head.Index.Present {
+		if p.present[pb.Digest] == nil {
+			return refuse(trust.WhatBundle, 0, "blob %s is listed as present but no signed image needs it", pb.Digest)
+		}
+	}
 	return nil
 }
 
@@ -359,6 +365,9 @@ func refuse(what string, version int64, format string, a ...any) error {
 
 func (p *plan) addBlob(ip *imagePlan, d v1.Descriptor) error {
 	size, ok := p.b.HasBlob(d.Digest.String())
+	if pb, present := p.b.PresentBlob(d.Digest.String()); !ok && present {
+		return p.addPresent(ip, pb, d)
+	}
 	if !ok {
 		return refuse(trust.WhatBundle, 0, "%s needs blob %s, which the bundle lacks", ip.img.Name, d.Digest)
 	}

@@ -70,7 +70,10 @@ type ImportResult struct {
 	// mounted (or found) rather than uploaded again.
 	BlobsMounted int   `json:"blobs_mounted"`
 	BytesPushed  int64 `json:"bytes_pushed"`
-	Manifests    int   `json:"manifests"`
+	// BlobsExpected: blobs a differential bundle left out, found (or
+	// mounted) in the registry before anything was pushed.
+	BlobsExpected int `json:"blobs_expected_present,omitempty"`
+	Manifests     int `json:"manifests"`
 	// Signatures counts the signature manifests in place, one per
 	// repository and signed digest (images and their platform manifests);
 	// SignaturesPresent of them were already there with our signatures.
@@ -99,6 +102,10 @@ type plan struct {
 	// already: these very targets are published (a rerun after success):
 	// the push puts back anything missing and nothing is published.
 	already bool
+	// present are the blobs a differential bundle leaves out, checked in
+	// the registry before anything is pushed.
+	present  map[string]*presentPlan
+	registry string
 }
 
 type imagePlan struct {
@@ -390,6 +397,9 @@ func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option,
 func push(ctx context.Context, p *plan, o ImportOptions, log *slog.Logger, res *ImportResult) error {
 	ropts, err := regsession.Options(ctx, o.Remote)
 	if err != nil {
+		return err
+	}
+	if err := checkPresent(ctx, p, ropts, o.Jobs, res); err != nil {
 		return err
 	}
 	if err := pushBlobs(ctx, p, ropts, o, res); err != nil {

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/base64"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
@@ -62,6 +64,8 @@ type Check struct {
 	TargetsVersion int64  `json:"targets_version"`
 	SignedBy       string `json:"signed_by,omitempty"` // key ID of a cosign signature that verified
 	SignatureTag   string `json:"signature_tag"`
+	// Platforms: for an index, each child manifest's signature, verified.
+	Platforms []PlatformCheck `json:"platforms,omitempty"`
 }
 
 // VerifyOptions configure VerifyImages.
@@ -132,19 +136,65 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 	if c.RegistryDigest != c.TrustedDigest || desc.Size != tf.Length {
 		return nil, &trust.VerificationError{What: trust.Targets, Reason: fmt.Sprintf("%s is %s (%d bytes) in the registry; the trusted target %s is %s (%d bytes)", image, c.RegistryDigest, desc.Size, target, c.TrustedDigest, tf.Length)}
 	}
-	tag, _ := SignatureTag(c.TrustedDigest)
-	c.SignatureTag = tag
-	if id, ok := verifyLegacy(ref.Context().Tag(tag), c.TrustedDigest, keys, ropts); ok {
-		c.SignedBy = id
-		return c, nil
+	if c.SignedBy, c.SignatureTag, err = verifySignature(ref.Context(), c.TrustedDigest, keys, ropts); err != nil {
+		return nil, fmt.Errorf("%s: %w", image, err)
 	}
-	// Our signature as a sigstore bundle (import --signature-format bundle,
-	// or auto on a digest the vendor signed so).
-	if id, ref, ok := verifyBundles(ref.Context().Digest(c.TrustedDigest), keys, ropts); ok {
-		c.SignedBy, c.SignatureTag = id, ref
-		return c, nil
+	// The signed media type, not the registry's answer, says whether
+	// there are platform manifests to check.
+	if types.MediaType(custom(tf).MediaType).IsIndex() {
+		if c.Platforms, err = verifyChildren(ref.Context(), c.TrustedDigest, keys, ropts); err != nil {
+			return nil, fmt.Errorf("%s: %w", image, err)
+		}
 	}
-	return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no signature verifies with a trusted cosign key for %s (neither in %s nor in a sigstore bundle among its referrers)", image, c.TrustedDigest, tag)}
+	return c, nil
+}
+
+// verifySignature finds a signature by a trusted key over digest: in its
+// .sig tag (legacy), or else as a sigstore bundle among its referrers
+// (import --signature-format bundle, or auto on a digest the vendor signed
+// so). It returns the key ID and where the signature is.
+func verifySignature(repo name.Repository, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) (keyID, where string, err error) {
+	tag, _ := SignatureTag(digest)
+	if id, ok := verifyLegacy(repo.Tag(tag), digest, keys, ropts); ok {
+		return id, tag, nil
+	}
+	if id, ref, ok := verifyBundles(repo.Digest(digest), keys, ropts); ok {
+		return id, ref, nil
+	}
+	return "", tag, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("no signature verifies with a trusted cosign key for %s (neither in %s nor in a sigstore bundle among its referrers)", digest, tag)}
+}
+
+// PlatformCheck is what verify found for one child manifest of an index.
+type PlatformCheck struct {
+	Digest   string `json:"digest"`
+	Platform string `json:"platform,omitempty"`
+	SignedBy string `json:"signed_by"`
+}
+
+// verifyChildren checks a cosign signature by a trusted key on every
+// manifest the trusted index lists: clients pull platform manifests by
+// digest, and import signs each.
+func verifyChildren(repo name.Repository, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) ([]PlatformCheck, error) {
+	d, err := remote.Get(repo.Digest(digest), ropts...) // by digest: ggcr checks the bytes' digest
+	if err != nil {
+		return nil, fmt.Errorf("reading index %s: %w", digest, err)
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(d.Manifest))
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", digest, err)
+	}
+	var out []PlatformCheck
+	for _, m := range im.Manifests {
+		pc := PlatformCheck{Digest: m.Digest.String()}
+		if m.Platform != nil {
+			pc.Platform = m.Platform.String()
+		}
+		if pc.SignedBy, _, err = verifySignature(repo, pc.Digest, keys, ropts); err != nil {
+			return nil, fmt.Errorf("platform manifest %s %s: %w", pc.Platform, pc.Digest, err)
+		}
+		out = append(out, pc)
+	}
+	return out, nil
 }
 
 // verifyLegacy looks in a .sig tag for a simple-signing layer naming

@@ -223,6 +223,7 @@ func libraryHint(err error) string {
 		{mirror.ErrOtherDestination, "pass --registry with the destination the bundle was exported for (the error names it), or export again for this registry"},
 		{export.ErrAttachments, "leave them out: --attachments signatures or none, or --attachment-type"},
 		{export.ErrNothing, "give at least one image (or --remove, or --renew to only renew the targets' expiry)"},
+		{mirror.ErrAbsent, "import the bundles that brought those images first, or export this one again without --since (a full bundle)"},
 		{bundle.ErrLimit, "split the IMAGE arguments (or --images-from) over several bundles, or drop targets with 'export --remove NAME'"},
 		{hsm.ErrPINBlocked, "unblock the PIN first: a YubiKey's with its PUK (ykman piv access unblock-pin), a PKCS#11 token's by its security officer"},
 		{hsm.ErrNoCard, "plug the YubiKey in and check that pcscd runs; 'coldharbor keys list' shows what this machine sees"},
