@@ -42,7 +42,10 @@ import (
 // versions run at once, each on ports and a state folder of its own.
 func TestHarbor(t *testing.T) {
 	start := time.Now()
-	testharbor.KitScript(t) // skip (fail in CI) before building anything
+	// Skip (fail under CI=true) before starting anything when a part is missing.
+	testharbor.KitScript(t)
+	testenv.Crane(t)
+	testenv.Cosign(t)
 	src := testregistry.Start(t)
 	fix, err := testimages.New(1)
 	if err != nil {
@@ -113,6 +116,7 @@ func harborImport(t *testing.T, version string, src *testregistry.Registry) {
 	w.pullAll(t, head)
 	w.unsignedRefused(t, user, secret)
 	w.verifyThrough(t, head)
+	w.throughGate(t, head)
 
 	// Importing again, and a later bundle re-tagging the same images, add
 	// no signature accessory.
@@ -314,7 +318,7 @@ func (w *harborWorld) verifyThrough(t *testing.T, head *bundle.Head) {
 		}
 	}
 	out := must(t, w.env, append([]string{"verify", "--repo", w.path("isolated"), "--registry", w.dest}, refs...)...)
-	for _, r := range refs {
+	for _, r := range append(refs, "platform linux/amd64", "platform linux/arm64") {
 		if !strings.Contains(out, r) {
 			t.Errorf("coldharbor verify does not report %s:\n%s", r, out)
 		}

@@ -249,15 +249,13 @@ func ApplyRefreshRoots(ctx context.Context, dir string, roots []RootFile, timest
 	if err != nil {
 		return nil, err
 	}
-	ts, err := metadata.Timestamp().FromBytes(timestamp)
+	var trustedTS int64
+	if st.Timestamp != nil {
+		trustedTS = st.Timestamp.Signed.Version
+	}
+	ts, err := acceptNewer[metadata.TimestampType](root, Timestamp, timestamp, trustedTS, " (a replayed or stale refresh)")
 	if err != nil {
-		return nil, refusal(Timestamp, 0, err)
-	}
-	if err := root.VerifyDelegate(Timestamp, ts); err != nil {
-		return nil, refusal(Timestamp, ts.Signed.Version, err)
-	}
-	if st.Timestamp != nil && ts.Signed.Version <= st.Timestamp.Signed.Version {
-		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("not above the trusted timestamp v%d (a replayed or stale refresh)", st.Timestamp.Signed.Version)}
+		return nil, err
 	}
 	pub := Publication{Roots: newRoots, Timestamp: ts}
 	if pub.Snapshot, err = refreshSnapshot(st, root, ts, snapshot); err != nil {
@@ -296,15 +294,9 @@ func refreshSnapshot(st *State, root *metadata.Metadata[metadata.RootType], ts *
 		}
 		return nil, nil
 	}
-	sn, err := metadata.Snapshot().FromBytes(snapshot)
+	sn, err := acceptNewer[metadata.SnapshotType](root, Snapshot, snapshot, publishedSnap, "")
 	if err != nil {
-		return nil, refusal(Snapshot, 0, err)
-	}
-	if err := root.VerifyDelegate(Snapshot, sn); err != nil {
-		return nil, refusal(Snapshot, sn.Signed.Version, err)
-	}
-	if st.Snapshot != nil && sn.Signed.Version <= st.Snapshot.Signed.Version {
-		return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("not above the trusted snapshot v%d", st.Snapshot.Signed.Version)}
+		return nil, err
 	}
 	if named != sn.Signed.Version {
 		return nil, &VerificationError{What: Timestamp, Version: ts.Signed.Version, Reason: fmt.Sprintf("names snapshot v%d, not the v%d the refresh bundle carries", named, sn.Signed.Version)}
@@ -313,6 +305,23 @@ func refreshSnapshot(st *State, root *metadata.Metadata[metadata.RootType], ts *
 		return nil, &VerificationError{What: Snapshot, Version: sn.Signed.Version, Reason: fmt.Sprintf("names targets v%d, older than the published v%d", t, st.PublishedTargets)}
 	}
 	return sn, nil
+}
+
+// acceptNewer parses role's metadata made elsewhere, verifies it against
+// root and refuses a version not above the trusted one (0: none yet).
+func acceptNewer[T signedRole](root *metadata.Metadata[metadata.RootType], role string, raw []byte, trusted int64, why string) (*metadata.Metadata[T], error) {
+	var m metadata.Metadata[T]
+	if _, err := m.FromBytes(raw); err != nil {
+		return nil, refusal(role, 0, err)
+	}
+	v := signedVersion(&m)
+	if err := root.VerifyDelegate(role, &m); err != nil {
+		return nil, refusal(role, v, err)
+	}
+	if trusted > 0 && v <= trusted {
+		return nil, &VerificationError{What: role, Version: v, Reason: fmt.Sprintf("not above the trusted %s v%d%s", role, trusted, why)}
+	}
+	return &m, nil
 }
 
 // snapshotTargets is the targets version a snapshot names (0 if none).

@@ -281,7 +281,10 @@ type Result struct {
 	SignedBy       []string `json:"signed_by"`
 	Images         int      `json:"images"`
 	Signatures     int      `json:"cosign_signatures"`
-	Approval       []byte   `json:"-"`
+	// BundleSignatures are the signatures over in-toto statements (the
+	// export asked for sigstore bundles), not counted in Signatures.
+	BundleSignatures int    `json:"bundle_signatures"`
+	Approval         []byte `json:"-"`
 	// Complete is false for a partial approval; State says who signed and
 	// who may still sign.
 	Complete bool                  `json:"complete"`

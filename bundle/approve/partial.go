@@ -65,20 +65,29 @@ func (p *Plan) buildTargets(now time.Time, attestations []byte) (*metadata.Metad
 }
 
 // signPayloads adds each signer's cosign signature over every payload: the
-// image's manifest and each child's, as cosign sign --recursive.
+// image's manifest and each child's, as cosign sign --recursive; and, when
+// the export asked for sigstore bundles, over each digest's in-toto
+// statement (what cosign v3 signs).
 func (p *Plan) signPayloads(ctx context.Context, a *bundle.Approval, signers []*hsm.Key, ids []string) error {
+	formats := []string{""}
+	if bundle.SignsBundles(p.Head.Index.SignatureFormat) {
+		formats = append(formats, bundle.SigBundle)
+	}
 	for _, img := range p.Head.Index.Images {
 		for _, sd := range img.SignedDigests() {
-			pl := p.Head.Payloads[sd.Payload]
-			for i, k := range signers {
-				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
-				if err != nil {
-					return fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
+			for _, f := range formats {
+				msg := p.Head.Payloads[sd.Payload]
+				if f == bundle.SigBundle {
+					msg = bundle.StatementPAE(sd.Digest)
 				}
-				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
-					return fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
+				for i, k := range signers {
+					sig, err := signChecked(k, msg)
+					if err != nil {
+						return fmt.Errorf("the cosign signature of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
+					}
+					a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: ids[i],
+						Signature: base64.StdEncoding.EncodeToString(sig), Format: f})
 				}
-				a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: ids[i], Signature: base64.StdEncoding.EncodeToString(sig)})
 			}
 			if err := ctx.Err(); err != nil {
 				return err
@@ -86,6 +95,18 @@ func (p *Plan) signPayloads(ctx context.Context, a *bundle.Approval, signers []*
 		}
 	}
 	return nil
+}
+
+// signChecked signs msg with k and checks the signature.
+func signChecked(k *hsm.Key, msg []byte) ([]byte, error) {
+	sig, err := k.Signer.SignMessage(bytes.NewReader(msg))
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	if err := hsm.VerifySignature(k.Public, msg, sig); err != nil {
+		return nil, fmt.Errorf("self-check failed: %w", err)
+	}
+	return sig, nil
 }
 
 // finish checks every targets signature, marks the approval partial while
@@ -125,8 +146,14 @@ func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.Targe
 	if err := bundle.CheckLimit("bytes of approval", int64(buf.Len()), bundle.MaxApproval, "the importer would refuse it: sign with fewer keys, or export fewer images per bundle"); err != nil {
 		return nil, err
 	}
-	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures),
-		Approval: buf.Bytes(), Complete: state.Complete(), State: state, targets: next}, nil
+	bundles := 0
+	for _, s := range a.Signatures {
+		if s.Format != "" {
+			bundles++
+		}
+	}
+	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures) - bundles,
+		BundleSignatures: bundles, Approval: buf.Bytes(), Complete: state.Complete(), State: state, targets: next}, nil
 }
 
 // AddSignatures adds one more sitting's signatures to a partial approval
