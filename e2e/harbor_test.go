@@ -116,6 +116,7 @@ func harborImport(t *testing.T, version string, src *testregistry.Registry) {
 	w.pullAll(t, head)
 	w.unsignedRefused(t, user, secret)
 	w.verifyThrough(t, head)
+	w.throughGate(t, head)
 
 	// Importing again, and a later bundle re-tagging the same images, add
 	// no signature accessory.
@@ -352,7 +353,7 @@ func (w *harborWorld) verifyThrough(t *testing.T, head *bundle.Head) {
 		}
 	}
 	out := must(t, w.env, append([]string{"verify", "--repo", w.path("isolated"), "--registry", w.dest}, refs...)...)
-	for _, r := range refs {
+	for _, r := range append(refs, "platform linux/amd64", "platform linux/arm64") {
 		if !strings.Contains(out, r) {
 			t.Errorf("coldharbor verify does not report %s:\n%s", r, out)
 		}
