@@ -43,7 +43,10 @@ const (
 	blobPrefix       = "oci/blobs/sha256/"
 	ApprovalTargets  = "targets.json"
 	ApprovalCosign   = "cosign.pub"
-	approvalRootPfx  = "root/"
+	// ApprovalAttestations (optional, after cosign.pub) carries the target
+	// ceremony/attestations.json.
+	ApprovalAttestations = "attestations.json"
+	approvalRootPfx      = "root/"
 	// MaxApprovalRoots bounds the root versions one approval carries.
 	MaxApprovalRoots = 64
 )
@@ -72,7 +75,17 @@ type Index struct {
 	Base        Base      `json:"base"`
 	Images      []Image   `json:"images"`
 	Removals    []string  `json:"removals"`
-	Members     []Member  `json:"members"` // every other member, in tar order
+	// SignatureFormat is the export's --signature-format: "" or legacy (the
+	// signer signs cosign payloads), bundle or auto (also the digests'
+	// in-toto statements, so that the importer may write sigstore bundles).
+	SignatureFormat string   `json:"signature_format,omitempty"`
+	Members         []Member `json:"members"` // every other member, in tar order
+	// Parts are the files after the first of a split bundle (3.7); none
+	// for a bundle in one file.
+	Parts []Part `json:"parts,omitempty"`
+	// Present are blobs a differential bundle leaves out: published images
+	// in the destination already hold them (3.8).
+	Present []PresentBlob `json:"present,omitempty"`
 }
 
 // Base is the TUF state the exporter built the pending targets against.
@@ -146,6 +159,9 @@ type Signature struct {
 	Payload   string `json:"payload"` // payload member in the bundle
 	KeyID     string `json:"keyid"`   // TUF key ID of the targets key
 	Signature string `json:"signature"`
+	// Format is "" for a signature over the cosign payload, "bundle" for one
+	// over the DSSE encoding of the digest's in-toto statement (StatementPAE).
+	Format string `json:"format,omitempty"`
 }
 
 // TargetCustom is the "custom" object of each image target in targets.json.

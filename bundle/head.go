@@ -118,6 +118,12 @@ func (idx *Index) check() error {
 	if err := idx.checkTexts(); err != nil {
 		return err
 	}
+	if err := ValidSignatureFormat(idx.SignatureFormat); err != nil {
+		return err
+	}
+	if err := checkPresent(idx.Present, seen); err != nil {
+		return err
+	}
 	return idx.checkImages(seen)
 }
 
@@ -137,6 +143,9 @@ func (idx *Index) checkHeader() error {
 				return fmt.Errorf("no images and no removals, yet blob %s: a renewal bundle carries no blobs", m.Name)
 			}
 		}
+	}
+	if err := checkParts(idx.Parts); err != nil {
+		return err
 	}
 	if len(idx.Images) > MaxImages {
 		return fmt.Errorf("%d images is over the limit of %d", len(idx.Images), MaxImages)

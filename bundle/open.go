@@ -16,9 +16,11 @@ import (
 type Bundle struct {
 	Head    *Head
 	path    string
-	f       *os.File
+	files   []*os.File  // the bundle, or every part of a split one
+	ra      io.ReaderAt // the whole tar, across parts
 	members map[string]span
 	Layout  []byte // oci/index.json
+	present presentIndex
 }
 
 type span struct{ off, size int64 }
@@ -33,12 +35,46 @@ func Open(path string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{path: path, f: f, members: map[string]span{}}
-	if err := b.scan(fi.Size()); err != nil {
-		f.Close()
+	b := &Bundle{path: path, files: []*os.File{f}, ra: f, members: map[string]span{}}
+	if err := b.open(f, fi.Size()); err != nil {
+		b.Close()
 		return nil, err
 	}
 	return b, nil
+}
+
+// open reads the head from f and then the structure of the rest: in f, or
+// for a split bundle in the parts beside it, each checked first.
+func (b *Bundle) open(f *os.File, fileSize int64) error {
+	// The tar reader reads headers in whole 512-byte blocks with no
+	// read-ahead and seeks over member data, so the position after the
+	// head is exactly where the last head member's data ended.
+	sr := io.NewSectionReader(f, 0, fileSize)
+	head, err := ReadHead(sr, b.path)
+	if err != nil {
+		return err
+	}
+	b.Head = head
+	pos, err := sr.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	size := fileSize
+	// A split bundle's first part ends after the head; its parts
+	// concatenated are one bundle, read as any other (every member
+	// checked against the index, blobs against their digests).
+	if len(head.Index.Parts) > 0 && fileSize <= HeadPartSize(head.IndexRaw, head.Index.Members) {
+		if want := HeadPartSize(head.IndexRaw, head.Index.Members); fileSize != want {
+			return &FormatError{File: b.path, Reason: fmt.Sprintf("the first part of a split bundle is %d bytes, its index makes it %d", fileSize, want)}
+		}
+		parts, ra, total, err := openParts(b.path, f, fileSize, head.Index)
+		if err != nil {
+			return err
+		}
+		b.files = append(b.files, parts...)
+		b.ra, size = ra, total
+	}
+	return b.scan(pos, size)
 }
 
 // Ref is what an approval of this bundle binds to: its index's sha256 and size.
@@ -56,32 +92,30 @@ func (b *Bundle) Images() []Image { return b.Head.Index.Images }
 // or a child's; see Image.SignedDigests), nil if the head has none.
 func (b *Bundle) PayloadBytes(member string) []byte { return b.Head.Payloads[member] }
 
-// Close closes the bundle file.
-func (b *Bundle) Close() error { return b.f.Close() }
-
-func (b *Bundle) scan(fileSize int64) error {
-	// The tar reader reads headers in whole 512-byte blocks with no
-	// read-ahead and seeks over member data, so the file position after
-	// Next is exactly where the member's data starts.
-	head, err := ReadHead(b.f, b.path)
-	if err != nil {
-		return err
-	}
-	b.Head = head
-	// ReadHead stopped after the last head member; its tar reader is gone,
-	// so restart one from there. Tar members are self-delimiting, and the
-	// remaining data of the last head member was fully read.
-	pos, err := b.f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return err
-	}
-	// Skip the last head member's padding to the next 512-byte boundary.
-	if rem := pos % 512; rem != 0 {
-		if pos, err = b.f.Seek(512-rem, io.SeekCurrent); err != nil {
-			return err
+// Close closes the bundle file (every part of a split bundle).
+func (b *Bundle) Close() error {
+	var first error
+	for _, f := range b.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
 		}
 	}
-	tr := tar.NewReader(b.f)
+	return first
+}
+
+// scan reads the header of every member after the head, which ended at
+// pos, in the tar of fileSize bytes (across parts).
+func (b *Bundle) scan(pos, fileSize int64) error {
+	// ReadHead stopped after the last head member; its tar reader is gone,
+	// so restart one from there, after that member's padding to the next
+	// 512-byte boundary. Tar members are self-delimiting.
+	pos = (pos + 511) / 512 * 512
+	rs := io.NewSectionReader(b.ra, 0, fileSize)
+	if _, err := rs.Seek(pos, io.SeekStart); err != nil {
+		return err
+	}
+	head := b.Head
+	tr := tar.NewReader(rs)
 	rest := head.Index.Members
 	for len(rest) > 0 && memberKind(rest[0].Name) == "head" {
 		rest = rest[1:]
@@ -103,7 +137,7 @@ func (b *Bundle) scan(fileSize int64) error {
 		if h.Size != m.Size {
 			return &FormatError{File: b.path, Member: h.Name, Reason: fmt.Sprintf("size %d, the index says %d", h.Size, m.Size)}
 		}
-		off, err := b.f.Seek(0, io.SeekCurrent)
+		off, err := rs.Seek(0, io.SeekCurrent)
 		if err != nil {
 			return err
 		}
@@ -146,7 +180,7 @@ func (b *Bundle) ReadBlob(digest string, limit int64) ([]byte, error) {
 		return nil, &FormatError{File: b.path, Member: BlobName(digest), Reason: fmt.Sprintf("%d bytes is over the limit of %d", s.size, limit)}
 	}
 	data := make([]byte, s.size)
-	if _, err := b.f.ReadAt(data, s.off); err != nil {
+	if _, err := b.ra.ReadAt(data, s.off); err != nil {
 		return nil, &FormatError{File: b.path, Member: BlobName(digest), Reason: fmt.Sprintf("reading: %v", err)}
 	}
 	sum := sha256.Sum256(data)
@@ -164,7 +198,7 @@ func (b *Bundle) BlobReader(digest string) (io.ReadCloser, int64, error) {
 	if !ok {
 		return nil, 0, &FormatError{File: b.path, Member: BlobName(digest), Reason: "not in the bundle"}
 	}
-	return &verifyingReader{r: io.NewSectionReader(b.f, s.off, s.size), h: sha256.New(), want: digest, member: BlobName(digest)}, s.size, nil
+	return &verifyingReader{r: io.NewSectionReader(b.ra, s.off, s.size), h: sha256.New(), want: digest, member: BlobName(digest)}, s.size, nil
 }
 
 // Blobs lists the digests of every blob member.

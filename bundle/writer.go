@@ -46,6 +46,29 @@ func NewWriter(w io.Writer, idx *Index, raw []byte) (*Writer, error) {
 	return &Writer{l: l}, nil
 }
 
+// EndHead ends part 0 of a split bundle after the head and layout members:
+// it pads the last one and writes no end-of-archive blocks (the blob parts
+// continue the tar).
+func (w *Writer) EndHead() error {
+	if len(w.l.rest) > 0 && memberKind(w.l.rest[0].Name) != "blob" {
+		return fmt.Errorf("internal error: %s is listed and was not written", w.l.rest[0].Name)
+	}
+	return w.l.tw.tw.Flush()
+}
+
+// NewBlobWriter writes the blob members idx lists, and the end of the tar,
+// to w: parts 1… of a split bundle, before part 0 (whose index lists their
+// sha256) is written.
+func NewBlobWriter(w io.Writer, idx *Index) *Writer {
+	var blobs []Member
+	for _, m := range idx.Members {
+		if memberKind(m.Name) == "blob" {
+			blobs = append(blobs, m)
+		}
+	}
+	return &Writer{l: &listedWriter{tw: newTarWriter(w, idx.Created), rest: blobs}}
+}
+
 // Write writes the member the index lists next.
 func (w *Writer) Write(f File) error { return w.l.write(f) }
 

@@ -49,33 +49,13 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Entries: len(entries), TranscriptHead: t.head(), Keys: map[string][]string{}}
-	var published *Entry
-	var rotations []*Entry
-	for i := range entries {
-		e := &entries[i]
-		switch e.Step {
-		case "key", "rotate.add":
-			pemKey, _ := e.Detail["public_key"].(string)
-			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(pemKey))
-			if err != nil || len(e.KeyIDs) != 1 {
-				return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: fmt.Sprintf("line %d: a key entry without a readable public key", e.Seq)}
-			}
-			id, err := trust.KeyID(pub)
-			if err != nil || id != e.KeyIDs[0] {
-				return nil, &trust.VerificationError{What: trust.WhatTranscript, KeyIDs: e.KeyIDs, Reason: fmt.Sprintf("line %d: the recorded public key does not have the recorded key ID", e.Seq)}
-			}
-			if e.Step == "key" {
-				rep.Keys[e.Role] = append(rep.Keys[e.Role], id)
-			}
-		case "init.published":
-			published = e
-		case "rotate.published":
-			rotations = append(rotations, e)
-		}
+	published, rotations, err := checkKeyEntries(entries, rep)
+	if err != nil {
+		return nil, err
 	}
 	rep.Checked = append(rep.Checked, fmt.Sprintf("hash chain of %d lines", len(entries)), "every recorded public key against its key ID")
 	if published == nil {
-		return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: "the transcript records no published ceremony (is one pending? see 'ceremony status')"}
+		return nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: "the transcript records no published ceremony (is one pending?)", Err: ErrPending}
 	}
 	for _, e := range append([]*Entry{published}, rotations...) {
 		checked, err := checkFiles(dir, e)
@@ -90,23 +70,8 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 		return nil, err
 	}
 	rep.RootVersion = st.Root.Signed.Version
-	// Root v1's keys must be exactly the ones recorded.
-	b, err := os.ReadFile(filepath.Join(dir, trust.MetadataDir, trust.FileName(trust.Root, 1)))
-	if err != nil {
+	if err := checkRootV1Keys(dir, rep.Keys); err != nil {
 		return nil, err
-	}
-	v1, err := metadata.Root().FromBytes(b)
-	if err != nil {
-		return nil, &trust.VerificationError{What: trust.Root, Version: 1, Reason: "does not parse", Err: err}
-	}
-	for role, ids := range rep.Keys {
-		got, _ := trust.RoleKeyIDs(v1, role)
-		want := append([]string{}, ids...)
-		sort.Strings(got)
-		sort.Strings(want)
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			return nil, &trust.VerificationError{What: role, Version: 1, KeyIDs: got, Reason: "root v1 trusts other keys than the transcript records"}
-		}
 	}
 	rep.Checked = append(rep.Checked, "root v1's keys are the recorded ones", fmt.Sprintf("root chain v1..v%d verifies", rep.RootVersion))
 	roots, err := rootsOf(st)
@@ -118,6 +83,58 @@ func Verify(ctx context.Context, dir string) (*Report, error) {
 	}
 	rep.Checked = append(rep.Checked, fmt.Sprintf("%d sittings, each sealed by its holders' keys as the root named them then", len(rep.Sittings)))
 	return rep, nil
+}
+
+// checkKeyEntries checks every recorded public key against its key ID,
+// collects root v1's keys by role into rep, and returns the publication
+// entries: the ceremony's and each rotation's.
+func checkKeyEntries(entries []Entry, rep *Report) (published *Entry, rotations []*Entry, err error) {
+	for i := range entries {
+		e := &entries[i]
+		switch e.Step {
+		case "key", "rotate.add":
+			pemKey, _ := e.Detail["public_key"].(string)
+			pub, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(pemKey))
+			if err != nil || len(e.KeyIDs) != 1 {
+				return nil, nil, &trust.VerificationError{What: trust.WhatTranscript, Reason: fmt.Sprintf("line %d: a key entry without a readable public key", e.Seq)}
+			}
+			id, err := trust.KeyID(pub)
+			if err != nil || id != e.KeyIDs[0] {
+				return nil, nil, &trust.VerificationError{What: trust.WhatTranscript, KeyIDs: e.KeyIDs, Reason: fmt.Sprintf("line %d: the recorded public key does not have the recorded key ID", e.Seq)}
+			}
+			if e.Step == "key" {
+				rep.Keys[e.Role] = append(rep.Keys[e.Role], id)
+			}
+		case "init.published":
+			published = e
+		case "rotate.published":
+			rotations = append(rotations, e)
+		}
+	}
+	return published, rotations, nil
+}
+
+// checkRootV1Keys checks that root v1 in dir trusts exactly the keys the
+// transcript records for each role.
+func checkRootV1Keys(dir string, keys map[string][]string) error {
+	b, err := os.ReadFile(filepath.Join(dir, trust.MetadataDir, trust.FileName(trust.Root, 1)))
+	if err != nil {
+		return err
+	}
+	v1, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return &trust.VerificationError{What: trust.Root, Version: 1, Reason: "does not parse", Err: err}
+	}
+	for role, ids := range keys {
+		got, _ := trust.RoleKeyIDs(v1, role)
+		want := append([]string{}, ids...)
+		sort.Strings(got)
+		sort.Strings(want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return &trust.VerificationError{What: role, Version: 1, KeyIDs: got, Reason: "root v1 trusts other keys than the transcript records"}
+		}
+	}
+	return nil
 }
 
 func readEntries(path string) ([]Entry, error) {

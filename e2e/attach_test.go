@@ -144,9 +144,16 @@ func testUpstreamAttachments(t *testing.T, work string, env []string, srcHost, d
 	// Our own signature beside the vendor's, in the one .sig manifest.
 	ours := publishedTarget(t, filepath.Join(work, "isolated"), "cosign.pub")
 	v.run(v.cosign2, "verify", "--key", ours, "--insecure-ignore-tlog=true", dOne)
-	// On a digest that carries a sigstore bundle, cosign v3 reads only
-	// bundles unless told otherwise; our legacy signature is there.
-	v.run(v.cosign3, "verify", "--key", ours, "--insecure-ignore-tlog=true", "--new-bundle-format=false", dTwo)
+	// The vendor signed app-two only with a sigstore bundle: cosign v3 then
+	// reads only bundles, so import's auto wrote ours as a bundle too, and
+	// no .sig: never both formats of ours on one digest.
+	v.run(v.cosign3, "verify", "--key", ours, "--insecure-ignore-tlog=true", dTwo)
+	if _, err := v.try(v.cosign2, "triangulate", "--type", "signature", dTwo); err == nil {
+		if out, _ := v.try(v.cosign3, "tree", dTwo); strings.Contains(out, ".sig") {
+			t.Errorf("app-two has a .sig beside our sigstore bundle:\n%s", out)
+		}
+	}
+	must(t, env, "verify", "--repo", filepath.Join(work, "isolated"), "--registry", dest, dest+"/"+testimages.AppOne, dest+"/"+testimages.AppTwo)
 
 	// cosign tree lists what it listed at the source, plus our signature
 	// layer under the .sig tag.
@@ -237,8 +244,8 @@ func treeDiff(before, after string) (missing, extra []string) {
 }
 
 // onlyOurSignature: the lines cosign tree shows after import beyond the
-// source's are one signature layer and, when the vendor had no .sig, the
-// .sig tag's header.
+// source's are one signature layer and its header: the .sig tag's when the
+// vendor had none, or our sigstore bundle's referrer.
 func onlyOurSignature(extra []string) bool {
 	layers := 0
 	for _, l := range extra {
@@ -246,6 +253,7 @@ func onlyOurSignature(extra []string) bool {
 		case strings.Contains(l, "🍒"):
 			layers++
 		case strings.Contains(l, "Signatures for an image tag") && strings.HasSuffix(l, ".sig"):
+		case strings.Contains(l, "https://sigstore.dev/cosign/sign/v1 artifacts via OCI referrer"):
 		default:
 			return false
 		}

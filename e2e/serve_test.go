@@ -114,6 +114,10 @@ func pullWithCrane(t *testing.T, gw *gateWorld, g *gateProc) {
 		out := filepath.Join(gw.work, "crane-"+strings.NewReplacer("/", "_", ":", "_").Replace(n))
 		gw.mustCrane(t, "pull", "--format=oci", ref, out)
 	}
+	// A containerd or CRI-O mirror keeps the upstream's path: PREFIX/NAME.
+	if d := gw.mustCrane(t, "digest", g.host+"/mirror/"+testimages.AppOne); d != gw.digests[testimages.AppOne] {
+		t.Errorf("through the mirror path: %s", d)
+	}
 	// Every platform of the index, by digest as container runtimes pull.
 	raw := gw.mustCrane(t, "manifest", g.host+"/"+testimages.MultiArch)
 	var idx struct {

@@ -14,7 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// cosign 2.x signature layout (FACTS.md): one layer per signature, of this
+// cosign 2.x signature layout (docs/design.md, section 4): one layer per signature, of this
 // media type, the payload as blob and the base64 DER signature in this
 // annotation.
 const (

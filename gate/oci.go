@@ -89,6 +89,7 @@ func (g *Gate) serveV2(w http.ResponseWriter, r *http.Request) {
 		g.serveCatalog(w, st)
 		return
 	}
+	repo = g.targetRepo(st, repo)
 	if _, ok := st.repos[repo]; !ok {
 		g.refuse(w, r, repo, ref, fmt.Sprintf("targets v%d has no image in repository %s", st.targetsVer, repo))
 		return
@@ -103,6 +104,20 @@ func (g *Gate) serveV2(w http.ResponseWriter, r *http.Request) {
 	default:
 		ociError(w, http.StatusNotFound, "UNSUPPORTED", "not served by the coldharbor gate")
 	}
+}
+
+// targetRepo maps a name clients ask for to a target repository: the name
+// itself, or with the upstream's prefix taken off, so that a containerd or
+// CRI-O mirror that keeps the path of registry.internal/PREFIX/app reaches
+// target app.
+func (g *Gate) targetRepo(st *state, repo string) string {
+	if _, ok := st.repos[repo]; ok || g.up.prefix == "" {
+		return repo
+	}
+	if rest, ok := strings.CutPrefix(repo, g.up.prefix+"/"); ok {
+		return rest
+	}
+	return repo
 }
 
 // splitPath splits NAME/manifests/REF, NAME/blobs/DIGEST and NAME/tags/list.

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,6 +34,18 @@ type checker struct {
 	newRoots []*metadata.Metadata[metadata.RootType]
 	nt       *metadata.Metadata[metadata.TargetsType] // the signed targets
 	p        *plan
+	already  bool // these targets are the published ones
+}
+
+// samePublished reports whether the approval's targets are, byte for byte
+// once canonical, the published targets.
+func (c *checker) samePublished() bool {
+	if c.st.Published == nil {
+		return false
+	}
+	a, err1 := c.st.Published.ToBytes(true)
+	b, err2 := c.nt.ToBytes(true)
+	return err1 == nil && err2 == nil && string(a) == string(b)
 }
 
 // verify runs steps 1–10 and returns the plan of what to push.
@@ -125,6 +138,8 @@ func (c *checker) step6TargetsVersion() error {
 	switch {
 	case v != c.af.Approval.TargetsVersion:
 		return refuse(trust.Targets, v, "the approval says version %d", c.af.Approval.TargetsVersion)
+	case v == c.st.PublishedTargets && c.samePublished():
+		c.already = true // a rerun of a completed import: checked, pushed again, not published
 	case v <= c.st.PublishedTargets:
 		return refuse(trust.Targets, v, "not newer than the published targets v%d (rollback or a bundle already imported)", c.st.PublishedTargets)
 	case c.nt.Signed.IsExpired(c.now):
@@ -147,7 +162,15 @@ func (c *checker) step7CosignPub() error {
 	if t, ok := c.nt.Signed.Targets[bundle.CosignPubTarget]; !ok || t.VerifyLengthHashes(cosignPub) != nil {
 		return refuse(trust.Targets, v, "target %s does not match root's targets keys", bundle.CosignPubTarget)
 	}
-	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots}
+	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already,
+		registry: c.registry, present: map[string]*presentPlan{}}
+	// The ceremony's attestation records, when carried, match their target.
+	if att := c.af.Attestations; att != nil {
+		if t, ok := c.nt.Signed.Targets[trust.AttestationsTarget]; !ok || t.VerifyLengthHashes(att) != nil {
+			return refuse(trust.Targets, v, "the approval's %s is not the signed target", trust.AttestationsTarget)
+		}
+		c.p.attestations = att
+	}
 	return nil
 }
 
@@ -177,7 +200,7 @@ func (c *checker) step8Targets() error {
 		}
 	}
 	for n, t := range c.nt.Signed.Targets {
-		if inBundle[n] || n == bundle.CosignPubTarget {
+		if inBundle[n] || n == bundle.CosignPubTarget || (n == trust.AttestationsTarget && c.p.attestations != nil) {
 			continue
 		}
 		if custom(t).Bundle == id {
@@ -224,7 +247,7 @@ func (c *checker) step9Signatures() error {
 // size; every blob of the bundle is reached; the manifests below an index
 // are exactly its signed children (3.4a).
 func (p *plan) step10Manifests(ctx context.Context) error {
-	w := &walker{p: p, reached: map[string]bool{}}
+	w := &walker{p: p, reached: map[string]bool{}, raws: map[string][]byte{}}
 	for i := range p.images {
 		ip := &p.images[i]
 		// Each manifest once per image: an index may list the same child
@@ -248,6 +271,11 @@ func (p *plan) step10Manifests(ctx context.Context) error {
 			return refuse(trust.WhatBundle, 0, "blob %s is not referenced by any signed image", d)
 		}
 	}
+	for _, pb := range p.b.Head.Index.Present {
+		if p.present[pb.Digest] == nil {
+			return refuse(trust.WhatBundle, 0, "blob %s is listed as present but no signed image needs it", pb.Digest)
+		}
+	}
 	return nil
 }
 
@@ -258,6 +286,10 @@ type walker struct {
 	visited map[string]int64 // this image's manifests: digest → size
 	reached map[string]bool  // every member reached, all images
 	total   int
+	// raws holds each manifest once for all images: many tags of one
+	// index share its bytes, so memory follows the bundle's head, not
+	// tags × manifests.
+	raws map[string][]byte
 }
 
 func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, size int64, depth int) error {
@@ -277,9 +309,13 @@ func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, si
 	if w.total++; w.total > bundle.MaxManifests {
 		return refuse(trust.WhatBundle, 0, "more than %d manifests", bundle.MaxManifests)
 	}
-	raw, err := w.p.b.ReadBlob(digest, bundle.MaxManifestSize)
-	if err != nil {
-		return err
+	raw, ok := w.raws[digest]
+	var err error
+	if !ok {
+		if raw, err = w.p.b.ReadBlob(digest, bundle.MaxManifestSize); err != nil {
+			return err
+		}
+		w.raws[digest] = raw
 	}
 	if int64(len(raw)) != size {
 		return refuse(trust.WhatBundle, 0, "manifest %s is %d bytes, its parent says %d", digest, len(raw), size)
@@ -301,7 +337,7 @@ func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, si
 }
 
 func (w *walker) index(ctx context.Context, digest string, raw []byte, depth int) error {
-	im, err := v1.ParseIndexManifest(strings.NewReader(string(raw)))
+	im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 	if err != nil {
 		return refuse(trust.WhatBundle, 0, "index %s: %v", digest, err)
 	}
@@ -317,7 +353,7 @@ func (w *walker) index(ctx context.Context, digest string, raw []byte, depth int
 }
 
 func (w *walker) image(digest string, raw []byte) error {
-	m, err := v1.ParseManifest(strings.NewReader(string(raw)))
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
 		return refuse(trust.WhatBundle, 0, "manifest %s: %v", digest, err)
 	}
@@ -336,6 +372,9 @@ func refuse(what string, version int64, format string, a ...any) error {
 
 func (p *plan) addBlob(ip *imagePlan, d v1.Descriptor) error {
 	size, ok := p.b.HasBlob(d.Digest.String())
+	if pb, present := p.b.PresentBlob(d.Digest.String()); !ok && present {
+		return p.addPresent(ip, pb, d)
+	}
 	if !ok {
 		return refuse(trust.WhatBundle, 0, "%s needs blob %s, which the bundle lacks", ip.img.Name, d.Digest)
 	}

@@ -7,11 +7,13 @@ package mirror
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,8 +41,13 @@ var ErrOtherDestination = errors.New("the bundle was exported for another regist
 
 // ImportOptions configure Import.
 type ImportOptions struct {
-	Repo     string // the isolated side's TUF repository
-	Registry string // HOST[/PREFIX] of the target registry
+	// RequireAttestation refuses targets signed by a key whose hardware
+	// attestation is not recorded in the approval's ceremony/attestations.json
+	// or does not verify against AttestationRoots (nil: Yubico's PIV CA).
+	RequireAttestation bool
+	AttestationRoots   *x509.CertPool
+	Repo               string // the isolated side's TUF repository
+	Registry           string // HOST[/PREFIX] of the target registry
 	// SnapshotKey and TimestampKey sign the new snapshot and timestamp.
 	SnapshotKey, TimestampKey *hsm.Key
 	Remote                    []remote.Option
@@ -69,7 +76,10 @@ type ImportResult struct {
 	// mounted (or found) rather than uploaded again.
 	BlobsMounted int   `json:"blobs_mounted"`
 	BytesPushed  int64 `json:"bytes_pushed"`
-	Manifests    int   `json:"manifests"`
+	// BlobsExpected: blobs a differential bundle left out, found (or
+	// mounted) in the registry before anything was pushed.
+	BlobsExpected int `json:"blobs_expected_present,omitempty"`
+	Manifests     int `json:"manifests"`
 	// Signatures counts the signature manifests in place, one per
 	// repository and signed digest (images and their platform manifests);
 	// SignaturesPresent of them were already there with our signatures.
@@ -80,6 +90,10 @@ type ImportResult struct {
 	SignaturesPresent int `json:"signature_manifests_present"`
 	// SignatureFormat is the format written and why (--signature-format).
 	SignatureFormat SignatureDecision `json:"signature_format"`
+	// AlreadyImported: this approval's targets were already published; the
+	// run checked the registry holds everything, put back what was missing,
+	// and published nothing.
+	AlreadyImported bool `json:"already_imported"`
 }
 
 // plan is everything verified before the first byte goes to the registry.
@@ -88,9 +102,19 @@ type plan struct {
 	roots     []*metadata.Metadata[metadata.RootType] // new root versions to publish
 	targets   *metadata.Metadata[metadata.TargetsType]
 	cosignPub []byte
-	images    []imagePlan
-	blobs     map[string]*blobPlan // digest → where it goes
-	blobOrder []string
+	// attestations is the content of trust.AttestationsTarget when the
+	// approval carries it.
+	attestations []byte
+	images       []imagePlan
+	blobs        map[string]*blobPlan // digest → where it goes
+	blobOrder    []string
+	// already: these very targets are published (a rerun after success):
+	// the push puts back anything missing and nothing is published.
+	already bool
+	// present are the blobs a differential bundle leaves out, checked in
+	// the registry before anything is pushed.
+	present  map[string]*presentPlan
+	registry string
 }
 
 type imagePlan struct {
@@ -136,54 +160,125 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 	if o.SnapshotKey == nil || !o.SnapshotKey.Private() || o.TimestampKey == nil || !o.TimestampKey.Private() {
 		return nil, ErrOnlineKeys
 	}
-	if o.SignatureFormat == SignatureFormatBundle {
-		return nil, ErrBundleFormatNotYet
+	st, p, pub, err := prepare(ctx, bundlePath, approvalPath, o, log, now)
+	if err != nil {
+		return nil, err
 	}
+	defer p.b.Close()
+	res := &ImportResult{TargetsVersion: p.targets.Signed.Version, AlreadyImported: p.already}
+	if res.SignatureFormat, err = p.signatureFormat(ctx, o); err != nil {
+		return nil, err
+	}
+	if err := p.assignFormats(ctx, &res.SignatureFormat, append([]remote.Option{remote.WithContext(ctx)}, o.Remote...)); err != nil {
+		return nil, err
+	}
+	log.Info("signature format", "chosen", res.SignatureFormat.Chosen, "requested", res.SignatureFormat.Requested, "bundles", res.SignatureFormat.Bundles,
+		"target", res.SignatureFormat.Target, "reason", res.SignatureFormat.Reason)
+	// The push runs without the repository lock: a long upload must not
+	// keep refresh from renewing the timestamp.
+	if err := push(ctx, p, o, log, res); err != nil {
+		return nil, err
+	}
+	if p.already {
+		log.Info("already imported", "targets", res.TargetsVersion)
+		return res, nil
+	}
+	if pub, err = publishAfterPush(ctx, o, st, p, pub, now); err != nil {
+		return nil, err
+	}
+	res.SnapshotVersion, res.TimestampVersion = pub.Snapshot.Signed.Version, pub.Timestamp.Signed.Version
+	log.Info("published", "targets", res.TargetsVersion, "snapshot", res.SnapshotVersion, "timestamp", res.TimestampVersion)
+	return res, nil
+}
+
+// prepare runs, under the repository lock, every check before the push:
+// the state, the bundle and approval (steps 1–10), the online keys, and
+// the publication to come, signed and verified as a client would, so that
+// a bad online key or a planted file is found before the registry is
+// touched. The lock is released before it returns.
+func prepare(ctx context.Context, bundlePath, approvalPath string, o ImportOptions, log *slog.Logger, now time.Time) (*trust.State, *plan, *trust.Publication, error) {
+	unlock, err := trust.Lock(ctx, o.Repo)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer unlock()
+	st, err := trust.LoadState(ctx, o.Repo)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// The root chain just verified is the newest trusted root from now on.
+	if err := trust.UpdatePin(o.Repo, st.Root); err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := verify(ctx, st, bundlePath, approvalPath, o.Registry, now)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkOnlineKeys(st, p.roots, o); err != nil {
+		p.b.Close()
+		return nil, nil, nil, err
+	}
+	if err := checkAttested(st, p, o); err != nil {
+		p.b.Close()
+		return nil, nil, nil, err
+	}
+	log.Info("verified", "targets_version", p.targets.Signed.Version, "images", len(p.images), "blobs", len(p.blobOrder), "already_imported", p.already)
+	if p.already {
+		return st, p, nil, nil
+	}
+	pub, err := nextPublication(ctx, o, st, p, now)
+	if err != nil {
+		p.b.Close()
+		return nil, nil, nil, err
+	}
+	return st, p, pub, nil
+}
+
+// publishAfterPush takes the lock again and publishes. If something was
+// published while the images were pushing (a refresh, most often), the
+// snapshot and timestamp are built again on top of it; if another import
+// published these or newer targets meanwhile, nothing is published.
+func publishAfterPush(ctx context.Context, o ImportOptions, st *trust.State, p *plan, pub *trust.Publication, now time.Time) (*trust.Publication, error) {
 	unlock, err := trust.Lock(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := trust.LoadState(ctx, o.Repo)
+	cur, err := trust.LoadState(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
-	// The root chain just verified is the newest trusted root from now on.
-	if err := trust.UpdatePin(o.Repo, st.Root); err != nil {
-		return nil, err
-	}
-	p, err := verify(ctx, st, bundlePath, approvalPath, o.Registry, now)
-	if err != nil {
-		return nil, err
-	}
-	defer p.b.Close()
-	if err := checkOnlineKeys(st, p.roots, o); err != nil {
-		return nil, err
-	}
-	log.Info("verified", "targets_version", p.targets.Signed.Version, "images", len(p.images), "blobs", len(p.blobOrder))
-
-	// Sign the new snapshot and timestamp and verify the whole repository
-	// as a client would before touching the registry: a bad online key is
-	// found now, not after the push.
-	pub, err := nextPublication(ctx, o, st, p, now)
-	if err != nil {
-		return nil, err
-	}
-
-	res := &ImportResult{TargetsVersion: p.targets.Signed.Version, SnapshotVersion: pub.Snapshot.Signed.Version, TimestampVersion: pub.Timestamp.Signed.Version}
-	if res.SignatureFormat, err = p.signatureFormat(ctx, o); err != nil {
-		return nil, err
-	}
-	log.Info("signature format", "chosen", res.SignatureFormat.Chosen, "requested", res.SignatureFormat.Requested,
-		"target", res.SignatureFormat.Target, "reason", res.SignatureFormat.Reason)
-	if err := push(ctx, p, o, log, res); err != nil {
-		return nil, err
+	if !sameVersions(st, cur) {
+		if v := p.targets.Signed.Version; v <= cur.PublishedTargets {
+			return nil, fmt.Errorf("targets v%d was published by another job while this import pushed (this import's targets are v%d): nothing more to publish; run the same import again to check", cur.PublishedTargets, v)
+		}
+		if pub, err = nextPublication(ctx, o, cur, p, now); err != nil {
+			return nil, err
+		}
 	}
 	if err := trust.Publish(ctx, o.Repo, *pub); err != nil {
 		return nil, fmt.Errorf("publishing TUF metadata (images are pushed; run the same import again to finish): %w", err)
 	}
-	log.Info("published", "targets", res.TargetsVersion, "snapshot", res.SnapshotVersion, "timestamp", res.TimestampVersion)
-	return res, nil
+	return pub, nil
+}
+
+// sameVersions reports whether two loads of a repository saw the same
+// published versions.
+func sameVersions(a, b *trust.State) bool {
+	tsA, tsB, snA, snB := int64(0), int64(0), int64(0), int64(0)
+	if a.Timestamp != nil {
+		tsA = a.Timestamp.Signed.Version
+	}
+	if b.Timestamp != nil {
+		tsB = b.Timestamp.Signed.Version
+	}
+	if a.Snapshot != nil {
+		snA = a.Snapshot.Signed.Version
+	}
+	if b.Snapshot != nil {
+		snB = b.Snapshot.Signed.Version
+	}
+	return tsA == tsB && snA == snB && a.PublishedTargets == b.PublishedTargets && a.Root.Signed.Version == b.Root.Signed.Version
 }
 
 // pushBlobs uploads every blob to every repository that needs it, Jobs at
@@ -293,6 +388,9 @@ func pushSignatures(ctx context.Context, sigs []*sigPush, ropts []remote.Option,
 	var present atomic.Int64
 	for _, sp := range sigs {
 		g.Go(func() error {
+			if sp.asBundle {
+				return pushBundles(gctx, sp, ropts)
+			}
 			wrote, err := pushSignature(gctx, sp, ropts, log)
 			if err == nil && !wrote {
 				present.Add(1)
@@ -314,16 +412,29 @@ func push(ctx context.Context, p *plan, o ImportOptions, log *slog.Logger, res *
 	if err != nil {
 		return err
 	}
+	if err := checkPresent(ctx, p, ropts, o.Jobs, res); err != nil {
+		return err
+	}
 	if err := pushBlobs(ctx, p, ropts, o, res); err != nil {
 		return err
 	}
 	var manifests atomic.Int64
+	// Tags of one index share its manifests: each (repository, digest) is
+	// put once, and an image that needs one being put waits for it, so no
+	// two PUTs of the same manifest race and children still go first.
+	once := &onceByKey{m: map[string]*onceCall{}}
 	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
 		for _, m := range ip.manifests {
-			if err := remote.Put(ip.repo.Digest(m.digest), rawManifest(m), withCtx(ctx, ropts)...); err != nil {
-				return fmt.Errorf("pushing manifest %s to %s: %w", m.digest, ip.repo, err)
+			err := once.do(ip.repo.String()+"@"+m.digest, func() error {
+				if err := remote.Put(ip.repo.Digest(m.digest), rawManifest(m), withCtx(ctx, ropts)...); err != nil {
+					return fmt.Errorf("pushing manifest %s to %s: %w", m.digest, ip.repo, err)
+				}
+				manifests.Add(1)
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			manifests.Add(1)
 		}
 		return nil
 	}); err != nil {
@@ -368,4 +479,32 @@ func (p *plan) signatureFormat(ctx context.Context, o ImportOptions) (SignatureD
 			Target: "unknown", Reason: "no images: no signatures to write"}, nil
 	}
 	return ChooseSignatureFormat(ctx, o.SignatureFormat, p.images[0].repo, o.Transport, o.Keychain)
+}
+
+// onceByKey runs a function at most once per key across goroutines; a
+// later caller waits for the first and gets its error. No caller holds a
+// key while it waits for another, so waiting cannot deadlock.
+type onceByKey struct {
+	mu sync.Mutex
+	m  map[string]*onceCall
+}
+
+type onceCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (o *onceByKey) do(key string, f func() error) error {
+	o.mu.Lock()
+	if c, ok := o.m[key]; ok {
+		o.mu.Unlock()
+		<-c.done
+		return c.err
+	}
+	c := &onceCall{done: make(chan struct{})}
+	o.m[key] = c
+	o.mu.Unlock()
+	c.err = f()
+	close(c.done)
+	return c.err
 }

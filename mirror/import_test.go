@@ -55,6 +55,9 @@ type setup struct {
 	dest                string
 	snapshot, timestamp *hsm.Key
 	dst                 *flaky
+	// exportFormat and importFormat are the two --signature-format values
+	// (empty: the libraries' defaults, legacy and auto).
+	exportFormat, importFormat string
 }
 
 func newSetup(t *testing.T) *setup { return newSetupReferrers(t, false) }
@@ -103,7 +106,7 @@ func (s *setup) makeBundleUnsigned(t *testing.T, name string, images ...string) 
 		specs = append(specs, export.ImageSpec{Source: s.srcHost + "/" + img})
 	}
 	var buf bytes.Buffer
-	if _, err := export.Write(ctx, &buf, export.Options{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0}); err != nil {
+	if _, err := export.Write(ctx, &buf, export.Options{Repo: s.signer, Destination: s.dest, Images: specs, Renew: len(specs) == 0, SignatureFormat: s.exportFormat}); err != nil {
 		t.Fatal(err)
 	}
 	bundlePath := s.path(name + ".tar")
@@ -137,10 +140,14 @@ func (s *setup) path(p string) string { return filepath.Join(s.dir, p) }
 func (s *setup) importOnce() (*ImportResult, error) { return s.importPair(s.bundle, s.approval) }
 
 func (s *setup) importPair(b, a string) (*ImportResult, error) {
-	return Import(context.Background(), b, a, ImportOptions{Repo: s.path("isolated"), Registry: s.dest,
-		SnapshotKey: s.snapshot, TimestampKey: s.timestamp, Jobs: 3,
+	return Import(context.Background(), b, a, s.importOptions())
+}
+
+func (s *setup) importOptions() ImportOptions {
+	return ImportOptions{Repo: s.path("isolated"), Registry: s.dest,
+		SnapshotKey: s.snapshot, TimestampKey: s.timestamp, Jobs: 3, SignatureFormat: s.importFormat,
 		// ggcr retries 5xx with backoff; an outage in a test need not wait.
-		Remote: []remote.Option{remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 2})}})
+		Remote: []remote.Option{remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 2})}}
 }
 
 // TestOutageThenRerun: an outage at any stage of the push leaves the

@@ -30,6 +30,12 @@ func readBack(ctx context.Context, images []imagePlan, ropts []remote.Option) er
 			return err
 		}
 		for _, sp := range ip.sigs {
+			if sp.asBundle {
+				if err := readBackBundles(sp, opts); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := readBackSignature(sp, opts); err != nil {
 				return err
 			}

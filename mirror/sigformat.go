@@ -3,7 +3,6 @@ package mirror
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,12 +21,9 @@ const (
 	// signed by every Harbor version, found by cosign v2 and v3.
 	SignatureFormatLegacy = "legacy"
 	// SignatureFormatBundle is cosign 3.x's sigstore bundle as an OCI 1.1
-	// referrer. Not written yet.
+	// referrer (the referrers tag on registries without the API).
 	SignatureFormatBundle = "bundle"
 )
-
-// ErrBundleFormatNotYet refuses --signature-format bundle.
-var ErrBundleFormatNotYet = errors.New("signature format \"bundle\" (sigstore bundle referrers, cosign v3's default) is not written yet: use auto or legacy; every Harbor version and cosign v2 and v3 accept legacy .sig signatures")
 
 // SignatureDecision records which signature format an import wrote and why.
 type SignatureDecision struct {
@@ -38,6 +34,14 @@ type SignatureDecision struct {
 	// API", "registry without referrers API", or "unknown".
 	Target string `json:"target"`
 	Reason string `json:"reason"`
+	// Bundles counts the digests our signature goes to as sigstore bundles.
+	Bundles int `json:"bundles"`
+	// Kept counts digests whose earlier signature of ours, in the other
+	// format, decided the format (never both formats on one digest).
+	Kept int `json:"kept_format"`
+	// bundlesHidden: the target shows only .sig signatures (Harbor before
+	// 2.15, or a Harbor that does not say its version).
+	bundlesHidden bool
 }
 
 // maxProbeBody bounds what the probe reads of any answer.
@@ -46,10 +50,11 @@ const maxProbeBody = 64 << 10
 // ChooseSignatureFormat decides the signature format for an import into
 // registry (HOST[/PREFIX]) of repo. auto asks the target: Harbor answers
 // /api/v2.0/systeminfo (its version only to signed-in users); another
-// registry is asked whether it serves the OCI referrers API. Until
-// coldharbor writes sigstore bundles, every answer leads to legacy, which
-// every target shows as signed; the probe's findings say when that would
-// change. A failed probe is not an error: legacy works everywhere.
+// registry is asked whether it serves the OCI referrers API. Every answer
+// leads to legacy for the target as a whole, which every target shows as
+// signed; assignFormats then picks sigstore bundles for the digests whose
+// vendor signed with one, where the target shows them (not Harbor before
+// 2.15). A failed probe is not an error: legacy works everywhere.
 func ChooseSignatureFormat(ctx context.Context, requested string, repo name.Repository, rt http.RoundTripper, kc authn.Keychain) (SignatureDecision, error) {
 	d := SignatureDecision{Requested: requested, Chosen: SignatureFormatLegacy, Target: "unknown"}
 	switch requested {
@@ -59,7 +64,8 @@ func ChooseSignatureFormat(ctx context.Context, requested string, repo name.Repo
 		d.Reason = "requested"
 		return d, nil
 	case SignatureFormatBundle:
-		return d, ErrBundleFormatNotYet
+		d.Chosen, d.Reason = SignatureFormatBundle, "requested"
+		return d, nil
 	default:
 		return d, fmt.Errorf("signature format %q: want auto, legacy or bundle", requested)
 	}
@@ -75,6 +81,7 @@ func ChooseSignatureFormat(ctx context.Context, requested string, repo name.Repo
 		d.Reason = fmt.Sprintf("could not ask the target (%v): legacy .sig signatures work on every registry", err)
 	case h.isHarbor:
 		d.Target, d.Reason = h.describe()
+		d.bundlesHidden = h.version == "" || versionBefore(h.version, 2, 15)
 	default:
 		d.Target, d.Reason = probeReferrers(ctx, repo, rt, kc)
 	}
@@ -89,11 +96,11 @@ type harborInfo struct {
 func (h harborInfo) describe() (target, reason string) {
 	switch {
 	case h.version == "":
-		return "harbor (version not shown to these credentials)", "Harbor shows legacy .sig signatures as signature.cosign in every version; coldharbor writes no sigstore bundles yet"
+		return "harbor (version not shown to these credentials)", "Harbor shows legacy .sig signatures as signature.cosign in every version; its version is not shown, so no sigstore bundles (older Harbors do not show them)"
 	case versionBefore(h.version, 2, 15):
 		return "harbor " + h.version, "Harbor before 2.15 shows only legacy .sig signatures as signature.cosign"
 	default:
-		return "harbor " + h.version, "Harbor 2.15 and later also show sigstore bundles as signature.cosign, but coldharbor writes no sigstore bundles yet; legacy .sig signatures are shown too"
+		return "harbor " + h.version, "Harbor 2.15 and later show sigstore bundles and legacy .sig signatures as signature.cosign: legacy, and sigstore bundles only on digests the vendor signed with one"
 	}
 }
 
@@ -179,7 +186,7 @@ func probeReferrers(ctx context.Context, repo name.Repository, rt http.RoundTrip
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
 	if resp.StatusCode == http.StatusOK && strings.Contains(resp.Header.Get("Content-Type"), "application/vnd.oci.image.index.v1+json") {
-		return "registry with referrers API", "the registry serves the OCI referrers API, but coldharbor writes no sigstore bundles yet; cosign v2 and v3 find legacy .sig signatures"
+		return "registry with referrers API", "the registry serves the OCI referrers API; cosign v2 and v3 find legacy .sig signatures: legacy, and sigstore bundles only on digests the vendor signed with one"
 	}
 	if resp.StatusCode == http.StatusNotFound && strings.Contains(string(body), "NAME_UNKNOWN") {
 		return "registry (referrers API not known: the repository is new)", "the repository does not exist yet, so the registry cannot say whether it serves the OCI referrers API; legacy .sig signatures work on every registry"

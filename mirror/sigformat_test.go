@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -61,8 +60,8 @@ func TestChooseSignatureFormat(t *testing.T) {
 		target, because string
 	}{
 		{"harbor 2.14", fakeHarbor("v2.14.4-79a297f7"), "", "harbor v2.14.4-79a297f7", "before 2.15 shows only legacy"},
-		{"harbor 2.15", fakeHarbor("v2.15.2-080b0220"), "auto", "harbor v2.15.2-080b0220", "writes no sigstore bundles yet"},
-		{"referrers", registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0))), "auto", "registry with referrers API", "writes no sigstore bundles yet"},
+		{"harbor 2.15", fakeHarbor("v2.15.2-080b0220"), "auto", "harbor v2.15.2-080b0220", "sigstore bundles only on digests the vendor signed"},
+		{"referrers", registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0))), "auto", "registry with referrers API", "sigstore bundles only on digests the vendor signed"},
 		{"no referrers", plain, "auto", "registry without referrers API", "HTTP 404"},
 		{"legacy asked", fakeHarbor("v2.15.2"), "legacy", "unknown", "requested"},
 	} {
@@ -96,8 +95,8 @@ func TestChooseSignatureFormat(t *testing.T) {
 	if d, err := ChooseSignatureFormat(t.Context(), "auto", repo, nil, nil); err != nil || d.Chosen != SignatureFormatLegacy || !strings.Contains(d.Reason, "could not ask") {
 		t.Errorf("unreachable target: %+v, %v", d, err)
 	}
-	if _, err := ChooseSignatureFormat(t.Context(), "bundle", repo, nil, nil); !errors.Is(err, ErrBundleFormatNotYet) {
-		t.Errorf("bundle: %v, want ErrBundleFormatNotYet", err)
+	if d, err := ChooseSignatureFormat(t.Context(), "bundle", repo, nil, nil); err != nil || d.Chosen != SignatureFormatBundle {
+		t.Errorf("bundle: %+v, %v", d, err)
 	}
 	if _, err := ChooseSignatureFormat(t.Context(), "sigstore", repo, nil, nil); err == nil {
 		t.Error("an unknown format was accepted")

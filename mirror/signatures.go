@@ -33,6 +33,19 @@ type sigPush struct {
 	// upstream are the source's signature layers on this digest (its .sig
 	// attachment), merged into manifest; they must stay under the tag too.
 	upstream []v1.Descriptor
+	// bundles are the approval's signatures over the digest's in-toto
+	// statement, one per key, when the export asked for sigstore bundles;
+	// asBundle says the import writes those instead of the .sig tag.
+	bundles   []keyedSig
+	asBundle  bool
+	referrers []referrerPush // built by assignFormats when asBundle
+}
+
+// keyedSig is one signature and the key that made it.
+type keyedSig struct {
+	keyID string
+	pub   crypto.PublicKey
+	sig   []byte
 }
 
 // imageSignatures checks the approval's signatures over img's manifest and
@@ -49,6 +62,12 @@ func imageSignatures(dest string, payloads func(member string) []byte, all []bun
 		}
 		for _, s := range all {
 			if s.Image != img.Name || s.Digest != sd.Digest || s.Payload != sd.Payload {
+				continue
+			}
+			if s.Format != "" {
+				if err := sp.addBundleSig(s, keys); err != nil {
+					return nil, err
+				}
 				continue
 			}
 			// One signature per key and manifest (the format says so): copies
@@ -184,4 +203,31 @@ func coveredBy(raw []byte, sp *sigPush) bool {
 		}
 	}
 	return len(found) == len(sp.keys)
+}
+
+// addBundleSig checks one approval signature over the digest's in-toto
+// statement (bundle.StatementPAE): format "bundle", by a targets key, one
+// per key, verifying.
+func (sp *sigPush) addBundleSig(s bundle.Signature, keys map[string]crypto.PublicKey) error {
+	bad := func(reason string) error {
+		return &trust.VerificationError{What: trust.WhatCosign, KeyIDs: []string{s.KeyID}, Reason: fmt.Sprintf("sigstore-bundle signature on %s (%s) %s", sp.image, sp.digest, reason)}
+	}
+	if s.Format != bundle.SigBundle {
+		return bad(fmt.Sprintf("has unknown format %q", s.Format))
+	}
+	for _, b := range sp.bundles {
+		if b.keyID == s.KeyID {
+			return bad("is there twice by the same key")
+		}
+	}
+	pub, ok := keys[s.KeyID]
+	if !ok {
+		return bad("is by a key that is not a targets key")
+	}
+	raw, err := base64.StdEncoding.DecodeString(s.Signature)
+	if err != nil || hsm.VerifySignature(pub, bundle.StatementPAE(sp.digest), raw) != nil {
+		return bad("does not verify")
+	}
+	sp.bundles = append(sp.bundles, keyedSig{keyID: s.KeyID, pub: pub, sig: raw})
+	return nil
 }

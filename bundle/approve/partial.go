@@ -47,7 +47,7 @@ func (p *Plan) signersOf(keys []*hsm.Key) ([]*hsm.Key, []string, error) {
 
 // buildTargets is the unsigned next targets version this plan approves,
 // with cosign.pub naming root's targets keys.
-func (p *Plan) buildTargets(now time.Time) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
+func (p *Plan) buildTargets(now time.Time, attestations []byte) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
 	next, err := bundle.ApplyIndex(p.base, p.Head.Index, now, p.IndexSHA256)
 	if err != nil {
 		return nil, nil, err
@@ -58,24 +58,36 @@ func (p *Plan) buildTargets(now time.Time) (*metadata.Metadata[metadata.TargetsT
 		return nil, nil, err
 	}
 	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
+	if attestations != nil {
+		next.Signed.Targets[trust.AttestationsTarget] = bundle.TargetFile(trust.AttestationsTarget, attestations)
+	}
 	return next, cosignPub, nil
 }
 
 // signPayloads adds each signer's cosign signature over every payload: the
-// image's manifest and each child's, as cosign sign --recursive.
+// image's manifest and each child's, as cosign sign --recursive; and, when
+// the export asked for sigstore bundles, over each digest's in-toto
+// statement (what cosign v3 signs).
 func (p *Plan) signPayloads(ctx context.Context, a *bundle.Approval, signers []*hsm.Key, ids []string) error {
+	formats := []string{""}
+	if bundle.SignsBundles(p.Head.Index.SignatureFormat) {
+		formats = append(formats, bundle.SigBundle)
+	}
 	for _, img := range p.Head.Index.Images {
 		for _, sd := range img.SignedDigests() {
-			pl := p.Head.Payloads[sd.Payload]
-			for i, k := range signers {
-				sig, err := k.Signer.SignMessage(bytes.NewReader(pl))
-				if err != nil {
-					return fmt.Errorf("signing the cosign payload of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
+			for _, f := range formats {
+				msg := p.Head.Payloads[sd.Payload]
+				if f == bundle.SigBundle {
+					msg = bundle.StatementPAE(sd.Digest)
 				}
-				if err := hsm.VerifySignature(k.Public, pl, sig); err != nil {
-					return fmt.Errorf("self-check of the cosign signature of %s (%s) failed: %w", img.Name, sd.Digest, err)
+				for i, k := range signers {
+					sig, err := signChecked(k, msg)
+					if err != nil {
+						return fmt.Errorf("the cosign signature of %s (%s) with %s: %w", img.Name, sd.Digest, k.URI, err)
+					}
+					a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: ids[i],
+						Signature: base64.StdEncoding.EncodeToString(sig), Format: f})
 				}
-				a.Signatures = append(a.Signatures, bundle.Signature{Image: img.Name, Digest: sd.Digest, Payload: sd.Payload, KeyID: ids[i], Signature: base64.StdEncoding.EncodeToString(sig)})
 			}
 			if err := ctx.Err(); err != nil {
 				return err
@@ -85,11 +97,23 @@ func (p *Plan) signPayloads(ctx context.Context, a *bundle.Approval, signers []*
 	return nil
 }
 
+// signChecked signs msg with k and checks the signature.
+func signChecked(k *hsm.Key, msg []byte) ([]byte, error) {
+	sig, err := k.Signer.SignMessage(bytes.NewReader(msg))
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	if err := hsm.VerifySignature(k.Public, msg, sig); err != nil {
+		return nil, fmt.Errorf("self-check failed: %w", err)
+	}
+	return sig, nil
+}
+
 // finish checks every targets signature, marks the approval partial while
 // the threshold is not met, and writes it with the root versions the
 // isolated side may not have yet (the signer cannot know which: every one
 // after v1, and the importer skips those it has).
-func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.TargetsType], cosignPub []byte, signedBy []string) (*Result, error) {
+func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.TargetsType], cosignPub, attestations []byte, signedBy []string) (*Result, error) {
 	root := p.state.Root
 	state, err := trust.CheckSignatures(root, trust.Targets, next)
 	if err != nil {
@@ -116,14 +140,20 @@ func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.Targe
 		roots = append(roots, bundle.ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
 	}
 	var buf bytes.Buffer
-	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
+	if err := bundle.WriteApprovalAttested(&buf, a, targetsRaw, cosignPub, attestations, roots); err != nil {
 		return nil, err
 	}
 	if err := bundle.CheckLimit("bytes of approval", int64(buf.Len()), bundle.MaxApproval, "the importer would refuse it: sign with fewer keys, or export fewer images per bundle"); err != nil {
 		return nil, err
 	}
-	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures),
-		Approval: buf.Bytes(), Complete: state.Complete(), State: state, targets: next}, nil
+	bundles := 0
+	for _, s := range a.Signatures {
+		if s.Format != "" {
+			bundles++
+		}
+	}
+	return &Result{TargetsVersion: next.Signed.Version, SignedBy: signedBy, Images: len(p.Head.Index.Images), Signatures: len(a.Signatures) - bundles,
+		BundleSignatures: bundles, Approval: buf.Bytes(), Complete: state.Complete(), State: state, targets: next}, nil
 }
 
 // AddSignatures adds one more sitting's signatures to a partial approval
@@ -164,7 +194,7 @@ func (p *Plan) AddSignatures(ctx context.Context, af *bundle.ApprovalFile, o Opt
 	if err := p.signPayloads(ctx, &a, signers, ids); err != nil {
 		return nil, err
 	}
-	return p.finish(&a, tg, af.CosignPub, append(append([]string{}, before.SignedBy...), ids...))
+	return p.finish(&a, tg, af.CosignPub, af.Attestations, append(append([]string{}, before.SignedBy...), ids...))
 }
 
 // matchApproval checks that a partial approval is for this plan: the same
@@ -183,7 +213,7 @@ func (p *Plan) matchApproval(af *bundle.ApprovalFile) (*metadata.Metadata[metada
 	if v != af.Approval.TargetsVersion || v != p.NewVersion {
 		return nil, &trust.VerificationError{What: trust.WhatApproval, Version: v, Reason: fmt.Sprintf("approves targets v%d (its header says v%d), but this repository would sign v%d now: it was made against another state of the repository", v, af.Approval.TargetsVersion, p.NewVersion)}
 	}
-	want, cosignPub, err := p.buildTargets(time.Now())
+	want, cosignPub, err := p.buildTargets(time.Now(), af.Attestations)
 	if err != nil {
 		return nil, err
 	}

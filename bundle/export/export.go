@@ -83,6 +83,10 @@ type Options struct {
 	// AttachmentTypes, when set, keeps only attachments whose artifact
 	// type, config media type or a layer media type is one of these.
 	AttachmentTypes []string
+	// SignatureFormat is recorded for the signer and the importer: "" or
+	// legacy (cosign payloads only), bundle or auto (the signer also signs
+	// each digest's in-toto statement, so import may write sigstore bundles).
+	SignatureFormat string
 	// UpstreamKeys, when set, refuse an image unless a signature carried on
 	// its digest (cosign .sig or sigstore bundle) verifies with one of them.
 	UpstreamKeys []UpstreamKey
@@ -91,6 +95,16 @@ type Options struct {
 	// TempDir holds blobs fetched ahead of the one being written (at most
 	// Jobs of them). Default: os.TempDir(); the CLI uses the bundle's folder.
 	TempDir string
+	// Split, when above zero, cuts the bundle into parts of at most Split
+	// bytes (docs/bundle-format.md 3.7): part 0 (index, head, layout) goes
+	// to Write's w, and Part makes parts 1, 2, … for the blobs; they are
+	// written first, since the index lists their sha256.
+	Split int64
+	Part  func(n int) (io.WriteCloser, error)
+	// Since, when set, is a copy of the isolated side's published
+	// repository: blobs that images published there hold are left out and
+	// listed as present (a differential bundle, docs/bundle-format.md 3.8).
+	Since string
 }
 
 // Result summarises a written bundle.
@@ -103,6 +117,11 @@ type Result struct {
 	// SharedBlobs counts blob references satisfied by a blob already in the
 	// bundle (layers images share are written once).
 	SharedBlobs int `json:"shared_blobs"`
+	// Present counts blobs left out of a differential bundle (Since): the
+	// destination already holds them.
+	Present int `json:"blobs_present,omitempty"`
+	// Parts is how many files a split bundle was cut into (0: one file).
+	Parts int `json:"parts,omitempty"`
 	// Attachments counts the attachments carried (signatures, attestations,
 	// SBOMs, other referrers), listed per image in the index.
 	Attachments int `json:"attachments"`
@@ -153,6 +172,9 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err := ValidAttachments(o.Attachments); err != nil {
 		return nil, err
 	}
+	if err := bundle.ValidSignatureFormat(o.SignatureFormat); err != nil {
+		return nil, err
+	}
 	if len(o.UpstreamKeys) > 0 && o.Attachments == AttachNone {
 		return nil, errors.New("verifying upstream signatures needs them carried: use --attachments signatures or all with --verify-upstream-key")
 	}
@@ -168,7 +190,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	idx := &bundle.Index{Format: bundle.BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
 		Base:     bundle.Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},
 		Images:   []bundle.Image{},
-		Removals: append([]string{}, o.Removals...)}
+		Removals: append([]string{}, o.Removals...), SignatureFormat: o.SignatureFormat}
 	tops, err := c.resolveAll(idx, o)
 	if err != nil {
 		return nil, err
@@ -176,29 +198,33 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err := checkRemovals(st, idx); err != nil {
 		return nil, err
 	}
+	if o.Since != "" {
+		pub, err := c.publishedBlobs(ctx, o.Since)
+		if err != nil {
+			return nil, err
+		}
+		idx.Present = c.leaveOut(pub)
+	}
 	head, err := headFiles(st, idx, tops, c.indexCopies(), now)
 	if err != nil {
 		return nil, err
 	}
 	idx.Members = c.listing(head)
-	// Every limit a reader (signer, importer, TUF client) sets, before a
-	// blob is fetched.
-	if err := checkLimits(st, idx, head, now); err != nil {
-		return nil, err
-	}
-	raw, err := bundle.EncodeIndex(idx)
+	raw, err := encodeChecked(st, idx, head, now, o.Split)
 	if err != nil {
 		return nil, err
 	}
-	if err := bundle.CheckLimit("bytes of bundle index", int64(len(raw)), bundle.MaxIndexSize, fewerImages); err != nil {
-		return nil, err
+	cw := &countingWriter{w: w, c: &counter{total: bundle.TarSize(raw, idx.Members), progress: o.Progress}}
+	if o.Split > 0 {
+		raw, err = c.writeSplit(ctx, cw, idx, raw, head, o)
+	} else {
+		err = c.write(ctx, cw, idx, raw, head, o)
 	}
-	cw := &countingWriter{w: w, total: bundle.TarSize(raw, idx.Members), progress: o.Progress}
-	if err := c.write(ctx, cw, idx, raw, head, o); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	sum := bundle.MemberOf(bundle.IndexName, raw)
-	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.n, Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared, Attachments: c.attachmentCount}, nil
+	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.c.n, Parts: len(idx.Parts) + min(1, len(idx.Parts)), Blobs: len(c.blobOrder), Present: len(idx.Present), Manifests: len(c.order), SharedBlobs: c.shared, Attachments: c.attachmentCount}, nil
 }
 
 // resolveAll resolves every image into idx and returns the descriptors of
@@ -328,6 +354,11 @@ func (c *collector) write(ctx context.Context, w io.Writer, idx *bundle.Index, r
 			return err
 		}
 	}
+	return c.writeBlobSection(ctx, bw, o)
+}
+
+// writeBlobSection writes the manifests, then the blobs, and ends the tar.
+func (c *collector) writeBlobSection(ctx context.Context, bw *bundle.Writer, o Options) error {
 	for _, h := range c.order {
 		if err := bw.Write(bundle.File{Name: bundle.BlobName(h.String()), Data: c.manifests[h]}); err != nil {
 			return err
@@ -670,17 +701,23 @@ func pendingTargets(base *metadata.Metadata[metadata.TargetsType], idx *bundle.I
 	return next.ToBytes(true)
 }
 
+// countingWriter counts what goes through it into c, which the parts of a
+// split bundle share.
 type countingWriter struct {
-	w        io.Writer
+	w io.Writer
+	c *counter
+}
+
+type counter struct {
 	n, total int64
 	progress func(done, total int64)
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.n += int64(n)
-	if c.progress != nil {
-		c.progress(c.n, c.total)
+	c.c.n += int64(n)
+	if c.c.progress != nil {
+		c.c.progress(c.c.n, c.c.total)
 	}
 	return n, err
 }

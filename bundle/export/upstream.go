@@ -17,7 +17,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
@@ -125,28 +124,11 @@ func signedMessage(a bundle.Attachment, l v1.Descriptor, data []byte, digest str
 	if string(l.MediaType) != bundle.SigstoreBundleType {
 		return "", nil, nil, false
 	}
-	var b struct {
-		DSSE struct {
-			Payload     []byte `json:"payload"`
-			PayloadType string `json:"payloadType"`
-			Signatures  []struct {
-				Sig []byte `json:"sig"`
-			} `json:"signatures"`
-		} `json:"dsseEnvelope"`
-	}
-	var st struct {
-		PredicateType string `json:"predicateType"`
-		Subject       []struct {
-			Digest map[string]string `json:"digest"`
-		} `json:"subject"`
-	}
-	if json.Unmarshal(data, &b) != nil || len(b.DSSE.Signatures) != 1 || json.Unmarshal(b.DSSE.Payload, &st) != nil {
+	d, pae, sig, err := bundle.SignedStatement(data)
+	if err != nil || d != digest {
 		return "", nil, nil, false
 	}
-	if st.PredicateType != bundle.CosignSignPredicate || len(st.Subject) != 1 || "sha256:"+st.Subject[0].Digest["sha256"] != digest {
-		return "", nil, nil, false
-	}
-	return "bundle", dsse.PAE(b.DSSE.PayloadType, b.DSSE.Payload), b.DSSE.Signatures[0].Sig, true
+	return "bundle", pae, sig, true
 }
 
 // smallBlob fetches a signature layer (at most MaxManifestSize bytes).

@@ -103,6 +103,8 @@ func TestJSONOutputIsOneObject(t *testing.T) {
 		[]string{"status", "--repo", repo},
 		[]string{"list", "--repo", repo, "--cache", filepath.Join(dir, "cache")},
 		[]string{"refresh", "--repo", repo, "--timestamp-key", k("timestamp"), "--force"},
+		[]string{"inspect", filepath.Join("..", "..", "testdata", "golden", "bundle.tar")},
+		[]string{"inspect", filepath.Join("..", "..", "testdata", "golden", "approval.tar")},
 	)
 	for _, args := range runs {
 		r := coldharbor(t, pw, append(args, "--output", "json")...)

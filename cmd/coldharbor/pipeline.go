@@ -18,6 +18,7 @@ import (
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/bundle/approve"
 	"github.com/coldharbor/coldharbor/bundle/export"
+	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
 	"github.com/coldharbor/coldharbor/mirror"
@@ -52,8 +53,11 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			&cli.IntFlag{Name: "jobs", Usage: "fetch `N` blobs at once (at most N wait on disk beside the bundle)", Value: 4},
 			&cli.StringFlag{Name: "attachments", Value: "all", Usage: "what the source attaches to each image that comes along: `all` (cosign signatures, attestations, SBOMs and every OCI 1.1 referrer), signatures, or none"},
 			&cli.StringSliceFlag{Name: "attachment-type", Usage: "keep only attachments of artifact (or config, or layer) media type `MEDIATYPE` (repeat)"},
+			&cli.StringFlag{Name: "signature-format", Value: bundle.SigAuto, Usage: "the formats the signer signs each digest for: `legacy` (cosign .sig payloads only), bundle or auto (both: cosign payloads and the in-toto statements of sigstore bundles, so import's --signature-format can pick per target)"},
 			&cli.StringSliceFlag{Name: "verify-upstream-key", Usage: "refuse an image unless its vendor's cosign signature (legacy .sig or v3 sigstore bundle) verifies with this public `KEY` (a PEM file or PEM text; repeat: any one will do)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
+			&cli.StringFlag{Name: "since", Usage: "a differential bundle: leave out every blob that images published in `DIR` (your copy of the isolated side's published TUF repository) hold; import checks the registry has them before it pushes anything"},
+			&cli.StringFlag{Name: "split", Usage: "cut the bundle into FILE.000, FILE.001, … of at most `SIZE` bytes each (K, M, G suffixes; 4G is FAT32's largest file, 4 GiB less one byte); sign needs only FILE.000, import and inspect take FILE.000 and find the rest beside it"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
@@ -67,6 +71,7 @@ type exportFlags struct {
 	specs    []export.ImageSpec
 	platform *v1.Platform
 	upstream []export.UpstreamKey
+	split    int64 // part size; 0: one file
 }
 
 func parseExportFlags(c *cli.Context) (exportFlags, error) {
@@ -85,6 +90,12 @@ func parseExportFlags(c *cli.Context) (exportFlags, error) {
 	}
 	if err := export.ValidAttachments(c.String("attachments")); err != nil {
 		return f, usagef("%v", err)
+	}
+	if f.split, err = parseSize(c.String("split")); err != nil {
+		return f, usagef("--split: %v", err)
+	}
+	if err := bundle.ValidSignatureFormat(c.String("signature-format")); err != nil {
+		return f, usagef("--%v", err)
 	}
 	for _, k := range c.StringSlice("verify-upstream-key") {
 		uk, err := export.LoadUpstreamKey(k)
@@ -134,16 +145,12 @@ func exportAction(c *cli.Context, e env) error {
 	ctx, cancel := withDeadline(c)
 	defer cancel()
 	out := c.String("output-file")
-	var res *export.Result
-	err = writeFileAtomic(out, func(file *os.File) error {
-		var err error
-		res, err = export.Write(ctx, file, export.Options{
-			Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
-			Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
-			Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
-			Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
-		})
-		return err
+	res, err := writeBundle(ctx, out, f.split, export.Options{
+		Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
+		Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
+		Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
+		Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
+		SignatureFormat: c.String("signature-format"), Since: c.String("since"),
 	})
 	if err != nil {
 		return err
@@ -152,8 +159,14 @@ func exportAction(c *cli.Context, e env) error {
 		return writeJSON(c.App.Writer, res)
 	}
 	w := c.App.Writer
+	if res.Parts > 0 {
+		out = fmt.Sprintf("%s … %s (%d parts)", bundle.PartPath(out+bundle.FirstPartSuffix, 0), bundle.PartPath(out+bundle.FirstPartSuffix, res.Parts-1), res.Parts)
+	}
 	fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
 		out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+	if res.Present > 0 {
+		fmt.Fprintf(w, "differential: %d blob(s) left out, expected present in the destination (import checks before pushing)\n", res.Present)
+	}
 	printImages(c, res.Index.Images)
 	fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
 	return nil
@@ -208,8 +221,14 @@ against that repository's root; without, the approval's own account is shown.`,
 			if err != nil {
 				return err
 			}
+			if err := bundle.StatParts(path, p.Head.Index); err != nil {
+				return err
+			}
 			if asJSON {
-				return writeJSON(c.App.Writer, map[string]any{"plan": p, "images": p.Head.Index.Images})
+				return writeJSON(c.App.Writer, map[string]any{"plan": p, "images": p.Head.Index.Images, "parts": p.Head.Index.Parts})
+			}
+			if n := len(p.Head.Index.Parts); n > 0 {
+				fmt.Fprintf(c.App.Writer, "split bundle: this first part and %d more beside it, each of the size its index lists\n", n)
 			}
 			printPlan(c, p, c.String("repo") != "")
 			return nil
@@ -362,7 +381,12 @@ func signAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer closeKeys()
-	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version})
+	// The ceremony's attestation records travel with the targets.
+	att, err := ceremony.Attestations(c.String("repo"))
+	if err != nil {
+		return err
+	}
+	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version, Attestations: att})
 	if err != nil {
 		return err
 	}
@@ -393,8 +417,12 @@ func signOrAdd(c *cli.Context, p *approve.Plan, af *bundle.ApprovalFile, o appro
 
 func printSigned(c *cli.Context, res *approve.Result, out string) {
 	w := c.App.Writer
-	fmt.Fprintf(w, "\nSigned targets v%d with %d key(s) and %d cosign signature(s); wrote %s (%s)\n",
-		res.TargetsVersion, len(res.SignedBy), res.Signatures, out, humanBytes(int64(len(res.Approval))))
+	bundles := ""
+	if res.BundleSignatures > 0 {
+		bundles = fmt.Sprintf(" (and %d over the same digests' in-toto statements, for sigstore bundles)", res.BundleSignatures)
+	}
+	fmt.Fprintf(w, "\nSigned targets v%d with %d key(s) and %d cosign signature(s)%s; wrote %s (%s)\n",
+		res.TargetsVersion, len(res.SignedBy), res.Signatures, bundles, out, humanBytes(int64(len(res.Approval))))
 	if res.Complete {
 		return
 	}
@@ -442,9 +470,16 @@ publishes nothing; an interrupted import can be run again.
 --signature-format auto (the default) asks the target what it shows as signed:
 Harbor through /api/v2.0/systeminfo (its version is shown to signed-in users
 only), another registry whether it serves the OCI referrers API. Every Harbor
-and every registry shows cosign's legacy .sig signatures, and coldharbor does
-not write sigstore bundles yet, so auto writes legacy everywhere for now; the
-decision and its reason are logged with --verbose and recorded in --output json.
+and every registry shows cosign's legacy .sig signatures, and cosign v2 and v3
+verify them, so auto writes legacy — except on a digest whose vendor signature
+(carried as an attachment) is a sigstore bundle and no .sig: there cosign v3
+reads only bundles (and cosign v2 fails either way), so ours goes as a sigstore
+bundle too, unless the target is a Harbor before 2.15, which shows only .sig
+signatures. --signature-format bundle writes sigstore bundles (OCI 1.1
+referrers; the sha256-<hex> referrers tag where the registry has no referrers
+API) for every digest. Never both formats of ours on one digest. Bundles need
+an export with --signature-format bundle or auto (its default). The decision
+and its reason are logged with --verbose and recorded in --output json.
 
 With one argument, a refresh bundle ('coldharbor refresh --out'): verifies its
 timestamp (and snapshot) against the pinned root — signatures, versions above
@@ -456,7 +491,9 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			&cli.StringFlag{Name: "timestamp-key", Usage: "the timestamp key `URI`"},
 			&cli.IntFlag{Name: "jobs", Usage: "upload `N` blobs at once", Value: 4},
 			&cli.StringFlag{Name: "signature-format", Value: mirror.SignatureFormatAuto,
-				Usage: "cosign signature `FORMAT`: auto (ask the target), legacy (sha256-<hex>.sig tags, cosign 2.x), bundle (sigstore bundle referrers: not yet)"},
+				Usage: "cosign signature `FORMAT`: auto (ask the target), legacy (sha256-<hex>.sig tags, cosign 2.x), bundle (sigstore bundle referrers, cosign 3.x; needs a bundle exported with --signature-format bundle or auto)"},
+			&cli.BoolFlag{Name: "require-attestation", Usage: "refuse targets signed by a key whose YubiKey attestation is not recorded in ceremony/attestations.json and valid"},
+			&cli.StringFlag{Name: "attestation-ca", Usage: "with --require-attestation, verify attestations against this CA `FILE` instead of Yubico's root"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
@@ -479,9 +516,7 @@ func checkImportFlags(c *cli.Context) error {
 		return usagef("--jobs must be between 1 and 64")
 	}
 	switch c.String("signature-format") {
-	case mirror.SignatureFormatAuto, mirror.SignatureFormatLegacy:
-	case mirror.SignatureFormatBundle:
-		return withHint(usagef("--signature-format bundle: %v", mirror.ErrBundleFormatNotYet), "leave --signature-format at auto")
+	case mirror.SignatureFormatAuto, mirror.SignatureFormatLegacy, mirror.SignatureFormatBundle:
 	default:
 		return usagef("--signature-format %q: want auto, legacy or bundle", c.String("signature-format"))
 	}
@@ -515,6 +550,10 @@ func importAction(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	attRoots, err := attestationRoots(c.String("attestation-ca"))
+	if err != nil {
+		return err
+	}
 	keys := map[string]*hsm.Key{}
 	for _, f := range []string{"snapshot-key", "timestamp-key"} {
 		k, err := e.openKey(c.Context, c.String(f))
@@ -533,6 +572,7 @@ func importAction(c *cli.Context, e env) error {
 		SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
 		Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
 		SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
+		RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots,
 	})
 	if err != nil {
 		return err
@@ -541,11 +581,15 @@ func importAction(c *cli.Context, e env) error {
 		return writeJSON(c.App.Writer, res)
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d %s signature manifest(s) (%d already there), %d attachment(s); all read back\n",
+	fmt.Fprintf(w, "Imported %d image(s) into %s in %s: %d blob(s) pushed (%s), %d already present, %d mounted across repositories, %d manifest(s), %d signature(s) of ours (%s, %d as sigstore bundles; %d .sig manifest(s) already there), %d attachment(s); all read back\n",
 		len(res.Images), c.String("registry"), time.Since(start).Round(time.Millisecond), res.BlobsPushed, humanBytes(res.BytesPushed), res.BlobsSkipped, res.BlobsMounted, res.Manifests,
-		res.Signatures, res.SignatureFormat.Chosen, res.SignaturesPresent, res.Attachments)
+		res.Signatures, res.SignatureFormat.Chosen, res.SignatureFormat.Bundles, res.SignaturesPresent, res.Attachments)
 	for _, n := range res.Images {
 		fmt.Fprintf(w, "  %s/%s\n", strings.TrimSuffix(c.String("registry"), "/"), n)
+	}
+	if res.AlreadyImported {
+		fmt.Fprintf(w, "already imported: targets v%d (the registry holds every manifest, tag and signature; nothing published)\n", res.TargetsVersion)
+		return nil
 	}
 	fmt.Fprintf(w, "Published targets v%d, snapshot v%d, timestamp v%d in %s\n", res.TargetsVersion, res.SnapshotVersion, res.TimestampVersion, c.String("repo"))
 	return nil
@@ -618,9 +662,17 @@ func verifyCommand(e env) *cli.Command {
 		Description: `For each IMAGE (REGISTRY/REPOSITORY:TAG): refreshes TUF as a client would,
 resolves the image in its registry, checks its digest is the trusted target for
 its name, and that a cosign signature by a key in the trusted cosign.pub target
-covers that digest. Prints what was checked; exit 3 when anything fails.`,
+covers that digest and, for an index, each platform manifest it lists. Prints
+what was checked; exit 3 when anything fails.
+
+--require-attestation also refuses targets signed by a key whose YubiKey
+attestation the trusted ceremony/attestations.json target does not record, or
+records but does not verify against Yubico's PIV CA (or --attestation-ca), and
+accepts only cosign signatures by attested keys.`,
 		Flags: append(sourceFlags(),
 			&cli.StringFlag{Name: "registry", Usage: "targets are relative to `HOST[/PREFIX]` (default: each image's registry)"},
+			&cli.BoolFlag{Name: "require-attestation", Usage: "refuse targets signed by a key whose YubiKey attestation is not recorded and valid"},
+			&cli.StringFlag{Name: "attestation-ca", Usage: "verify recorded attestations against this CA `FILE` instead of Yubico's root"},
 			outputFlag()),
 		Action: func(c *cli.Context) error {
 			asJSON, err := jsonOutput(c)
@@ -638,9 +690,14 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 			if err != nil {
 				return err
 			}
+			attRoots, err := attestationRoots(c.String("attestation-ca"))
+			if err != nil {
+				return err
+			}
 			ctx, cancel := withDeadline(c)
 			defer cancel()
-			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts})
+			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts,
+				RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots})
 			if asJSON {
 				if checks == nil {
 					checks = []mirror.Check{}
@@ -656,6 +713,9 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 				for _, ch := range checks {
 					fmt.Fprintf(c.App.Writer, "%s\n  target %s in targets v%d: %s\n  registry digest matches; cosign signature %s by key %s verified\n",
 						ch.Image, ch.Target, ch.TargetsVersion, ch.TrustedDigest, ch.SignatureTag, ch.SignedBy)
+					for _, pc := range ch.Platforms {
+						fmt.Fprintf(c.App.Writer, "  platform %s %s: cosign signature by key %s verified\n", pc.Platform, pc.Digest, pc.SignedBy)
+					}
 				}
 			}
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -111,7 +112,10 @@ func runServe(c *cli.Context, e env) error {
 	}
 	go g.Watch(ctx)
 	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// HTTP/1.1 only: layers stream faster over one connection each than
+		// as HTTP/2 frames multiplexed on one (make bench, step d).
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
 	scheme := "http"
 	if c.String("tls-cert") != "" {
 		scheme = "https"

@@ -14,6 +14,8 @@
 //	b. crane pull --format=oci of every image, vs coldharbor export;
 //	c. crane copy under new tags into a target that has every blob, vs a
 //	   second coldharbor import of a new bundle of the same images.
+//	d. crane pull of every image straight from the target registry, vs the
+//	   same pull through `coldharbor serve` in front of it (best of 3 each).
 //
 // Every registry connection of the tools goes through a counting TCP relay,
 // so "moved" is what crossed the loopback in both directions (TLS
@@ -605,7 +607,11 @@ func (b *bench) steps(ctx context.Context) ([]row, error) {
 			return nil, err
 		}
 	}
-	return rows, nil
+	d, err := b.gateStep(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(rows, d), nil
 }
 
 func (b *bench) importBundle(ctx context.Context, step, registry string) (measurement, error) {
@@ -713,7 +719,7 @@ func (b *bench) report(rows []row) {
 	var crane, ch time.Duration
 	var craneRSS, chRSS int64
 	for _, r := range rows {
-		if r.crane.valid && r.ch.valid {
+		if r.crane.valid && r.ch.valid && !strings.HasPrefix(r.step, "d.") {
 			crane += r.crane.wall
 			ch += r.ch.wall
 			craneRSS, chRSS = max(craneRSS, r.crane.rss), max(chRSS, r.ch.rss)

@@ -43,7 +43,7 @@ func TestQuick(t *testing.T) {
 	}
 	t.Logf("bench -quick took %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
 	for _, want := range []string{"a. copy into an empty target", "coldharbor import", "b. pull to a local artefact",
-		"c. copy again, blobs present", "0 blobs pushed", "summary:"} {
+		"c. copy again, blobs present", "0 blobs pushed", "d. pull through serve", "of direct (goal >= 90%)", "summary:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
