@@ -43,7 +43,10 @@ const (
 	blobPrefix       = "oci/blobs/sha256/"
 	ApprovalTargets  = "targets.json"
 	ApprovalCosign   = "cosign.pub"
-	approvalRootPfx  = "root/"
+	// ApprovalAttestations (optional, after cosign.pub) carries the target
+	// ceremony/attestations.json.
+	ApprovalAttestations = "attestations.json"
+	approvalRootPfx      = "root/"
 	// MaxApprovalRoots bounds the root versions one approval carries.
 	MaxApprovalRoots = 64
 )
@@ -80,6 +83,9 @@ type Index struct {
 	// Parts are the files after the first of a split bundle (3.7); none
 	// for a bundle in one file.
 	Parts []Part `json:"parts,omitempty"`
+	// Present are blobs a differential bundle leaves out: published images
+	// in the destination already hold them (3.8).
+	Present []PresentBlob `json:"present,omitempty"`
 }
 
 // Base is the TUF state the exporter built the pending targets against.

@@ -121,6 +121,9 @@ func (idx *Index) check() error {
 	if err := ValidSignatureFormat(idx.SignatureFormat); err != nil {
 		return err
 	}
+	if err := checkPresent(idx.Present, seen); err != nil {
+		return err
+	}
 	return idx.checkImages(seen)
 }
 

@@ -20,6 +20,7 @@ type Bundle struct {
 	ra      io.ReaderAt // the whole tar, across parts
 	members map[string]span
 	Layout  []byte // oci/index.json
+	present presentIndex
 }
 
 type span struct{ off, size int64 }

@@ -192,6 +192,15 @@ func TestPipeline(t *testing.T) {
 	alterSignature(t, appRepo, app.Digest, w.ropts)
 	cosignVerify(t, w, cosignPub, appRepo.String()+"@"+app.Digest, false)
 	refused(t, w.env, "no signature", "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+app.Name)
+	// So is an index whose platform manifest's signature was altered: a
+	// client pulls that manifest by digest.
+	multi := head.Index.Images[0]
+	multiRepo, _ := name.NewRepository(dest + "/" + strings.SplitN(multi.Name, ":", 2)[0])
+	if out := must(t, w.env, "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+multi.Name); !strings.Contains(out, "platform linux/arm64 "+multi.Children[1].Digest) {
+		t.Errorf("verify does not report the index's platform signatures:\n%s", out)
+	}
+	alterSignature(t, multiRepo, multi.Children[1].Digest, w.ropts)
+	refused(t, w.env, "platform manifest linux/arm64", "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+multi.Name)
 
 	// The second bundle was exported against targets v1 and signed after
 	// the first (v3, rebased): it imports over v2, and re-signing app-one

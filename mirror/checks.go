@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -161,7 +162,15 @@ func (c *checker) step7CosignPub() error {
 	if t, ok := c.nt.Signed.Targets[bundle.CosignPubTarget]; !ok || t.VerifyLengthHashes(cosignPub) != nil {
 		return refuse(trust.Targets, v, "target %s does not match root's targets keys", bundle.CosignPubTarget)
 	}
-	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already}
+	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already,
+		registry: c.registry, present: map[string]*presentPlan{}}
+	// The ceremony's attestation records, when carried, match their target.
+	if att := c.af.Attestations; att != nil {
+		if t, ok := c.nt.Signed.Targets[trust.AttestationsTarget]; !ok || t.VerifyLengthHashes(att) != nil {
+			return refuse(trust.Targets, v, "the approval's %s is not the signed target", trust.AttestationsTarget)
+		}
+		c.p.attestations = att
+	}
 	return nil
 }
 
@@ -191,7 +200,7 @@ func (c *checker) step8Targets() error {
 		}
 	}
 	for n, t := range c.nt.Signed.Targets {
-		if inBundle[n] || n == bundle.CosignPubTarget {
+		if inBundle[n] || n == bundle.CosignPubTarget || (n == trust.AttestationsTarget && c.p.attestations != nil) {
 			continue
 		}
 		if custom(t).Bundle == id {
@@ -238,7 +247,7 @@ func (c *checker) step9Signatures() error {
 // size; every blob of the bundle is reached; the manifests below an index
 // are exactly its signed children (3.4a).
 func (p *plan) step10Manifests(ctx context.Context) error {
-	w := &walker{p: p, reached: map[string]bool{}}
+	w := &walker{p: p, reached: map[string]bool{}, raws: map[string][]byte{}}
 	for i := range p.images {
 		ip := &p.images[i]
 		// Each manifest once per image: an index may list the same child
@@ -262,6 +271,11 @@ func (p *plan) step10Manifests(ctx context.Context) error {
 			return refuse(trust.WhatBundle, 0, "blob %s is not referenced by any signed image", d)
 		}
 	}
+	for _, pb := range p.b.Head.Index.Present {
+		if p.present[pb.Digest] == nil {
+			return refuse(trust.WhatBundle, 0, "blob %s is listed as present but no signed image needs it", pb.Digest)
+		}
+	}
 	return nil
 }
 
@@ -272,6 +286,10 @@ type walker struct {
 	visited map[string]int64 // this image's manifests: digest → size
 	reached map[string]bool  // every member reached, all images
 	total   int
+	// raws holds each manifest once for all images: many tags of one
+	// index share its bytes, so memory follows the bundle's head, not
+	// tags × manifests.
+	raws map[string][]byte
 }
 
 func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, size int64, depth int) error {
@@ -291,9 +309,13 @@ func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, si
 	if w.total++; w.total > bundle.MaxManifests {
 		return refuse(trust.WhatBundle, 0, "more than %d manifests", bundle.MaxManifests)
 	}
-	raw, err := w.p.b.ReadBlob(digest, bundle.MaxManifestSize)
-	if err != nil {
-		return err
+	raw, ok := w.raws[digest]
+	var err error
+	if !ok {
+		if raw, err = w.p.b.ReadBlob(digest, bundle.MaxManifestSize); err != nil {
+			return err
+		}
+		w.raws[digest] = raw
 	}
 	if int64(len(raw)) != size {
 		return refuse(trust.WhatBundle, 0, "manifest %s is %d bytes, its parent says %d", digest, len(raw), size)
@@ -315,7 +337,7 @@ func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, si
 }
 
 func (w *walker) index(ctx context.Context, digest string, raw []byte, depth int) error {
-	im, err := v1.ParseIndexManifest(strings.NewReader(string(raw)))
+	im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 	if err != nil {
 		return refuse(trust.WhatBundle, 0, "index %s: %v", digest, err)
 	}
@@ -331,7 +353,7 @@ func (w *walker) index(ctx context.Context, digest string, raw []byte, depth int
 }
 
 func (w *walker) image(digest string, raw []byte) error {
-	m, err := v1.ParseManifest(strings.NewReader(string(raw)))
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
 		return refuse(trust.WhatBundle, 0, "manifest %s: %v", digest, err)
 	}
@@ -350,6 +372,9 @@ func refuse(what string, version int64, format string, a ...any) error {
 
 func (p *plan) addBlob(ip *imagePlan, d v1.Descriptor) error {
 	size, ok := p.b.HasBlob(d.Digest.String())
+	if pb, present := p.b.PresentBlob(d.Digest.String()); !ok && present {
+		return p.addPresent(ip, pb, d)
+	}
 	if !ok {
 		return refuse(trust.WhatBundle, 0, "%s needs blob %s, which the bundle lacks", ip.img.Name, d.Digest)
 	}

@@ -1,8 +1,10 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
@@ -62,6 +65,8 @@ type Check struct {
 	TargetsVersion int64  `json:"targets_version"`
 	SignedBy       string `json:"signed_by,omitempty"` // key ID of a cosign signature that verified
 	SignatureTag   string `json:"signature_tag"`
+	// Platforms: for an index, each child manifest's signature, verified.
+	Platforms []PlatformCheck `json:"platforms,omitempty"`
 }
 
 // VerifyOptions configure VerifyImages.
@@ -70,6 +75,12 @@ type VerifyOptions struct {
 	// image's own registry, no prefix.
 	Registry string
 	Remote   []remote.Option
+	// RequireAttestation refuses targets (and cosign signatures) by a key
+	// whose hardware attestation the trusted ceremony/attestations.json
+	// target does not record, or records but does not verify against
+	// AttestationRoots (nil: Yubico's PIV CA).
+	RequireAttestation bool
+	AttestationRoots   *x509.CertPool
 }
 
 // VerifyImages refreshes TUF from src, then for each image: resolves it in
@@ -90,6 +101,11 @@ func VerifyImages(ctx context.Context, src Source, images []string, o VerifyOpti
 		return nil, err
 	}
 	tg := up.GetTrustedMetadataSet().Targets[trust.Targets]
+	if o.RequireAttestation {
+		if keys, err = attestedKeys(up, keys, o.AttestationRoots); err != nil {
+			return nil, err
+		}
+	}
 	var out []Check
 	for _, image := range images {
 		c, err := verifyImage(up, keys, image, o.Registry, ropts)
@@ -132,19 +148,65 @@ func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, r
 	if c.RegistryDigest != c.TrustedDigest || desc.Size != tf.Length {
 		return nil, &trust.VerificationError{What: trust.Targets, Reason: fmt.Sprintf("%s is %s (%d bytes) in the registry; the trusted target %s is %s (%d bytes)", image, c.RegistryDigest, desc.Size, target, c.TrustedDigest, tf.Length)}
 	}
-	tag, _ := SignatureTag(c.TrustedDigest)
-	c.SignatureTag = tag
-	if id, ok := verifyLegacy(ref.Context().Tag(tag), c.TrustedDigest, keys, ropts); ok {
-		c.SignedBy = id
-		return c, nil
+	if c.SignedBy, c.SignatureTag, err = verifySignature(ref.Context(), c.TrustedDigest, keys, ropts); err != nil {
+		return nil, fmt.Errorf("%s: %w", image, err)
 	}
-	// Our signature as a sigstore bundle (import --signature-format bundle,
-	// or auto on a digest the vendor signed so).
-	if id, ref, ok := verifyBundles(ref.Context().Digest(c.TrustedDigest), keys, ropts); ok {
-		c.SignedBy, c.SignatureTag = id, ref
-		return c, nil
+	// The signed media type, not the registry's answer, says whether
+	// there are platform manifests to check.
+	if types.MediaType(custom(tf).MediaType).IsIndex() {
+		if c.Platforms, err = verifyChildren(ref.Context(), c.TrustedDigest, keys, ropts); err != nil {
+			return nil, fmt.Errorf("%s: %w", image, err)
+		}
 	}
-	return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s: no signature verifies with a trusted cosign key for %s (neither in %s nor in a sigstore bundle among its referrers)", image, c.TrustedDigest, tag)}
+	return c, nil
+}
+
+// verifySignature finds a signature by a trusted key over digest: in its
+// .sig tag (legacy), or else as a sigstore bundle among its referrers
+// (import --signature-format bundle, or auto on a digest the vendor signed
+// so). It returns the key ID and where the signature is.
+func verifySignature(repo name.Repository, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) (keyID, where string, err error) {
+	tag, _ := SignatureTag(digest)
+	if id, ok := verifyLegacy(repo.Tag(tag), digest, keys, ropts); ok {
+		return id, tag, nil
+	}
+	if id, ref, ok := verifyBundles(repo.Digest(digest), keys, ropts); ok {
+		return id, ref, nil
+	}
+	return "", tag, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("no signature verifies with a trusted cosign key for %s (neither in %s nor in a sigstore bundle among its referrers)", digest, tag)}
+}
+
+// PlatformCheck is what verify found for one child manifest of an index.
+type PlatformCheck struct {
+	Digest   string `json:"digest"`
+	Platform string `json:"platform,omitempty"`
+	SignedBy string `json:"signed_by"`
+}
+
+// verifyChildren checks a cosign signature by a trusted key on every
+// manifest the trusted index lists: clients pull platform manifests by
+// digest, and import signs each.
+func verifyChildren(repo name.Repository, digest string, keys map[string]crypto.PublicKey, ropts []remote.Option) ([]PlatformCheck, error) {
+	d, err := remote.Get(repo.Digest(digest), ropts...) // by digest: ggcr checks the bytes' digest
+	if err != nil {
+		return nil, fmt.Errorf("reading index %s: %w", digest, err)
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(d.Manifest))
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", digest, err)
+	}
+	var out []PlatformCheck
+	for _, m := range im.Manifests {
+		pc := PlatformCheck{Digest: m.Digest.String()}
+		if m.Platform != nil {
+			pc.Platform = m.Platform.String()
+		}
+		if pc.SignedBy, _, err = verifySignature(repo, pc.Digest, keys, ropts); err != nil {
+			return nil, fmt.Errorf("platform manifest %s %s: %w", pc.Platform, pc.Digest, err)
+		}
+		out = append(out, pc)
+	}
+	return out, nil
 }
 
 // verifyLegacy looks in a .sig tag for a simple-signing layer naming
@@ -158,17 +220,26 @@ func verifyLegacy(sigTag name.Tag, digest string, keys map[string]crypto.PublicK
 	if err != nil || len(m.Layers) > maxSigLayers {
 		return "", false
 	}
+	// Each payload is read once, by digest straight from the registry
+	// (ggcr's LayerByDigest searches the manifest again for every layer:
+	// quadratic in the layers), and each (payload, signature) tried once.
+	payloads := map[v1.Hash][]byte{}
+	tried := map[string]bool{}
 	for _, l := range m.Layers {
 		if l.MediaType != SimpleSigningMediaType || l.Size > 64<<10 {
 			continue
 		}
 		sig, err := base64.StdEncoding.DecodeString(l.Annotations[SignatureAnnotation])
-		if err != nil {
+		if err != nil || tried[l.Digest.String()+"\x00"+string(sig)] {
 			continue
 		}
-		pl, err := smallLayer(sigImg, l.Digest)
-		if err != nil {
-			continue
+		tried[l.Digest.String()+"\x00"+string(sig)] = true
+		pl, ok := payloads[l.Digest]
+		if !ok {
+			if pl, err = smallBlob(sigTag.Context().Digest(l.Digest.String()), ropts); err != nil {
+				continue
+			}
+			payloads[l.Digest] = pl
 		}
 		var p payload.Cosign
 		if json.Unmarshal(pl, &p) != nil || p.Image.DigestStr() != digest {
@@ -224,6 +295,21 @@ func verifyBundles(d name.Digest, keys map[string]crypto.PublicKey, ropts []remo
 		}
 	}
 	return "", "", false
+}
+
+// smallBlob reads one blob of at most 64 KiB by its digest (ggcr checks
+// the digest as it reads).
+func smallBlob(d name.Digest, ropts []remote.Option) ([]byte, error) {
+	layer, err := remote.Layer(d, ropts...)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 64<<10))
 }
 
 // smallLayer reads one layer of at most 64 KiB.
@@ -282,4 +368,34 @@ func nextPEMKey(data []byte) (crypto.PublicKey, []byte, error) {
 		return nil, nil, fmt.Errorf("cosign.pub: %w", err)
 	}
 	return pub, rest, nil
+}
+
+// attestedKeys checks, with the trusted ceremony/attestations.json target,
+// that every key whose signature counts on the trusted targets has a
+// recorded attestation that verifies against roots, and returns the cosign
+// keys narrowed to attested ones.
+func attestedKeys(up *updater.Updater, keys map[string]crypto.PublicKey, roots *x509.CertPool) (map[string]crypto.PublicKey, error) {
+	tf, err := up.GetTargetInfo(trust.AttestationsTarget)
+	if err != nil {
+		return nil, &trust.VerificationError{What: trust.WhatAttestation, Reason: fmt.Sprintf("the repository publishes no %s target: no hardware attestation is recorded", trust.AttestationsTarget), Err: err}
+	}
+	_, data, err := up.DownloadTarget(tf, "", "")
+	if err != nil {
+		return nil, tufRefusal(fmt.Errorf("downloading %s: %w", trust.AttestationsTarget, err))
+	}
+	att, err := trust.ParseAttestations(data)
+	if err != nil {
+		return nil, err
+	}
+	set := up.GetTrustedMetadataSet()
+	if err := trust.RequireAttested(set.Root, trust.Targets, set.Targets[trust.Targets], att, roots); err != nil {
+		return nil, err
+	}
+	out := map[string]crypto.PublicKey{}
+	for id, pub := range keys {
+		if a := att.Keys[id]; a != nil && hsm.VerifyRecorded(a, pub, roots) == nil {
+			out[id] = pub
+		}
+	}
+	return out, nil
 }

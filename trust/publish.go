@@ -61,8 +61,13 @@ func CheckTargetName(name string) error {
 // (TUF spec 5.7.3 as go-tuf's updater fetches it): DIR/targets/<dir>/<sha256hex>.<base>.
 func TargetPath(dir, name string, data []byte) string {
 	sum := sha256.Sum256(data)
+	return TargetPathHex(dir, name, hex.EncodeToString(sum[:]))
+}
+
+// TargetPathHex is TargetPath for content whose sha256 is sumHex.
+func TargetPathHex(dir, name, sumHex string) string {
 	d, base := path.Split(name)
-	return filepath.Join(dir, TargetsDir, filepath.FromSlash(d), hex.EncodeToString(sum[:])+"."+base)
+	return filepath.Join(dir, TargetsDir, filepath.FromSlash(d), sumHex+"."+base)
 }
 
 // Publish writes p into dir so that a client never sees a half-written

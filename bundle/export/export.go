@@ -101,6 +101,10 @@ type Options struct {
 	// written first, since the index lists their sha256.
 	Split int64
 	Part  func(n int) (io.WriteCloser, error)
+	// Since, when set, is a copy of the isolated side's published
+	// repository: blobs that images published there hold are left out and
+	// listed as present (a differential bundle, docs/bundle-format.md 3.8).
+	Since string
 }
 
 // Result summarises a written bundle.
@@ -113,6 +117,9 @@ type Result struct {
 	// SharedBlobs counts blob references satisfied by a blob already in the
 	// bundle (layers images share are written once).
 	SharedBlobs int `json:"shared_blobs"`
+	// Present counts blobs left out of a differential bundle (Since): the
+	// destination already holds them.
+	Present int `json:"blobs_present,omitempty"`
 	// Parts is how many files a split bundle was cut into (0: one file).
 	Parts int `json:"parts,omitempty"`
 	// Attachments counts the attachments carried (signatures, attestations,
@@ -191,27 +198,21 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err := checkRemovals(st, idx); err != nil {
 		return nil, err
 	}
+	if o.Since != "" {
+		pub, err := c.publishedBlobs(ctx, o.Since)
+		if err != nil {
+			return nil, err
+		}
+		idx.Present = c.leaveOut(pub)
+	}
 	head, err := headFiles(st, idx, tops, c.indexCopies(), now)
 	if err != nil {
 		return nil, err
 	}
 	idx.Members = c.listing(head)
-	// Every limit a reader (signer, importer, TUF client) sets, before a
-	// blob is fetched.
-	if err := checkLimits(st, idx, head, now); err != nil {
-		return nil, err
-	}
-	raw, err := bundle.EncodeIndex(idx)
+	raw, err := encodeChecked(st, idx, head, now, o.Split)
 	if err != nil {
 		return nil, err
-	}
-	if err := bundle.CheckLimit("bytes of bundle index", int64(len(raw)), bundle.MaxIndexSize, fewerImages); err != nil {
-		return nil, err
-	}
-	if o.Split > 0 {
-		if err := checkSplit(idx, o.Split); err != nil {
-			return nil, err
-		}
 	}
 	cw := &countingWriter{w: w, c: &counter{total: bundle.TarSize(raw, idx.Members), progress: o.Progress}}
 	if o.Split > 0 {
@@ -223,7 +224,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	sum := bundle.MemberOf(bundle.IndexName, raw)
-	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.c.n, Parts: len(idx.Parts) + min(1, len(idx.Parts)), Blobs: len(c.blobOrder), Manifests: len(c.order), SharedBlobs: c.shared, Attachments: c.attachmentCount}, nil
+	return &Result{Index: idx, IndexSHA256: sum.SHA256, Bytes: cw.c.n, Parts: len(idx.Parts) + min(1, len(idx.Parts)), Blobs: len(c.blobOrder), Present: len(idx.Present), Manifests: len(c.order), SharedBlobs: c.shared, Attachments: c.attachmentCount}, nil
 }
 
 // resolveAll resolves every image into idx and returns the descriptors of

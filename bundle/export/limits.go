@@ -86,3 +86,24 @@ func signedSizes(st *trust.State, idx *bundle.Index, now time.Time) (targets, ap
 	}
 	return targets, approval, nil
 }
+
+// encodeChecked checks every limit a reader (signer, importer, TUF client)
+// sets, and the split, before a blob is fetched, and encodes the index.
+func encodeChecked(st *trust.State, idx *bundle.Index, head []bundle.File, now time.Time, split int64) ([]byte, error) {
+	if err := checkLimits(st, idx, head, now); err != nil {
+		return nil, err
+	}
+	raw, err := bundle.EncodeIndex(idx)
+	if err != nil {
+		return nil, err
+	}
+	if err := bundle.CheckLimit("bytes of bundle index", int64(len(raw)), bundle.MaxIndexSize, fewerImages); err != nil {
+		return nil, err
+	}
+	if split > 0 {
+		if err := checkSplit(idx, split); err != nil {
+			return nil, err
+		}
+	}
+	return raw, nil
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/bundle/approve"
 	"github.com/coldharbor/coldharbor/bundle/export"
+	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
 	"github.com/coldharbor/coldharbor/mirror"
@@ -55,6 +56,7 @@ image's target: the importer refuses a bundle that lacks or alters one.`,
 			&cli.StringFlag{Name: "signature-format", Value: bundle.SigAuto, Usage: "the formats the signer signs each digest for: `legacy` (cosign .sig payloads only), bundle or auto (both: cosign payloads and the in-toto statements of sigstore bundles, so import's --signature-format can pick per target)"},
 			&cli.StringSliceFlag{Name: "verify-upstream-key", Usage: "refuse an image unless its vendor's cosign signature (legacy .sig or v3 sigstore bundle) verifies with this public `KEY` (a PEM file or PEM text; repeat: any one will do)"},
 			&cli.BoolFlag{Name: "renew", Usage: "with no IMAGE: a bundle that only renews the targets' expiry when signed and imported"},
+			&cli.StringFlag{Name: "since", Usage: "a differential bundle: leave out every blob that images published in `DIR` (your copy of the isolated side's published TUF repository) hold; import checks the registry has them before it pushes anything"},
 			&cli.StringFlag{Name: "split", Usage: "cut the bundle into FILE.000, FILE.001, … of at most `SIZE` bytes each (K, M, G suffixes; 4G is FAT32's largest file, 4 GiB less one byte); sign needs only FILE.000, import and inspect take FILE.000 and find the rest beside it"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
@@ -148,7 +150,7 @@ func exportAction(c *cli.Context, e env) error {
 		Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
 		Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
 		Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
-		SignatureFormat: c.String("signature-format"),
+		SignatureFormat: c.String("signature-format"), Since: c.String("since"),
 	})
 	if err != nil {
 		return err
@@ -162,6 +164,9 @@ func exportAction(c *cli.Context, e env) error {
 	}
 	fmt.Fprintf(w, "Wrote %s: %d image(s), %d attachment(s), %d manifest(s), %d blob(s) (%d shared reference(s) stored once), %s\n",
 		out, len(res.Index.Images), res.Attachments, res.Manifests, res.Blobs, res.SharedBlobs, humanBytes(res.Bytes))
+	if res.Present > 0 {
+		fmt.Fprintf(w, "differential: %d blob(s) left out, expected present in the destination (import checks before pushing)\n", res.Present)
+	}
 	printImages(c, res.Index.Images)
 	fmt.Fprintf(w, "bundle index sha256: %s\n", res.IndexSHA256)
 	return nil
@@ -376,7 +381,12 @@ func signAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer closeKeys()
-	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version})
+	// The ceremony's attestation records travel with the targets.
+	att, err := ceremony.Attestations(c.String("repo"))
+	if err != nil {
+		return err
+	}
+	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version, Attestations: att})
 	if err != nil {
 		return err
 	}
@@ -482,6 +492,8 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			&cli.IntFlag{Name: "jobs", Usage: "upload `N` blobs at once", Value: 4},
 			&cli.StringFlag{Name: "signature-format", Value: mirror.SignatureFormatAuto,
 				Usage: "cosign signature `FORMAT`: auto (ask the target), legacy (sha256-<hex>.sig tags, cosign 2.x), bundle (sigstore bundle referrers, cosign 3.x; needs a bundle exported with --signature-format bundle or auto)"},
+			&cli.BoolFlag{Name: "require-attestation", Usage: "refuse targets signed by a key whose YubiKey attestation is not recorded in ceremony/attestations.json and valid"},
+			&cli.StringFlag{Name: "attestation-ca", Usage: "with --require-attestation, verify attestations against this CA `FILE` instead of Yubico's root"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
@@ -538,6 +550,10 @@ func importAction(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	attRoots, err := attestationRoots(c.String("attestation-ca"))
+	if err != nil {
+		return err
+	}
 	keys := map[string]*hsm.Key{}
 	for _, f := range []string{"snapshot-key", "timestamp-key"} {
 		k, err := e.openKey(c.Context, c.String(f))
@@ -556,6 +572,7 @@ func importAction(c *cli.Context, e env) error {
 		SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
 		Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
 		SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
+		RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots,
 	})
 	if err != nil {
 		return err
@@ -645,9 +662,17 @@ func verifyCommand(e env) *cli.Command {
 		Description: `For each IMAGE (REGISTRY/REPOSITORY:TAG): refreshes TUF as a client would,
 resolves the image in its registry, checks its digest is the trusted target for
 its name, and that a cosign signature by a key in the trusted cosign.pub target
-covers that digest. Prints what was checked; exit 3 when anything fails.`,
+covers that digest and, for an index, each platform manifest it lists. Prints
+what was checked; exit 3 when anything fails.
+
+--require-attestation also refuses targets signed by a key whose YubiKey
+attestation the trusted ceremony/attestations.json target does not record, or
+records but does not verify against Yubico's PIV CA (or --attestation-ca), and
+accepts only cosign signatures by attested keys.`,
 		Flags: append(sourceFlags(),
 			&cli.StringFlag{Name: "registry", Usage: "targets are relative to `HOST[/PREFIX]` (default: each image's registry)"},
+			&cli.BoolFlag{Name: "require-attestation", Usage: "refuse targets signed by a key whose YubiKey attestation is not recorded and valid"},
+			&cli.StringFlag{Name: "attestation-ca", Usage: "verify recorded attestations against this CA `FILE` instead of Yubico's root"},
 			outputFlag()),
 		Action: func(c *cli.Context) error {
 			asJSON, err := jsonOutput(c)
@@ -665,9 +690,14 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 			if err != nil {
 				return err
 			}
+			attRoots, err := attestationRoots(c.String("attestation-ca"))
+			if err != nil {
+				return err
+			}
 			ctx, cancel := withDeadline(c)
 			defer cancel()
-			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts})
+			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts,
+				RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots})
 			if asJSON {
 				if checks == nil {
 					checks = []mirror.Check{}
@@ -683,6 +713,9 @@ covers that digest. Prints what was checked; exit 3 when anything fails.`,
 				for _, ch := range checks {
 					fmt.Fprintf(c.App.Writer, "%s\n  target %s in targets v%d: %s\n  registry digest matches; cosign signature %s by key %s verified\n",
 						ch.Image, ch.Target, ch.TargetsVersion, ch.TrustedDigest, ch.SignatureTag, ch.SignedBy)
+					for _, pc := range ch.Platforms {
+						fmt.Fprintf(c.App.Writer, "  platform %s %s: cosign signature by key %s verified\n", pc.Platform, pc.Digest, pc.SignedBy)
+					}
 				}
 			}
 			return err
