@@ -132,7 +132,42 @@ func harborImport(t *testing.T, version string, src *testregistry.Registry) {
 		t.Errorf("re-tagging import wrote %d of %d signature manifests again; all were in place", res2.Signatures-res2.SignaturesPresent, res2.Signatures)
 	}
 	w.checkAccessories(t, want, false)
+	if !versionBefore215(version) {
+		w.bundleSignatures(t, srcRef(testimages.AppTwo)+"=app/two:1")
+	}
 	harborFacts(t, h)
+}
+
+func versionBefore215(v string) bool { return v < "v2.15" }
+
+// bundleSignatures imports an image with --signature-format bundle into a
+// Harbor that reads sigstore bundles (2.15 and later): its referrer is a
+// signature.cosign accessory, the only one, and with the cosign policy on
+// the image pulls by digest; cosign v3 verifies it through Harbor.
+func (w *harborWorld) bundleSignatures(t *testing.T, image string) {
+	t.Helper()
+	must(t, w.env, "export", "--repo", w.path("exporter"), "--dest", w.dest, "-o", w.path("b3.tar"), "--signature-format", "bundle", image)
+	must(t, w.env, "sign", w.path("b3.tar"), "--repo", w.path("signer"), "--key", w.key("targets"), "-o", w.path("a3.tar"), "--yes")
+	r := run(t, w.env, append(w.importArgs("b3.tar", "a3.tar"), "--signature-format", "bundle")...)
+	if r.code != 0 {
+		t.Fatalf("import --signature-format bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var res mirror.ImportResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.SignatureFormat.Bundles != 1 {
+		t.Fatalf("import --signature-format bundle: %v %+v", err, res.SignatureFormat)
+	}
+	head := readHead(t, w.path("b3.tar"))
+	digest := head.Index.Images[0].Digest
+	w.checkAccessories(t, map[string][]string{"app/two": {digest}}, true)
+	if out, err := w.crane(t, "pull", w.dest+"/app/two@"+digest, w.path("pull3.tar")); err != nil {
+		t.Errorf("crane pull of a bundle-signed image with the policy on: %v\n%s", err, out)
+	}
+	cosign3, cenv := testenv.Cosign3(t)
+	cmd := exec.CommandContext(t.Context(), cosign3, "verify", "--key", publishedTarget(t, w.path("isolated"), "cosign.pub"), "--insecure-ignore-tlog=true", w.dest+"/app/two@"+digest)
+	cmd.Env = append(cenv, w.env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("cosign v3 verify through Harbor %s: %v\n%s", w.h.Version, err, out)
+	}
 }
 
 // harborEnv writes a Docker config holding the source registry's

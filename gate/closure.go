@@ -74,17 +74,25 @@ func (g *Gate) closureFor(ctx context.Context, st *state, repo string, maxAge ti
 		return c, nil
 	}
 	st.mu.Unlock()
-	c, err := g.buildClosure(ctx, st, repo)
+	// One look-up per repository at a time: the clients that ask meanwhile
+	// share its result instead of each walking the upstream again.
+	v, err, _ := st.flight.Do(repo, func() (any, error) {
+		c, err := g.buildClosure(ctx, st, repo)
+		if err != nil {
+			return nil, err
+		}
+		st.mu.Lock()
+		if len(st.closures) >= maxRepos {
+			clear(st.closures)
+		}
+		st.closures[repo] = c
+		st.mu.Unlock()
+		return c, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	st.mu.Lock()
-	if len(st.closures) >= maxRepos {
-		clear(st.closures)
-	}
-	st.closures[repo] = c
-	st.mu.Unlock()
-	return c, nil
+	return v.(*closure), nil
 }
 
 // builder collects a closure from parallel look-ups.

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -163,6 +164,13 @@ func (c *checker) step7CosignPub() error {
 	}
 	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already,
 		registry: c.registry, present: map[string]*presentPlan{}}
+	// The ceremony's attestation records, when carried, match their target.
+	if att := c.af.Attestations; att != nil {
+		if t, ok := c.nt.Signed.Targets[trust.AttestationsTarget]; !ok || t.VerifyLengthHashes(att) != nil {
+			return refuse(trust.Targets, v, "the approval's %s is not the signed target", trust.AttestationsTarget)
+		}
+		c.p.attestations = att
+	}
 	return nil
 }
 
@@ -192,7 +200,7 @@ func (c *checker) step8Targets() error {
 		}
 	}
 	for n, t := range c.nt.Signed.Targets {
-		if inBundle[n] || n == bundle.CosignPubTarget {
+		if inBundle[n] || n == bundle.CosignPubTarget || (n == trust.AttestationsTarget && c.p.attestations != nil) {
 			continue
 		}
 		if custom(t).Bundle == id {
@@ -239,7 +247,7 @@ func (c *checker) step9Signatures() error {
 // size; every blob of the bundle is reached; the manifests below an index
 // are exactly its signed children (3.4a).
 func (p *plan) step10Manifests(ctx context.Context) error {
-	w := &walker{p: p, reached: map[string]bool{}}
+	w := &walker{p: p, reached: map[string]bool{}, raws: map[string][]byte{}}
 	for i := range p.images {
 		ip := &p.images[i]
 		// Each manifest once per image: an index may list the same child
@@ -278,6 +286,10 @@ type walker struct {
 	visited map[string]int64 // this image's manifests: digest → size
 	reached map[string]bool  // every member reached, all images
 	total   int
+	// raws holds each manifest once for all images: many tags of one
+	// index share its bytes, so memory follows the bundle's head, not
+	// tags × manifests.
+	raws map[string][]byte
 }
 
 func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, size int64, depth int) error {
@@ -297,9 +309,13 @@ func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, si
 	if w.total++; w.total > bundle.MaxManifests {
 		return refuse(trust.WhatBundle, 0, "more than %d manifests", bundle.MaxManifests)
 	}
-	raw, err := w.p.b.ReadBlob(digest, bundle.MaxManifestSize)
-	if err != nil {
-		return err
+	raw, ok := w.raws[digest]
+	var err error
+	if !ok {
+		if raw, err = w.p.b.ReadBlob(digest, bundle.MaxManifestSize); err != nil {
+			return err
+		}
+		w.raws[digest] = raw
 	}
 	if int64(len(raw)) != size {
 		return refuse(trust.WhatBundle, 0, "manifest %s is %d bytes, its parent says %d", digest, len(raw), size)
@@ -321,7 +337,7 @@ func (w *walker) walk(ctx context.Context, digest string, mt types.MediaType, si
 }
 
 func (w *walker) index(ctx context.Context, digest string, raw []byte, depth int) error {
-	im, err := v1.ParseIndexManifest(strings.NewReader(string(raw)))
+	im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
 	if err != nil {
 		return refuse(trust.WhatBundle, 0, "index %s: %v", digest, err)
 	}
@@ -337,7 +353,7 @@ func (w *walker) index(ctx context.Context, digest string, raw []byte, depth int
 }
 
 func (w *walker) image(digest string, raw []byte) error {
-	m, err := v1.ParseManifest(strings.NewReader(string(raw)))
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
 		return refuse(trust.WhatBundle, 0, "manifest %s: %v", digest, err)
 	}

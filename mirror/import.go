@@ -7,11 +7,13 @@ package mirror
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,8 +41,13 @@ var ErrOtherDestination = errors.New("the bundle was exported for another regist
 
 // ImportOptions configure Import.
 type ImportOptions struct {
-	Repo     string // the isolated side's TUF repository
-	Registry string // HOST[/PREFIX] of the target registry
+	// RequireAttestation refuses targets signed by a key whose hardware
+	// attestation is not recorded in the approval's ceremony/attestations.json
+	// or does not verify against AttestationRoots (nil: Yubico's PIV CA).
+	RequireAttestation bool
+	AttestationRoots   *x509.CertPool
+	Repo               string // the isolated side's TUF repository
+	Registry           string // HOST[/PREFIX] of the target registry
 	// SnapshotKey and TimestampKey sign the new snapshot and timestamp.
 	SnapshotKey, TimestampKey *hsm.Key
 	Remote                    []remote.Option
@@ -95,9 +102,12 @@ type plan struct {
 	roots     []*metadata.Metadata[metadata.RootType] // new root versions to publish
 	targets   *metadata.Metadata[metadata.TargetsType]
 	cosignPub []byte
-	images    []imagePlan
-	blobs     map[string]*blobPlan // digest → where it goes
-	blobOrder []string
+	// attestations is the content of trust.AttestationsTarget when the
+	// approval carries it.
+	attestations []byte
+	images       []imagePlan
+	blobs        map[string]*blobPlan // digest → where it goes
+	blobOrder    []string
 	// already: these very targets are published (a rerun after success):
 	// the push puts back anything missing and nothing is published.
 	already bool
@@ -205,6 +215,10 @@ func prepare(ctx context.Context, bundlePath, approvalPath string, o ImportOptio
 		return nil, nil, nil, err
 	}
 	if err := checkOnlineKeys(st, p.roots, o); err != nil {
+		p.b.Close()
+		return nil, nil, nil, err
+	}
+	if err := checkAttested(st, p, o); err != nil {
 		p.b.Close()
 		return nil, nil, nil, err
 	}
@@ -405,12 +419,22 @@ func push(ctx context.Context, p *plan, o ImportOptions, log *slog.Logger, res *
 		return err
 	}
 	var manifests atomic.Int64
+	// Tags of one index share its manifests: each (repository, digest) is
+	// put once, and an image that needs one being put waits for it, so no
+	// two PUTs of the same manifest race and children still go first.
+	once := &onceByKey{m: map[string]*onceCall{}}
 	if err := eachImage(ctx, p.images, o.Jobs, func(ctx context.Context, ip *imagePlan) error {
 		for _, m := range ip.manifests {
-			if err := remote.Put(ip.repo.Digest(m.digest), rawManifest(m), withCtx(ctx, ropts)...); err != nil {
-				return fmt.Errorf("pushing manifest %s to %s: %w", m.digest, ip.repo, err)
+			err := once.do(ip.repo.String()+"@"+m.digest, func() error {
+				if err := remote.Put(ip.repo.Digest(m.digest), rawManifest(m), withCtx(ctx, ropts)...); err != nil {
+					return fmt.Errorf("pushing manifest %s to %s: %w", m.digest, ip.repo, err)
+				}
+				manifests.Add(1)
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			manifests.Add(1)
 		}
 		return nil
 	}); err != nil {
@@ -455,4 +479,32 @@ func (p *plan) signatureFormat(ctx context.Context, o ImportOptions) (SignatureD
 			Target: "unknown", Reason: "no images: no signatures to write"}, nil
 	}
 	return ChooseSignatureFormat(ctx, o.SignatureFormat, p.images[0].repo, o.Transport, o.Keychain)
+}
+
+// onceByKey runs a function at most once per key across goroutines; a
+// later caller waits for the first and gets its error. No caller holds a
+// key while it waits for another, so waiting cannot deadlock.
+type onceByKey struct {
+	mu sync.Mutex
+	m  map[string]*onceCall
+}
+
+type onceCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (o *onceByKey) do(key string, f func() error) error {
+	o.mu.Lock()
+	if c, ok := o.m[key]; ok {
+		o.mu.Unlock()
+		<-c.done
+		return c.err
+	}
+	c := &onceCall{done: make(chan struct{})}
+	o.m[key] = c
+	o.mu.Unlock()
+	c.err = f()
+	close(c.done)
+	return c.err
 }

@@ -14,6 +14,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -37,13 +40,36 @@ const (
 	exitExpiring = 4 // status/refresh: a role expires within its warning window
 )
 
+// stopGrace is how long a command has to stop by itself after SIGINT or
+// SIGTERM (its context is cancelled) before the process exits anyway: some
+// waits (opening a FIFO, a read from a device) no context reaches. Exiting
+// is safe at any point: publication is atomic and the lock is the kernel's.
+const stopGrace = 5 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		cancel()
+		select {
+		case <-sigs: // a second signal: stop now
+		case <-time.After(stopGrace):
+		}
+		fmt.Fprintf(os.Stderr, "coldharbor: stopped by %v before finishing; nothing half-published: run the same command again\n", s)
+		code := 130 // 128 + SIGINT
+		if s == syscall.SIGTERM {
+			code = 143
+		}
+		os.Exit(code)
+	}()
 	code := run(ctx, os.Args, env{
 		stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
 		getenv: os.LookupEnv,
 	})
-	stop()
+	signal.Stop(sigs)
+	cancel()
 	os.Exit(code)
 }
 
@@ -102,10 +128,10 @@ func run(ctx context.Context, args []string, e env) int {
 	code := exitCode(err)
 	msg := err.Error()
 	// One line: wrapped multi-line errors from libraries are folded.
-	msg = strings.Join(strings.Fields(msg), " ")
+	msg = printable(strings.Join(strings.Fields(msg), " "))
 	fmt.Fprintf(e.stderr, "coldharbor: error: %s\n", msg)
 	if h := hintFor(err); h != "" {
-		fmt.Fprintf(e.stderr, "coldharbor: hint: %s\n", h)
+		fmt.Fprintf(e.stderr, "coldharbor: hint: %s\n", printable(h))
 	}
 	return code
 }
@@ -302,3 +328,26 @@ func setUsageErrors(cmds []*cli.Command) {
 
 // logger is the CLI's logger (set up in Before from --verbose).
 func logger() *slog.Logger { return slog.Default() }
+
+// printable escapes what a terminal would act on — control characters
+// (ESC, BEL, C1 codes such as CSI) and bytes that are not UTF-8 — as \xNN
+// or \uNNNN: an error repeats file names and registry answers, and those
+// must not clear a screen or retitle a window.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
