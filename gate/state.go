@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -35,6 +36,7 @@ type state struct {
 
 	mu       sync.Mutex
 	closures map[string]*closure
+	flight   singleflight.Group // closure look-ups, by repository
 }
 
 // target is one trusted image: the digest and size TUF signed for it.
@@ -59,17 +61,20 @@ func (g *Gate) Reload(ctx context.Context) error {
 	if old != nil && bytes.Equal(ts, old.timestamp) {
 		return nil
 	}
+	if f := g.failure.Load(); f != nil && bytes.Equal(ts, f.timestamp) && old != nil {
+		return nil // refused already, and said so; the last verified state stays
+	}
 	v, err := trust.VerifySource(ctx, pinned{g.src, trust.Timestamp, ts}, trust.VerifyOptions{Anchor: g.anchor(), Now: g.cfg.Now()})
 	if err != nil {
-		return g.failed(err)
+		return g.failedAt(ts, err)
 	}
 	if old != nil && v.Timestamp.Signed.Version < old.tsVersion {
-		return g.failed(&trust.VerificationError{What: trust.Timestamp, Version: v.Timestamp.Signed.Version,
+		return g.failedAt(ts, &trust.VerificationError{What: trust.Timestamp, Version: v.Timestamp.Signed.Version,
 			Reason: fmt.Sprintf("older than the version v%d already served (rollback)", old.tsVersion)})
 	}
 	st, err := g.newState(ctx, ts, v)
 	if err != nil {
-		return g.failed(err)
+		return g.failedAt(ts, err)
 	}
 	g.state.Store(st)
 	g.failure.Store(nil)
@@ -77,8 +82,13 @@ func (g *Gate) Reload(ctx context.Context) error {
 	return nil
 }
 
-func (g *Gate) failed(err error) error {
-	g.failure.Store(&loadFailure{err: err, when: g.cfg.Now()})
+func (g *Gate) failed(err error) error { return g.failedAt(nil, err) }
+
+// failedAt records a reload that did not verify timestamp.json's bytes ts,
+// so that the same bytes are not verified (and reported) again while an
+// older verified state is served.
+func (g *Gate) failedAt(ts []byte, err error) error {
+	g.failure.Store(&loadFailure{err: err, when: g.cfg.Now(), timestamp: ts})
 	return err
 }
 
