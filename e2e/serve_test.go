@@ -19,8 +19,11 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
@@ -98,6 +101,7 @@ func TestServe(t *testing.T) {
 	t.Run("crane pulls signed images and every platform", func(t *testing.T) { pullWithCrane(t, gw, g) })
 	t.Run("skopeo pulls signed images and every platform", func(t *testing.T) { pullWithSkopeo(t, gw, g) })
 	t.Run("hostile upstream", func(t *testing.T) { hostile(t, gw) })
+	t.Run("referrers of a trusted digest", func(t *testing.T) { referrers(t, gw) })
 	t.Run("refusals", func(t *testing.T) { refusals(t, gw, g) })
 	t.Run("signature deleted upstream", func(t *testing.T) { signatureDeleted(t, gw, g) })
 	t.Run("TUF client through the gate", func(t *testing.T) { tufClient(t, gw, g) })
@@ -416,4 +420,40 @@ func hostile(t *testing.T, gw *gateWorld) {
 	if s := h.sent.Load(); s > layer.Size+16<<20 {
 		t.Errorf("the gate read %d bytes of an endless blob of %d", s, layer.Size)
 	}
+}
+
+// referrers: an OCI 1.1 referrer of a trusted digest, kept upstream under
+// the referrers tag scheme (sha256-<hex>, distribution has no referrers
+// API), is served through the gate with its manifest and blobs.
+func referrers(t *testing.T, gw *gateWorld) {
+	d := gw.digests[testimages.AppOne]
+	subject, err := remote.Head(mustDigest(t, gw.dst.Host+"/mirror/demo/app-one@"+d), gw.ropts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := random.Image(300, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att = mutate.ConfigMediaType(mutate.MediaType(att, types.OCIManifestSchema1), "application/vnd.example.sbom+json")
+	att = mutate.Subject(att, *subject).(v1.Image)
+	ad, _ := att.Digest()
+	if err := remote.Write(mustDigest(t, gw.dst.Host+"/mirror/demo/app-one@"+ad.String()), att, gw.ropts...); err != nil {
+		t.Fatal(err)
+	}
+	g := gw.start(t, "--repo", gw.path("isolated"), "--upstream", gw.dst.Host+"/mirror")
+	idx := gw.mustCrane(t, "manifest", g.host+"/demo/app-one:sha256-"+strings.TrimPrefix(d, "sha256:"))
+	if !strings.Contains(idx, ad.String()) {
+		t.Fatalf("the referrers tag through the gate does not list %s:\n%s", ad, idx)
+	}
+	gw.mustCrane(t, "pull", g.host+"/demo/app-one@"+ad.String(), filepath.Join(gw.work, "referrer.tar"))
+}
+
+func mustDigest(t *testing.T, s string) name.Digest {
+	t.Helper()
+	d, err := name.NewDigest(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -192,6 +192,47 @@ func (g *Gate) walkTarget(ctx context.Context, st *state, b *builder, repo strin
 		if err := g.walkAttachments(ctx, b, repo, t.name, d); err != nil {
 			return err
 		}
+		if err := g.walkReferrers(ctx, b, repo, t.name, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxReferrers bounds the referrers of one digest the gate follows.
+const maxReferrers = 64
+
+// walkReferrers adds the OCI 1.1 referrers of d that upstream lists under
+// the referrers tag scheme's fallback tag sha256-<hex> (an index; registries
+// without the referrers API, such as distribution, keep referrers so), with
+// each referrer manifest, read by digest, and its blobs.
+func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo, targetName string, d v1.Hash) error {
+	m, err := g.up.fetchManifest(ctx, repo, attachmentTag(d, ""), v1.Hash{}, 0)
+	if err != nil {
+		return nil // none, or unreadable: not served
+	}
+	p, err := parseManifest(m.raw)
+	if err != nil || len(p.Layers) > 0 {
+		return nil
+	}
+	if err := b.addManifest(m.digest, allowed{why: "referrers index (attachment) of " + targetName}, nil); err != nil {
+		return err
+	}
+	for i, r := range p.Manifests {
+		if i >= maxReferrers {
+			break
+		}
+		rm, err := g.up.fetchManifest(ctx, repo, "", r.Digest, r.Size)
+		if err != nil {
+			continue
+		}
+		rp, err := parseManifest(rm.raw)
+		if err != nil || len(rp.Manifests) > 0 {
+			continue
+		}
+		if err := b.addManifest(r.Digest, allowed{size: r.Size, why: "a referrer (attachment) of " + targetName}, rp); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -215,8 +256,12 @@ func (g *Gate) walkAttachments(ctx context.Context, b *builder, repo, targetName
 	return nil
 }
 
-// attachmentTag is cosign's tag for d's attachments: sha256-<hex>.<suffix>.
+// attachmentTag is cosign's tag for d's attachments, sha256-<hex>.<suffix>,
+// or with no suffix the referrers fallback tag, sha256-<hex>.
 func attachmentTag(d v1.Hash, suffix string) string {
+	if suffix == "" {
+		return d.Algorithm + "-" + d.Hex
+	}
 	return d.Algorithm + "-" + d.Hex + "." + suffix
 }
 
