@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
@@ -187,5 +188,52 @@ func TestGateListedAttachmentServed(t *testing.T) {
 	}
 	if rec := w.get("blobs", ld.String()); rec.Code != http.StatusOK {
 		t.Errorf("listed attachment's layer: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// An image that names a trusted digest as its subject (an OCI 1.1
+// referrer, kept under the fallback tag sha256-<hex>) is refused unless the
+// signed target lists it; a sigstore bundle signature referrer is served.
+func TestGateReferrerIsNotAnImage(t *testing.T) {
+	w := newAttachWorld(t)
+	desc, err := partial.Descriptor(w.trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil = mutate.Subject(mutate.MediaType(evil, types.OCIManifestSchema1), *desc).(v1.Image)
+	bundleJSON := []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`)
+	sig, err := mutate.Append(empty.Image, mutate.Addendum{Layer: static.NewLayer(bundleJSON, "application/vnd.dev.sigstore.bundle.v0.3+json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig = mutate.Subject(mutate.MediaType(sig, types.OCIManifestSchema1), *desc).(v1.Image)
+	for _, img := range []v1.Image{evil, sig} {
+		d, _ := img.Digest()
+		ref, _ := name.NewDigest(w.host + "/mirror/app@" + d.String())
+		if err := remote.Write(ref, img, remote.WithTransport(w.tr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ed, _ := evil.Digest()
+	layers, _ := evil.Layers()
+	ld, _ := layers[0].Digest()
+	for _, tc := range []struct{ kind, ref string }{{"manifests", ed.String()}, {"blobs", ld.String()}} {
+		if rec := w.get(tc.kind, tc.ref); rec.Code != http.StatusPreconditionFailed {
+			t.Errorf("unlisted image referrer: %s %s: %d %s, want 412", tc.kind, tc.ref, rec.Code, rec.Body)
+		}
+	}
+	sd, _ := sig.Digest()
+	if rec := w.get("manifests", sd.String()); rec.Code != http.StatusOK {
+		t.Errorf("sigstore bundle referrer: %d %s", rec.Code, rec.Body)
+	}
+	if rec := w.get("blobs", hashOf(bundleJSON).String()); rec.Code != http.StatusOK {
+		t.Errorf("sigstore bundle referrer's layer: %d %s", rec.Code, rec.Body)
+	}
+	if rec := w.get("manifests", w.sigTag("")[:len(w.sigTag(""))-1]); rec.Code != http.StatusOK {
+		t.Errorf("the referrers tag: %d %s", rec.Code, rec.Body)
 	}
 }

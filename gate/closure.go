@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -229,6 +230,62 @@ func (g *Gate) walkTarget(ctx context.Context, st *state, b *builder, repo strin
 		if err := g.walkAttachments(ctx, b, repo, t, d); err != nil {
 			return err
 		}
+		if err := g.walkReferrers(ctx, b, repo, t, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxReferrers bounds the referrers of one digest the gate follows.
+const maxReferrers = 64
+
+// walkReferrers adds the OCI 1.1 referrers of d that upstream lists under
+// the referrers tag scheme's fallback tag sha256-<hex> (an index; registries
+// without the referrers API, such as distribution, keep referrers so), with
+// each referrer manifest, read by digest, and its blobs. As with cosign
+// tags (walkAttachments), upstream chooses what it lists there, so a
+// referrer is admitted only when the signed target lists it, or as a
+// sigstore bundle signature whose blobs are served as small JSON only.
+func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo string, t target, d v1.Hash) error {
+	m, err := g.up.fetchManifest(ctx, repo, attachmentTag(d, ""), v1.Hash{}, 0)
+	if err != nil {
+		return nil // none, or unreadable: not served
+	}
+	p, err := parseManifest(m.raw)
+	if err != nil || len(p.Layers) > 0 {
+		return nil
+	}
+	if err := b.addManifest(m.digest, allowed{why: "referrers index (attachment) of " + t.name, attachment: true}, nil); err != nil {
+		return err
+	}
+	for i, r := range p.Manifests {
+		if i >= maxReferrers {
+			break
+		}
+		rm, err := g.up.fetchManifest(ctx, repo, "", r.Digest, r.Size)
+		if err != nil {
+			continue
+		}
+		rp, err := parseManifest(rm.raw)
+		if err != nil || len(rp.Manifests) > 0 {
+			continue
+		}
+		a := allowed{size: r.Size, why: "a referrer (attachment) of " + t.name, attachment: true}
+		size, listed := t.attached[r.Digest]
+		switch {
+		case listed && size == r.Size:
+			err = b.addManifest(r.Digest, a, rp)
+		case signatureShaped(rp, isSigstoreBundle):
+			err = b.addSignature(r.Digest, a, rp)
+		default:
+			g.log.Info("referrer not served: the signed target does not list it and it is not a sigstore bundle",
+				"target", t.name, "digest", r.Digest)
+			continue
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -256,7 +313,7 @@ func (g *Gate) walkAttachments(ctx context.Context, b *builder, repo string, t t
 		case listed && size == int64(len(m.raw)):
 			a.size = size
 			err = b.addManifest(m.digest, a, p)
-		case suffix == "sig" && signatureShaped(p):
+		case suffix == "sig" && signatureShaped(p, isSimpleSigning):
 			err = b.addSignature(m.digest, a, p)
 		default:
 			g.log.Info("attachment not served: the signed target does not list it and it is not a cosign signature",
@@ -270,23 +327,36 @@ func (g *Gate) walkAttachments(ctx context.Context, b *builder, repo string, t t
 	return nil
 }
 
-// signatureShaped reports whether p is a cosign signature manifest: a small
-// config and 1 to maxSignatureLayers simple-signing payload layers.
-func signatureShaped(p *parsed) bool {
+// signatureShaped reports whether p is a signature manifest: a small config
+// and 1 to maxSignatureLayers small layers, each of a type layerType
+// accepts (cosign's simple-signing payload, or a sigstore bundle).
+func signatureShaped(p *parsed, layerType func(string) bool) bool {
 	if p.Config == nil || p.Config.Size <= 0 || p.Config.Size > maxPayloadSize ||
 		len(p.Layers) == 0 || len(p.Layers) > maxSignatureLayers {
 		return false
 	}
 	for _, l := range p.Layers {
-		if l.MediaType != simpleSigningMediaType || l.Size <= 0 || l.Size > maxPayloadSize {
+		if !layerType(l.MediaType) || l.Size <= 0 || l.Size > maxPayloadSize {
 			return false
 		}
 	}
 	return true
 }
 
-// attachmentTag is cosign's tag for d's attachments: sha256-<hex>.<suffix>.
+func isSimpleSigning(mt string) bool { return mt == simpleSigningMediaType }
+
+// isSigstoreBundle: cosign v3's signatures (and ours with import
+// --signature-format bundle), application/vnd.dev.sigstore.bundle.v0.3+json.
+func isSigstoreBundle(mt string) bool {
+	return strings.HasPrefix(mt, "application/vnd.dev.sigstore.bundle.") && strings.HasSuffix(mt, "+json")
+}
+
+// attachmentTag is cosign's tag for d's attachments, sha256-<hex>.<suffix>,
+// or with no suffix the referrers fallback tag, sha256-<hex>.
 func attachmentTag(d v1.Hash, suffix string) string {
+	if suffix == "" {
+		return d.Algorithm + "-" + d.Hex
+	}
 	return d.Algorithm + "-" + d.Hex + "." + suffix
 }
 

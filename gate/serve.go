@@ -82,15 +82,15 @@ func (g *Gate) serveManifestDigest(w http.ResponseWriter, r *http.Request, st *s
 }
 
 // serveAttachment answers cosign's sha256-<hex>.<suffix> tags of a trusted
-// digest: the manifest upstream has under that tag, if its digest is in the
+// digest, and its referrers fallback tag sha256-<hex>: the manifest upstream has under that tag, if its digest is in the
 // closure (so its blobs are too). It reports whether ref was such a tag.
 func (g *Gate) serveAttachment(w http.ResponseWriter, r *http.Request, st *state, c *closure, repo, ref string) bool {
-	hexPart, suffix, ok := strings.Cut(strings.TrimPrefix(ref, "sha256-"), ".")
-	if !ok || !strings.HasPrefix(ref, "sha256-") {
+	if !strings.HasPrefix(ref, "sha256-") {
 		return false
 	}
+	hexPart, suffix, dotted := strings.Cut(strings.TrimPrefix(ref, "sha256-"), ".")
 	subject, err := v1.NewHash("sha256:" + hexPart)
-	if err != nil || !isAttachmentSuffix(suffix) {
+	if err != nil || (dotted && !isAttachmentSuffix(suffix)) {
 		return false
 	}
 	if a, ok := c.manifests[subject]; !ok || a.attachment {

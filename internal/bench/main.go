@@ -611,7 +611,56 @@ func (b *bench) steps(ctx context.Context) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(rows, d), nil
+	rows = append(rows, d)
+	ours, err := b.bundleSteps(ctx, bRow.ch)
+	if err != nil {
+		return nil, err
+	}
+	return append(rows, ours...), nil
+}
+
+// bundleSteps are coldharbor's own ways to move less (no crane
+// equivalent): e. a differential bundle of the same images under new tags,
+// exported --since the isolated side's repository, against the full
+// bundle of step c; f. the bundle of step b split into 64 MiB parts.
+func (b *bench) bundleSteps(ctx context.Context, plain measurement) ([]row, error) {
+	src, tgt := b.src.host(), b.tgt.host()
+	var renames, imgArgs []string
+	for _, n := range b.work.names {
+		renames = append(renames, src+"/"+n+"="+strings.TrimSuffix(n, ":v1")+":v3")
+		imgArgs = append(imgArgs, src+"/"+n)
+	}
+	fmt.Fprintln(b.o.log, "e. differential bundle (export --since) of the same images under new tags")
+	e := row{step: "e. export --since (differential)"}
+	var err error
+	if e.ch, err = b.exec(ctx, b.o.coldharbor, append([]string{"export", "--repo", b.path("isolated"), "--since", b.path("isolated"),
+		"--dest", tgt + "/ch-a", "-o", b.path("e.bundle.tar"), "--output", "json"}, renames...)...); err != nil {
+		return nil, err
+	}
+	if _, err := b.exec(ctx, b.o.coldharbor, "sign", b.path("e.bundle.tar"), "--repo", b.path("signer"),
+		"--key", "file:"+b.path("keys", "targets.key"), "-o", b.path("e.approval.tar"), "--yes", "--output", "json"); err != nil {
+		return nil, err
+	}
+	imp, err := b.importBundle(ctx, "e", tgt+"/ch-a")
+	if err != nil {
+		return nil, err
+	}
+	full, err := duBytes(b.path("c.bundle.tar"))
+	if err != nil {
+		return nil, err
+	}
+	if e.chArtefact, err = duBytes(b.path("e.bundle.tar")); err != nil {
+		return nil, err
+	}
+	e.note = fmt.Sprintf("differential bundle %s vs full %s (%.2f%%)", mib(e.chArtefact), mib(full), 100*float64(e.chArtefact)/float64(full))
+	fmt.Fprintln(b.o.log, "f. the bundle of step b split into 64 MiB parts")
+	f := row{step: "f. export --split 64M"}
+	if f.ch, err = b.exec(ctx, b.o.coldharbor, append([]string{"export", "--repo", b.path("isolated"), "--dest", tgt + "/ch-b",
+		"-o", b.path("f.bundle.tar"), "--split", "64M", "--output", "json"}, imgArgs...)...); err != nil {
+		return nil, err
+	}
+	f.note = fmt.Sprintf("split export %.2f s vs one-file export %.2f s (step b): overhead %.2f", f.ch.wall.Seconds(), plain.wall.Seconds(), f.ch.wall.Seconds()/plain.wall.Seconds())
+	return []row{e, {step: "   import of the differential bundle", ch: imp, note: importNote(imp.out)}, f}, nil
 }
 
 func (b *bench) importBundle(ctx context.Context, step, registry string) (measurement, error) {
@@ -632,12 +681,13 @@ func importNote(out []byte) string {
 		Mounted int   `json:"blobs_mounted"`
 		Bytes   int64 `json:"bytes_pushed"`
 		Sigs    int   `json:"signature_manifests"`
+		Left    int   `json:"blobs_expected_present"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil {
 		return ""
 	}
-	return fmt.Sprintf("%d blobs pushed (%s), %d already present, %d mounted, %d signature manifests",
-		r.Pushed, mib(r.Bytes), r.Present, r.Mounted, r.Sigs)
+	return fmt.Sprintf("%d blobs pushed (%s), %d already present, %d mounted, %d left out of the bundle and found, %d signature manifests",
+		r.Pushed, mib(r.Bytes), r.Present, r.Mounted, r.Left, r.Sigs)
 }
 
 // check makes sure both tools did the same work: every name under prefix
