@@ -197,15 +197,11 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 // a bad online key or a planted file is found before the registry is
 // touched. The lock is released before it returns.
 func prepare(ctx context.Context, bundlePath, approvalPath string, o ImportOptions, log *slog.Logger, now time.Time) (*trust.State, *plan, *trust.Publication, error) {
-	unlock, err := trust.Lock(ctx, o.Repo)
+	st, unlock, err := trust.LockState(ctx, o.Repo)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer unlock()
-	st, err := trust.LoadState(ctx, o.Repo)
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	// The root chain just verified is the newest trusted root from now on.
 	if err := trust.UpdatePin(o.Repo, st.Root); err != nil {
 		return nil, nil, nil, err
@@ -239,15 +235,11 @@ func prepare(ctx context.Context, bundlePath, approvalPath string, o ImportOptio
 // snapshot and timestamp are built again on top of it; if another import
 // published these or newer targets meanwhile, nothing is published.
 func publishAfterPush(ctx context.Context, o ImportOptions, st *trust.State, p *plan, pub *trust.Publication, now time.Time) (*trust.Publication, error) {
-	unlock, err := trust.Lock(ctx, o.Repo)
+	cur, unlock, err := trust.LockState(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	cur, err := trust.LoadState(ctx, o.Repo)
-	if err != nil {
-		return nil, err
-	}
 	if !sameVersions(st, cur) {
 		if v := p.targets.Signed.Version; v <= cur.PublishedTargets {
 			return nil, fmt.Errorf("targets v%d was published by another job while this import pushed (this import's targets are v%d): nothing more to publish; run the same import again to check", cur.PublishedTargets, v)
