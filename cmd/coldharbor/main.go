@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -85,7 +86,12 @@ func (e env) secrets() hsm.SecretFunc { return hsm.EnvOrPrompt(e.getenv, e.stdin
 
 // openKey opens a key URI with this process's secrets and notices.
 func (e env) openKey(ctx context.Context, uri string) (*hsm.Key, error) {
-	return hsm.Open(ctx, uri, hsm.WithSecrets(e.secrets()), hsm.WithNotify(e.notify))
+	k, err := hsm.Open(ctx, uri, hsm.WithSecrets(e.secrets()), hsm.WithNotify(e.notify))
+	// Unlocking a file key runs scrypt over 64 MiB: give that memory back
+	// now, or the next unlock (import opens two keys) stacks another 64 MiB
+	// on it before the collector runs, and the command's peak RSS doubles.
+	debug.FreeOSMemory()
+	return k, err
 }
 
 // openKeys opens several keys; closeAll releases every one opened, also
