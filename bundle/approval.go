@@ -23,6 +23,9 @@ type ApprovalFile struct {
 	Approval  *Approval
 	Targets   []byte // signed targets metadata
 	CosignPub []byte
+	// Attestations is the content of trust.AttestationsTarget when the
+	// approval carries it (nil otherwise).
+	Attestations []byte
 }
 
 // ApprovalRoot is one root version an approval carries.
@@ -49,7 +52,16 @@ func IsApproval(r io.Reader) bool {
 // WriteApproval writes an approval.tar to w: a's member list is set from
 // the files it carries (targets, cosign.pub, then the root versions).
 func WriteApproval(w io.Writer, a *Approval, targets, cosignPub []byte, roots []ApprovalRoot) error {
+	return WriteApprovalAttested(w, a, targets, cosignPub, nil, roots)
+}
+
+// WriteApprovalAttested writes an approval that also carries the content
+// of the target trust.AttestationsTarget (nil: none).
+func WriteApprovalAttested(w io.Writer, a *Approval, targets, cosignPub, attestations []byte, roots []ApprovalRoot) error {
 	files := []File{{ApprovalTargets, targets}, {ApprovalCosign, cosignPub}}
+	if attestations != nil {
+		files = append(files, File{ApprovalAttestations, attestations})
+	}
 	for _, r := range roots {
 		files = append(files, File{fmt.Sprintf("%s%d.root.json", approvalRootPfx, r.Version), r.Bytes})
 	}
@@ -76,12 +88,18 @@ func ReadApproval(r io.Reader, file string) (*ApprovalFile, error) {
 	}
 	af := &ApprovalFile{Approval: &a}
 	want := []string{ApprovalTargets, ApprovalCosign}
-	if len(a.Members) < len(want) || len(a.Members) > len(want)+MaxApprovalRoots {
+	if len(a.Members) < len(want) || len(a.Members) > len(want)+1+MaxApprovalRoots {
 		return nil, &FormatError{File: file, Member: ApprovalName, Reason: fmt.Sprintf("lists %d members: an approval has %s, then at most %d root versions", len(a.Members), strings.Join(want, ", "), MaxApprovalRoots)}
 	}
 	for i, m := range a.Members {
+		if i == len(want) && m.Name == ApprovalAttestations {
+			if af.Attestations, err = l.next(m, MaxHeadMember); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if i >= len(want) {
-			if err := l.nextRoot(m, &af.Roots, "not allowed in an approval (after cosign.pub only root/N.root.json)"); err != nil {
+			if err := l.nextRoot(m, &af.Roots, "not allowed in an approval (after cosign.pub only attestations.json, then root/N.root.json)"); err != nil {
 				return nil, err
 			}
 			continue

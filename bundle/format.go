@@ -43,7 +43,10 @@ const (
 	blobPrefix       = "oci/blobs/sha256/"
 	ApprovalTargets  = "targets.json"
 	ApprovalCosign   = "cosign.pub"
-	approvalRootPfx  = "root/"
+	// ApprovalAttestations (optional, after cosign.pub) carries the target
+	// ceremony/attestations.json.
+	ApprovalAttestations = "attestations.json"
+	approvalRootPfx      = "root/"
 	// MaxApprovalRoots bounds the root versions one approval carries.
 	MaxApprovalRoots = 64
 )

@@ -132,7 +132,53 @@ func harborImport(t *testing.T, version string, src *testregistry.Registry) {
 		t.Errorf("re-tagging import wrote %d of %d signature manifests again; all were in place", res2.Signatures-res2.SignaturesPresent, res2.Signatures)
 	}
 	w.checkAccessories(t, want, false)
+	if !versionBefore215(version) {
+		w.bundleSignatures(t, src, srcRef(testimages.AppTwo)+"=app/two:1")
+	}
 	harborFacts(t, h)
+}
+
+func versionBefore215(v string) bool { return v < "v2.15" }
+
+// bundleSignatures imports an image with --signature-format bundle into a
+// Harbor that reads sigstore bundles (2.15 and later): its referrer is a
+// signature.cosign accessory, the only one, and with the cosign policy on
+// the image pulls by digest; cosign v3 verifies it through Harbor. The
+// image carries an SBOM referrer from the source: the import reads it
+// back with the policy on, and Harbor lists it.
+func (w *harborWorld) bundleSignatures(t *testing.T, src *testregistry.Registry, image string) {
+	t.Helper()
+	sbom := pushSourceSBOM(t, src, strings.SplitN(image, "=", 2)[0])
+	must(t, w.env, "export", "--repo", w.path("exporter"), "--dest", w.dest, "-o", w.path("b3.tar"), "--signature-format", "bundle", image)
+	must(t, w.env, "sign", w.path("b3.tar"), "--repo", w.path("signer"), "--key", w.key("targets"), "-o", w.path("a3.tar"), "--yes")
+	r := run(t, w.env, append(w.importArgs("b3.tar", "a3.tar"), "--signature-format", "bundle")...)
+	if r.code != 0 {
+		t.Fatalf("import --signature-format bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var res mirror.ImportResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.SignatureFormat.Bundles != 1 {
+		t.Fatalf("import --signature-format bundle: %v %+v", err, res.SignatureFormat)
+	}
+	head := readHead(t, w.path("b3.tar"))
+	digest := head.Index.Images[0].Digest
+	var types []string
+	for _, a := range w.h.Accessories(t, "mirror", "app/two", digest) {
+		types = append(types, a.Type+" "+a.Digest)
+	}
+	t.Logf("Harbor %s: app/two accessories %v (SBOM referrer %s)", w.h.Version, types, sbom)
+	if len(types) != 2 || !slices.ContainsFunc(types, func(s string) bool { return strings.HasPrefix(s, "signature.cosign ") }) ||
+		!slices.ContainsFunc(types, func(s string) bool { return strings.HasSuffix(s, sbom.String()) }) {
+		t.Errorf("Harbor %s: app/two accessories %v, want our signature.cosign and the SBOM", w.h.Version, types)
+	}
+	if out, err := w.crane(t, "pull", w.dest+"/app/two@"+digest, w.path("pull3.tar")); err != nil {
+		t.Errorf("crane pull of a bundle-signed image with the policy on: %v\n%s", err, out)
+	}
+	cosign3, cenv := testenv.Cosign3(t)
+	cmd := exec.CommandContext(t.Context(), cosign3, "verify", "--key", publishedTarget(t, w.path("isolated"), "cosign.pub"), "--insecure-ignore-tlog=true", w.dest+"/app/two@"+digest)
+	cmd.Env = append(cenv, w.env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("cosign v3 verify through Harbor %s: %v\n%s", w.h.Version, err, out)
+	}
 }
 
 // harborEnv writes a Docker config holding the source registry's
@@ -396,4 +442,29 @@ func signatureManifest(t *testing.T, digest, sig string) v1.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// pushSourceSBOM attaches an SPDX SBOM to ref's digest in the source as an
+// OCI 1.1 referrer (the distribution registry keeps it under the
+// referrers tag).
+func pushSourceSBOM(t *testing.T, src *testregistry.Registry, ref string) v1.Hash {
+	t.Helper()
+	opts := []remote.Option{remote.WithAuthFromKeychain(src.Keychain()), remote.WithTransport(src.Transport())}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(r, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, "application/spdx+json")
+	img, _ = mutate.Append(img, mutate.Addendum{Layer: static.NewLayer([]byte(`{"spdxVersion":"SPDX-2.3","name":"app-two"}`), "application/spdx+json")})
+	img = mutate.Subject(img, v1.Descriptor{MediaType: d.MediaType, Size: d.Size, Digest: d.Digest}).(v1.Image)
+	h, _ := img.Digest()
+	if err := remote.Write(r.Context().Digest(h.String()), img, opts...); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

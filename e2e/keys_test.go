@@ -103,10 +103,21 @@ func TestKeyLifecycleWithYubiKeys(t *testing.T) {
 		t.Fatalf("inspect of the completed approval:\n%s", out)
 	}
 
+	isolatedAfterRotation(t, w, online, caFile, dest)
+}
+
+// isolatedAfterRotation: the approval of b2 carries root v2 to the
+// isolated side, where the old timestamp key and unattested (by Yubico's
+// CA) targets keys are refused, and the new state is accepted.
+func isolatedAfterRotation(t *testing.T, w *world, online func(string) []string, caFile, dest string) {
+	key := func(k string) string { return "file:" + w.path("keys", k+".key") }
 	// The isolated side: the old timestamp key is refused naming the
 	// rotation; the new one imports root v2, the re-signed targets and b2.
 	refused(t, w.env, "root v2 rotated it out", append([]string{"import", w.path("b2.tar"), w.path("a2.tar")}, online("timestamp")...)...)
-	must(t, w.env, append([]string{"import", w.path("b2.tar"), w.path("a2.tar")}, online("timestamp2")...)...)
+	// Attestation required: Yubico's root does not vouch for the simulator's
+	// cards; the simulator's CA does.
+	refused(t, w.env, "recorded attestation does not verify", append([]string{"import", w.path("b2.tar"), w.path("a2.tar"), "--require-attestation"}, online("timestamp2")...)...)
+	must(t, w.env, append([]string{"import", w.path("b2.tar"), w.path("a2.tar"), "--require-attestation", "--attestation-ca", caFile}, online("timestamp2")...)...)
 	refused(t, w.env, "rotated it out", "refresh", "--repo", w.path("isolated"), "--timestamp-key", key("timestamp"), "--force")
 	must(t, w.env, "refresh", "--repo", w.path("isolated"), "--timestamp-key", key("timestamp2"), "--force")
 	head := readHead(t, w.path("b2.tar"))
@@ -114,6 +125,8 @@ func TestKeyLifecycleWithYubiKeys(t *testing.T) {
 		cosignVerify(t, w, w.path("keys", "t2.pub"), dest+"/"+strings.SplitN(img.Name, ":", 2)[0]+"@"+img.Digest, true)
 	}
 	must(t, w.env, "verify", "--repo", w.path("isolated"), "--registry", dest, dest+"/"+testimages.MultiArch)
+	refused(t, w.env, "recorded attestation does not verify", "verify", "--repo", w.path("isolated"), "--registry", dest, "--require-attestation", dest+"/"+testimages.MultiArch)
+	must(t, w.env, "verify", "--repo", w.path("isolated"), "--registry", dest, "--require-attestation", "--attestation-ca", caFile, dest+"/"+testimages.MultiArch)
 }
 
 // keyID is the TUF key ID of a public-key file, as coldharbor prints it.

@@ -19,8 +19,13 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
@@ -98,6 +103,7 @@ func TestServe(t *testing.T) {
 	t.Run("crane pulls signed images and every platform", func(t *testing.T) { pullWithCrane(t, gw, g) })
 	t.Run("skopeo pulls signed images and every platform", func(t *testing.T) { pullWithSkopeo(t, gw, g) })
 	t.Run("hostile upstream", func(t *testing.T) { hostile(t, gw) })
+	t.Run("referrers of a trusted digest", func(t *testing.T) { referrers(t, gw) })
 	t.Run("refusals", func(t *testing.T) { refusals(t, gw, g) })
 	t.Run("signature deleted upstream", func(t *testing.T) { signatureDeleted(t, gw, g) })
 	t.Run("TUF client through the gate", func(t *testing.T) { tufClient(t, gw, g) })
@@ -416,4 +422,57 @@ func hostile(t *testing.T, gw *gateWorld) {
 	if s := h.sent.Load(); s > layer.Size+16<<20 {
 		t.Errorf("the gate read %d bytes of an endless blob of %d", s, layer.Size)
 	}
+}
+
+// referrers: OCI 1.1 referrers of a trusted digest, kept upstream under
+// the referrers tag scheme (sha256-<hex>, distribution has no referrers
+// API). A sigstore bundle signature is served through the gate with its
+// blobs; an image pushed upstream with the trusted digest as its subject,
+// which the signed target does not list, is refused: otherwise anyone who
+// can push upstream could make any image pullable by digest.
+func referrers(t *testing.T, gw *gateWorld) {
+	d := gw.digests[testimages.AppOne]
+	subject, err := remote.Head(mustDigest(t, gw.dst.Host+"/mirror/demo/app-one@"+d), gw.ropts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil, err := random.Image(300, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil = mutate.ConfigMediaType(mutate.MediaType(evil, types.OCIManifestSchema1), "application/vnd.example.sbom+json")
+	evil = mutate.Subject(evil, *subject).(v1.Image)
+	bundleType := types.MediaType("application/vnd.dev.sigstore.bundle.v0.3+json")
+	sig, err := mutate.Append(empty.Image, mutate.Addendum{Layer: static.NewLayer([]byte(`{"mediaType":"`+string(bundleType)+`"}`), bundleType)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig = mutate.Subject(mutate.MediaType(sig, types.OCIManifestSchema1), *subject).(v1.Image)
+	for _, img := range []v1.Image{evil, sig} {
+		id, _ := img.Digest()
+		if err := remote.Write(mustDigest(t, gw.dst.Host+"/mirror/demo/app-one@"+id.String()), img, gw.ropts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ed, _ := evil.Digest()
+	sd, _ := sig.Digest()
+	g := gw.start(t, "--repo", gw.path("isolated"), "--upstream", gw.dst.Host+"/mirror")
+	idx := gw.mustCrane(t, "manifest", g.host+"/demo/app-one:sha256-"+strings.TrimPrefix(d, "sha256:"))
+	if !strings.Contains(idx, sd.String()) {
+		t.Fatalf("the referrers tag through the gate does not list %s:\n%s", sd, idx)
+	}
+	gw.mustCrane(t, "pull", g.host+"/demo/app-one@"+sd.String(), filepath.Join(gw.work, "referrer.tar"))
+	wantRefused(t, get(t, gw.http, "GET", gw.url(g, "/v2/demo/app-one/manifests/"+ed.String())), "an unlisted image referrer of a trusted digest", "is not a trusted target")
+	if out, err := gw.runCrane(t, "pull", g.host+"/demo/app-one@"+ed.String(), filepath.Join(gw.work, "evil.tar")); err == nil {
+		t.Errorf("crane pulled an image referrer the signed target does not list: %s", out)
+	}
+}
+
+func mustDigest(t *testing.T, s string) name.Digest {
+	t.Helper()
+	d, err := name.NewDigest(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -70,9 +70,12 @@ const (
 	maxManifestSize = 4 << 20
 	// manifestTimeout bounds one manifest fetch from upstream.
 	manifestTimeout = 30 * time.Second
-	// closureTTL is how long a repository's allowed digests are reused
-	// before they are looked up upstream again (attachments added later).
-	closureTTL = 30 * time.Second
+	// closureTTL is how long a repository's allowed digests (and, with
+	// RequireSignature, its signature checks) are reused before they are
+	// looked up upstream again; a digest missing from them is looked up at
+	// once (closureRetry), so this bounds only how long a signature deleted
+	// upstream still counts.
+	closureTTL = 2 * time.Minute
 	// closureRetry: a blob refused from a closure older than this rebuilds
 	// it once (a signature pushed since).
 	closureRetry = 2 * time.Second
@@ -99,8 +102,9 @@ type Gate struct {
 }
 
 type loadFailure struct {
-	err  error
-	when time.Time
+	err       error
+	when      time.Time
+	timestamp []byte // the timestamp.json that did not verify, if read
 }
 
 // New checks cfg and loads the repository once. A repository that does not

@@ -116,13 +116,13 @@ func (d dirSource) open(_ context.Context, rel string) (io.ReadCloser, int64, er
 	return f, fi.Size(), nil
 }
 
+// anchor is the repository's pinned root, or root v1 (trust.TrustAnchor).
 func (d dirSource) anchor() []byte {
-	for _, p := range []string{filepath.Join(d.dir, trust.StateDir, "trusted-root.json"), filepath.Join(d.dir, trust.MetadataDir, "1.root.json")} {
-		if b, err := os.ReadFile(p); err == nil {
-			return b
-		}
+	b, err := trust.TrustAnchor(d.dir)
+	if err != nil {
+		return nil
 	}
-	return nil
+	return b
 }
 
 type urlSource struct {

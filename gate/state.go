@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/coldharbor/coldharbor/trust"
 )
@@ -35,6 +36,7 @@ type state struct {
 
 	mu       sync.Mutex
 	closures map[string]*closure
+	flight   singleflight.Group // closure look-ups, by repository
 }
 
 // target is one trusted image: the digest and size TUF signed for it.
@@ -43,6 +45,9 @@ type target struct {
 	digest    v1.Hash
 	size      int64
 	mediaType string
+	// attached are the attachments the signed target lists
+	// (custom.attachments): manifest digest → its size.
+	attached map[v1.Hash]int64
 }
 
 // Reload verifies the repository as a TUF client does, and replaces the
@@ -59,17 +64,20 @@ func (g *Gate) Reload(ctx context.Context) error {
 	if old != nil && bytes.Equal(ts, old.timestamp) {
 		return nil
 	}
+	if f := g.failure.Load(); f != nil && bytes.Equal(ts, f.timestamp) && old != nil {
+		return nil // refused already, and said so; the last verified state stays
+	}
 	v, err := trust.VerifySource(ctx, pinned{g.src, trust.Timestamp, ts}, trust.VerifyOptions{Anchor: g.anchor(), Now: g.cfg.Now()})
 	if err != nil {
-		return g.failed(err)
+		return g.failedAt(ts, err)
 	}
 	if old != nil && v.Timestamp.Signed.Version < old.tsVersion {
-		return g.failed(&trust.VerificationError{What: trust.Timestamp, Version: v.Timestamp.Signed.Version,
+		return g.failedAt(ts, &trust.VerificationError{What: trust.Timestamp, Version: v.Timestamp.Signed.Version,
 			Reason: fmt.Sprintf("older than the version v%d already served (rollback)", old.tsVersion)})
 	}
 	st, err := g.newState(ctx, ts, v)
 	if err != nil {
-		return g.failed(err)
+		return g.failedAt(ts, err)
 	}
 	g.state.Store(st)
 	g.failure.Store(nil)
@@ -77,8 +85,13 @@ func (g *Gate) Reload(ctx context.Context) error {
 	return nil
 }
 
-func (g *Gate) failed(err error) error {
-	g.failure.Store(&loadFailure{err: err, when: g.cfg.Now()})
+func (g *Gate) failed(err error) error { return g.failedAt(nil, err) }
+
+// failedAt records a reload that did not verify timestamp.json's bytes ts,
+// so that the same bytes are not verified (and reported) again while an
+// older verified state is served.
+func (g *Gate) failedAt(ts []byte, err error) error {
+	g.failure.Store(&loadFailure{err: err, when: g.cfg.Now(), timestamp: ts})
 	return err
 }
 
@@ -124,7 +137,7 @@ func (g *Gate) newState(ctx context.Context, ts []byte, v *trust.Verified) (*sta
 		if st.repos[repo] == nil {
 			st.repos[repo] = map[string]target{}
 		}
-		st.repos[repo][tag] = target{name: n, digest: d, size: t.Length, mediaType: mediaTypeOf(t)}
+		st.repos[repo][tag] = target{name: n, digest: d, size: t.Length, mediaType: mediaTypeOf(t), attached: attachedOf(t)}
 	}
 	if g.cfg.RequireSignature {
 		keys, err := g.cosignKeys(ctx, v)
@@ -154,6 +167,31 @@ func mediaTypeOf(t *metadata.TargetFiles) string {
 	}
 	_ = json.Unmarshal(*t.Custom, &c)
 	return c.MediaType
+}
+
+// attachedOf returns the attachments a signed target lists in
+// custom.attachments (the export's record, signed by the targets keys), by
+// manifest digest. A malformed entry is left out: it admits nothing.
+func attachedOf(t *metadata.TargetFiles) map[v1.Hash]int64 {
+	if t.Custom == nil {
+		return nil
+	}
+	var c struct {
+		Attachments []struct {
+			Digest string `json:"digest"`
+			Size   int64  `json:"size"`
+		} `json:"attachments"`
+	}
+	if json.Unmarshal(*t.Custom, &c) != nil || len(c.Attachments) == 0 {
+		return nil
+	}
+	out := map[v1.Hash]int64{}
+	for _, a := range c.Attachments {
+		if d, err := v1.NewHash(a.Digest); err == nil && a.Size > 0 {
+			out[d] = a.Size
+		}
+	}
+	return out
 }
 
 // cosignKeys reads the cosign.pub target, checked against its signed length

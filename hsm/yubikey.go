@@ -237,6 +237,41 @@ func attestFunc(yk *piv.YubiKey, slot piv.Slot, pub crypto.PublicKey, serial uin
 	}
 }
 
+// VerifyRecorded verifies an attestation recorded earlier (a transcript's,
+// or a published ceremony/attestations.json) without the card: its device
+// certificate against roots (nil: Yubico's), its slot certificate against
+// the device certificate, the serial it names, and that it attests pub.
+func VerifyRecorded(a *Attestation, pub crypto.PublicKey, roots *x509.CertPool) error {
+	device, err := parsePEMCert(a.DeviceCertificate)
+	if err != nil {
+		return fmt.Errorf("%w: the device certificate: %v", ErrAttestation, err)
+	}
+	slotCert, err := parsePEMCert(a.SlotCertificate)
+	if err != nil {
+		return fmt.Errorf("%w: the slot certificate: %v", ErrAttestation, err)
+	}
+	v := piv.Verifier{Roots: roots}
+	got, err := v.Verify(device, slotCert)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrAttestation, err)
+	}
+	if !sameKey(slotCert.PublicKey, pub) {
+		return fmt.Errorf("%w: the attestation is about another key", ErrAttestation)
+	}
+	if got.Serial != a.Serial {
+		return fmt.Errorf("%w: the certificate is for YubiKey %d, the record says %d", ErrAttestation, got.Serial, a.Serial)
+	}
+	return nil
+}
+
+func parsePEMCert(s string) (*x509.Certificate, error) {
+	b, _ := pem.Decode([]byte(s))
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("not a PEM certificate")
+	}
+	return x509.ParseCertificate(b.Bytes)
+}
+
 func pinPolicies() map[string]piv.PINPolicy {
 	return map[string]piv.PINPolicy{"never": piv.PINPolicyNever, "once": piv.PINPolicyOnce, "always": piv.PINPolicyAlways}
 }

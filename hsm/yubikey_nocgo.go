@@ -4,6 +4,8 @@ package hsm
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 )
 
@@ -14,3 +16,7 @@ var errNoCgo = errors.New("this coldharbor was built without cgo, so it cannot t
 func openYubiKey(context.Context, URI, *options) (*Key, error)     { return nil, errNoCgo }
 func generateYubiKey(context.Context, URI, *options) (*Key, error) { return nil, errNoCgo }
 func listYubiKeys(context.Context, *options) ([]Device, error)     { return nil, nil }
+
+// VerifyRecorded needs piv-go's attestation verifier: without cgo it
+// refuses (fail closed) and says how to get it.
+func VerifyRecorded(*Attestation, crypto.PublicKey, *x509.CertPool) error { return errNoCgo }

@@ -164,6 +164,13 @@ func (c *checker) step7CosignPub() error {
 	}
 	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already,
 		registry: c.registry, present: map[string]*presentPlan{}}
+	// The ceremony's attestation records, when carried, match their target.
+	if att := c.af.Attestations; att != nil {
+		if t, ok := c.nt.Signed.Targets[trust.AttestationsTarget]; !ok || t.VerifyLengthHashes(att) != nil {
+			return refuse(trust.Targets, v, "the approval's %s is not the signed target", trust.AttestationsTarget)
+		}
+		c.p.attestations = att
+	}
 	return nil
 }
 
@@ -193,7 +200,7 @@ func (c *checker) step8Targets() error {
 		}
 	}
 	for n, t := range c.nt.Signed.Targets {
-		if inBundle[n] || n == bundle.CosignPubTarget {
+		if inBundle[n] || n == bundle.CosignPubTarget || (n == trust.AttestationsTarget && c.p.attestations != nil) {
 			continue
 		}
 		if custom(t).Bundle == id {

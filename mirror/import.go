@@ -7,6 +7,7 @@ package mirror
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -34,14 +35,23 @@ import (
 // both private keys.
 var ErrOnlineKeys = errors.New("import signs a new snapshot and timestamp: it needs the snapshot and timestamp private keys")
 
+// ErrNoBundleSignatures: the sigstore-bundle signature format was asked
+// for and the approval carries only legacy cosign signatures.
+var ErrNoBundleSignatures = errors.New("no sigstore-bundle signatures to push")
+
 // ErrOtherDestination: the bundle names another registry in the cosign
 // payloads its approval signs.
 var ErrOtherDestination = errors.New("the bundle was exported for another registry")
 
 // ImportOptions configure Import.
 type ImportOptions struct {
-	Repo     string // the isolated side's TUF repository
-	Registry string // HOST[/PREFIX] of the target registry
+	// RequireAttestation refuses targets signed by a key whose hardware
+	// attestation is not recorded in the approval's ceremony/attestations.json
+	// or does not verify against AttestationRoots (nil: Yubico's PIV CA).
+	RequireAttestation bool
+	AttestationRoots   *x509.CertPool
+	Repo               string // the isolated side's TUF repository
+	Registry           string // HOST[/PREFIX] of the target registry
 	// SnapshotKey and TimestampKey sign the new snapshot and timestamp.
 	SnapshotKey, TimestampKey *hsm.Key
 	Remote                    []remote.Option
@@ -96,9 +106,12 @@ type plan struct {
 	roots     []*metadata.Metadata[metadata.RootType] // new root versions to publish
 	targets   *metadata.Metadata[metadata.TargetsType]
 	cosignPub []byte
-	images    []imagePlan
-	blobs     map[string]*blobPlan // digest → where it goes
-	blobOrder []string
+	// attestations is the content of trust.AttestationsTarget when the
+	// approval carries it.
+	attestations []byte
+	images       []imagePlan
+	blobs        map[string]*blobPlan // digest → where it goes
+	blobOrder    []string
 	// already: these very targets are published (a rerun after success):
 	// the push puts back anything missing and nothing is published.
 	already bool
@@ -188,15 +201,11 @@ func Import(ctx context.Context, bundlePath, approvalPath string, o ImportOption
 // a bad online key or a planted file is found before the registry is
 // touched. The lock is released before it returns.
 func prepare(ctx context.Context, bundlePath, approvalPath string, o ImportOptions, log *slog.Logger, now time.Time) (*trust.State, *plan, *trust.Publication, error) {
-	unlock, err := trust.Lock(ctx, o.Repo)
+	st, unlock, err := trust.LockState(ctx, o.Repo)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer unlock()
-	st, err := trust.LoadState(ctx, o.Repo)
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	// The root chain just verified is the newest trusted root from now on.
 	if err := trust.UpdatePin(o.Repo, st.Root); err != nil {
 		return nil, nil, nil, err
@@ -206,6 +215,10 @@ func prepare(ctx context.Context, bundlePath, approvalPath string, o ImportOptio
 		return nil, nil, nil, err
 	}
 	if err := checkOnlineKeys(st, p.roots, o); err != nil {
+		p.b.Close()
+		return nil, nil, nil, err
+	}
+	if err := checkAttested(st, p, o); err != nil {
 		p.b.Close()
 		return nil, nil, nil, err
 	}
@@ -226,15 +239,11 @@ func prepare(ctx context.Context, bundlePath, approvalPath string, o ImportOptio
 // snapshot and timestamp are built again on top of it; if another import
 // published these or newer targets meanwhile, nothing is published.
 func publishAfterPush(ctx context.Context, o ImportOptions, st *trust.State, p *plan, pub *trust.Publication, now time.Time) (*trust.Publication, error) {
-	unlock, err := trust.Lock(ctx, o.Repo)
+	cur, unlock, err := trust.LockState(ctx, o.Repo)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	cur, err := trust.LoadState(ctx, o.Repo)
-	if err != nil {
-		return nil, err
-	}
 	if !sameVersions(st, cur) {
 		if v := p.targets.Signed.Version; v <= cur.PublishedTargets {
 			return nil, fmt.Errorf("targets v%d was published by another job while this import pushed (this import's targets are v%d): nothing more to publish; run the same import again to check", cur.PublishedTargets, v)

@@ -145,10 +145,14 @@ func (s *setup) path(p string) string { return filepath.Join(s.dir, p) }
 func (s *setup) importOnce() (*ImportResult, error) { return s.importPair(s.bundle, s.approval) }
 
 func (s *setup) importPair(b, a string) (*ImportResult, error) {
-	return Import(context.Background(), b, a, ImportOptions{Repo: s.path("isolated"), Registry: s.dest,
+	return Import(context.Background(), b, a, s.importOptions())
+}
+
+func (s *setup) importOptions() ImportOptions {
+	return ImportOptions{Repo: s.path("isolated"), Registry: s.dest,
 		SnapshotKey: s.snapshot, TimestampKey: s.timestamp, Jobs: 3, SignatureFormat: s.importFormat,
 		// ggcr retries 5xx with backoff; an outage in a test need not wait.
-		Remote: []remote.Option{remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 2})}})
+		Remote: []remote.Option{remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 2})}}
 }
 
 // TestOutageThenRerun: an outage at any stage of the push leaves the

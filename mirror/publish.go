@@ -41,6 +41,9 @@ func nextPublication(ctx context.Context, o ImportOptions, st *trust.State, p *p
 		return nil, err
 	}
 	pub := &trust.Publication{Roots: p.roots, Targets: p.targets, Snapshot: snap, Timestamp: ts, TargetFiles: map[string][]byte{bundle.CosignPubTarget: p.cosignPub}}
+	if p.attestations != nil {
+		pub.TargetFiles[trust.AttestationsTarget] = p.attestations
+	}
 	for _, ip := range p.images {
 		pub.TargetFiles[ip.img.Name] = ip.manifests[len(ip.manifests)-1].raw
 	}
@@ -67,4 +70,25 @@ func checkOnlineKeys(st *trust.State, carried []*metadata.Metadata[metadata.Root
 		}
 	}
 	return nil
+}
+
+// checkAttested refuses, when o asks for it, targets signed by a key whose
+// hardware attestation the approval's ceremony/attestations.json does not
+// record, or records but does not verify against o.AttestationRoots.
+func checkAttested(st *trust.State, p *plan, o ImportOptions) error {
+	if !o.RequireAttestation {
+		return nil
+	}
+	if p.attestations == nil {
+		return &trust.VerificationError{What: trust.WhatAttestation, Version: p.targets.Signed.Version, Reason: fmt.Sprintf("the approval carries no %s: no targets key's hardware attestation is recorded", trust.AttestationsTarget)}
+	}
+	att, err := trust.ParseAttestations(p.attestations)
+	if err != nil {
+		return err
+	}
+	root := st.Root
+	if n := len(p.roots); n > 0 {
+		root = p.roots[n-1]
+	}
+	return trust.RequireAttested(root, trust.Targets, p.targets, att, o.AttestationRoots)
 }

@@ -2,12 +2,16 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // readBack asks the registry for everything the import wrote — every
@@ -93,11 +97,22 @@ func readBackAttachment(ip *imagePlan, ap *attachPush, opts []remote.Option) err
 		return nil
 	}
 	what := ap.att.Name() + " in " + ip.repo.String()
-	if err := headIs(ip.repo.Digest(ap.att.Digest), ap.att.Digest, opts); err != nil {
+	// Harbor's cosign policy answers 412 to a pull of any unsigned
+	// manifest, attachments included: there the referrers list (which
+	// names only manifests Harbor holds) or the tag list stands in.
+	err := headIs(ip.repo.Digest(ap.att.Digest), ap.att.Digest, opts)
+	if err != nil && !policyRefused(err) {
 		return err
 	}
 	if ap.att.Tag != "" {
-		return headIs(ip.repo.Tag(ap.att.Tag), ap.att.Digest, opts)
+		if err == nil {
+			return headIs(ip.repo.Tag(ap.att.Tag), ap.att.Digest, opts)
+		}
+		tags, lerr := remote.List(ip.repo, opts...)
+		if lerr != nil || !slices.Contains(tags, ap.att.Tag) {
+			return readBackError(what, fmt.Errorf("pulls answer 412 (Harbor's cosign policy) and the tag list lacks %s", ap.att.Tag))
+		}
+		return nil
 	}
 	idx, err := remote.Referrers(ip.repo.Digest(ap.att.Subject), opts...)
 	if err != nil {
@@ -113,6 +128,12 @@ func readBackAttachment(ip *imagePlan, ap *attachPush, opts []remote.Option) err
 		}
 	}
 	return readBackError(what, fmt.Errorf("the referrers of %s do not list it", ap.att.Subject))
+}
+
+// policyRefused is Harbor's answer to a pull its cosign policy refuses.
+func policyRefused(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && te.StatusCode == http.StatusPreconditionFailed
 }
 
 // holdsLayers checks that a manifest lists every wanted layer: same digest,

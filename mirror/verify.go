@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -74,6 +75,12 @@ type VerifyOptions struct {
 	// image's own registry, no prefix.
 	Registry string
 	Remote   []remote.Option
+	// RequireAttestation refuses targets (and cosign signatures) by a key
+	// whose hardware attestation the trusted ceremony/attestations.json
+	// target does not record, or records but does not verify against
+	// AttestationRoots (nil: Yubico's PIV CA).
+	RequireAttestation bool
+	AttestationRoots   *x509.CertPool
 }
 
 // VerifyImages refreshes TUF from src, then for each image: resolves it in
@@ -94,6 +101,11 @@ func VerifyImages(ctx context.Context, src Source, images []string, o VerifyOpti
 		return nil, err
 	}
 	tg := up.GetTrustedMetadataSet().Targets[trust.Targets]
+	if o.RequireAttestation {
+		if keys, err = attestedKeys(up, keys, o.AttestationRoots); err != nil {
+			return nil, err
+		}
+	}
 	var out []Check
 	for _, image := range images {
 		c, err := verifyImage(up, keys, image, o.Registry, ropts)
@@ -356,4 +368,34 @@ func nextPEMKey(data []byte) (crypto.PublicKey, []byte, error) {
 		return nil, nil, fmt.Errorf("cosign.pub: %w", err)
 	}
 	return pub, rest, nil
+}
+
+// attestedKeys checks, with the trusted ceremony/attestations.json target,
+// that every key whose signature counts on the trusted targets has a
+// recorded attestation that verifies against roots, and returns the cosign
+// keys narrowed to attested ones.
+func attestedKeys(up *updater.Updater, keys map[string]crypto.PublicKey, roots *x509.CertPool) (map[string]crypto.PublicKey, error) {
+	tf, err := up.GetTargetInfo(trust.AttestationsTarget)
+	if err != nil {
+		return nil, &trust.VerificationError{What: trust.WhatAttestation, Reason: fmt.Sprintf("the repository publishes no %s target: no hardware attestation is recorded", trust.AttestationsTarget), Err: err}
+	}
+	_, data, err := up.DownloadTarget(tf, "", "")
+	if err != nil {
+		return nil, tufRefusal(fmt.Errorf("downloading %s: %w", trust.AttestationsTarget, err))
+	}
+	att, err := trust.ParseAttestations(data)
+	if err != nil {
+		return nil, err
+	}
+	set := up.GetTrustedMetadataSet()
+	if err := trust.RequireAttested(set.Root, trust.Targets, set.Targets[trust.Targets], att, roots); err != nil {
+		return nil, err
+	}
+	out := map[string]crypto.PublicKey{}
+	for id, pub := range keys {
+		if a := att.Keys[id]; a != nil && hsm.VerifyRecorded(a, pub, roots) == nil {
+			out[id] = pub
+		}
+	}
+	return out, nil
 }

@@ -16,12 +16,13 @@
 // # Who takes the lock
 //
 // One rule: a job that changes a repository directory takes its lock
-// (Lock) itself, once, for the whole of its load-check-write — trust's
-// Refresh and ApplyRefresh, mirror.Import, bundle's Plan.Record, and the
+// itself (LockState: Lock, then LoadState) for the whole of its
+// load-check-write — trust's Refresh and ApplyRefresh, mirror.Import (once
+// to plan, once to publish), bundle/approve's Plan.Record, and the
 // ceremony's init, sign and rotate. The building blocks those jobs share
-// (LoadState, Publish, UpdatePin, Remove) never lock: they run inside a job
-// that holds it. Callers of a job never lock (flock is per open file, so a
-// second Lock in the same process would wait for itself). Readers (Verify,
-// Status, a TUF client) take no lock: publication order keeps every moment
-// consistent for them.
+// (LoadState, Publish, UpdatePin, Remove) never lock: they run inside a
+// job that holds it. Callers of a job never lock (flock is per open file,
+// so a second Lock in the same process would wait for itself). Readers
+// (Verify, Status, a TUF client) take no lock: publication order keeps
+// every moment consistent for them.
 package trust

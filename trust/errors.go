@@ -89,15 +89,8 @@ func AsRefusal(role string, err error) error {
 	if err == nil || IsVerification(err) {
 		return err
 	}
-	var (
-		unsigned *metadata.ErrUnsignedMetadata
-		expired  *metadata.ErrExpiredMetadata
-		badVer   *metadata.ErrBadVersionNumber
-		eqVer    *metadata.ErrEqualVersionNumber
-		lenHash  *metadata.ErrLengthOrHashMismatch
-		repoErr  *metadata.ErrRepository
-	)
-	if errors.As(err, &unsigned) || errors.As(err, &expired) || errors.As(err, &badVer) || errors.As(err, &eqVer) || errors.As(err, &lenHash) || errors.As(err, &repoErr) {
+	var repoErr *metadata.ErrRepository
+	if tufReason(err) != "" || errors.As(err, &repoErr) {
 		return refusal(role, 0, err)
 	}
 	return err
@@ -106,7 +99,15 @@ func AsRefusal(role string, err error) error {
 // refusal turns a go-tuf error met while loading role into a
 // VerificationError with the reason spelled out.
 func refusal(role string, version int64, err error) error {
-	v := &VerificationError{What: role, Version: version, Err: err}
+	reason := tufReason(err)
+	if reason == "" {
+		reason = "does not verify"
+	}
+	return &VerificationError{What: role, Version: version, Reason: reason, Err: err}
+}
+
+// tufReason names go-tuf's verification failures; "" for any other error.
+func tufReason(err error) string {
 	var (
 		unsigned *metadata.ErrUnsignedMetadata
 		expired  *metadata.ErrExpiredMetadata
@@ -116,15 +117,13 @@ func refusal(role string, version int64, err error) error {
 	)
 	switch {
 	case errors.As(err, &unsigned):
-		v.Reason = "signature threshold not met"
+		return "signature threshold not met"
 	case errors.As(err, &expired):
-		v.Reason = "metadata expired"
+		return "metadata expired"
 	case errors.As(err, &badVer), errors.As(err, &eqVer):
-		v.Reason = "version rollback or mismatch"
+		return "version rollback or mismatch"
 	case errors.As(err, &lenHash):
-		v.Reason = "length or hash mismatch"
-	default:
-		v.Reason = "does not verify"
+		return "length or hash mismatch"
 	}
-	return v
+	return ""
 }

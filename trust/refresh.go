@@ -62,15 +62,11 @@ func Refresh(ctx context.Context, dir string, o RefreshOptions) (*RefreshResult,
 	if o.Timestamp == nil {
 		return nil, fmt.Errorf("refresh needs the timestamp key")
 	}
-	unlock, err := Lock(ctx, dir)
+	st, unlock, err := LockState(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := LoadState(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
 	// The timestamp key given must be the one root trusts: a wrong key
 	// would publish a timestamp every client refuses.
 	if err := CheckRoleKey(st.Chain(), Timestamp, o.Timestamp.Public()); err != nil {
@@ -236,15 +232,11 @@ func ApplyRefreshRoots(ctx context.Context, dir string, roots []RootFile, timest
 	if now.IsZero() {
 		now = time.Now()
 	}
-	unlock, err := Lock(ctx, dir)
+	st, unlock, err := LockState(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, err := LoadState(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
 	root, newRoots, err := st.AcceptRoots(roots)
 	if err != nil {
 		return nil, err

@@ -59,6 +59,21 @@ func LoadState(ctx context.Context, dir string) (*State, error) {
 	return st, ctx.Err()
 }
 
+// LockState takes dir's lock and loads its state: how every job that
+// changes a repository starts (see the package documentation). The caller
+// calls unlock when done; on an error nothing is held.
+func LockState(ctx context.Context, dir string) (st *State, unlock func(), err error) {
+	unlock, err = Lock(ctx, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st, err = LoadState(ctx, dir); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return st, unlock, nil
+}
+
 // loadRoots walks the root chain from the pinned root and keeps the bytes
 // of every version here: the pinned root's own bytes stand in for its file
 // (the pin is what is trusted).

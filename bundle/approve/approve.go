@@ -267,8 +267,12 @@ func sameTargets(a, b *metadata.Metadata[metadata.TargetsType]) error {
 // Options configure Sign.
 type Options struct {
 	Keys []*hsm.Key
-	Now  time.Time
-	Tool string
+	// Attestations is the content of trust.AttestationsTarget (the
+	// ceremony transcript's attestation records), published with these
+	// targets; nil keeps what the targets have.
+	Attestations []byte
+	Now          time.Time
+	Tool         string
 }
 
 // Result is what a signature approved.
@@ -307,7 +311,7 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	next, cosignPub, err := p.buildTargets(now)
+	next, cosignPub, err := p.buildTargets(now, o.Attestations)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +326,7 @@ func (p *Plan) Sign(ctx context.Context, o Options) (*Result, error) {
 	if err := p.signPayloads(ctx, a, signers, signedBy); err != nil {
 		return nil, err
 	}
-	return p.finish(a, next, cosignPub, signedBy)
+	return p.finish(a, next, cosignPub, o.Attestations, signedBy)
 }
 
 // Record stores the signed targets version in the signer's repository, so

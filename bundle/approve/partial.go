@@ -47,7 +47,7 @@ func (p *Plan) signersOf(keys []*hsm.Key) ([]*hsm.Key, []string, error) {
 
 // buildTargets is the unsigned next targets version this plan approves,
 // with cosign.pub naming root's targets keys.
-func (p *Plan) buildTargets(now time.Time) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
+func (p *Plan) buildTargets(now time.Time, attestations []byte) (*metadata.Metadata[metadata.TargetsType], []byte, error) {
 	next, err := bundle.ApplyIndex(p.base, p.Head.Index, now, p.IndexSHA256)
 	if err != nil {
 		return nil, nil, err
@@ -58,6 +58,9 @@ func (p *Plan) buildTargets(now time.Time) (*metadata.Metadata[metadata.TargetsT
 		return nil, nil, err
 	}
 	next.Signed.Targets[bundle.CosignPubTarget] = bundle.TargetFile(bundle.CosignPubTarget, cosignPub)
+	if attestations != nil {
+		next.Signed.Targets[trust.AttestationsTarget] = bundle.TargetFile(trust.AttestationsTarget, attestations)
+	}
 	return next, cosignPub, nil
 }
 
@@ -110,7 +113,7 @@ func signChecked(k *hsm.Key, msg []byte) ([]byte, error) {
 // the threshold is not met, and writes it with the root versions the
 // isolated side may not have yet (the signer cannot know which: every one
 // after v1, and the importer skips those it has).
-func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.TargetsType], cosignPub []byte, signedBy []string) (*Result, error) {
+func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.TargetsType], cosignPub, attestations []byte, signedBy []string) (*Result, error) {
 	root := p.state.Root
 	state, err := trust.CheckSignatures(root, trust.Targets, next)
 	if err != nil {
@@ -137,7 +140,7 @@ func (p *Plan) finish(a *bundle.Approval, next *metadata.Metadata[metadata.Targe
 		roots = append(roots, bundle.ApprovalRoot{Version: v, Bytes: p.state.RootRaw[v]})
 	}
 	var buf bytes.Buffer
-	if err := bundle.WriteApproval(&buf, a, targetsRaw, cosignPub, roots); err != nil {
+	if err := bundle.WriteApprovalAttested(&buf, a, targetsRaw, cosignPub, attestations, roots); err != nil {
 		return nil, err
 	}
 	if err := bundle.CheckLimit("bytes of approval", int64(buf.Len()), bundle.MaxApproval, "the importer would refuse it: sign with fewer keys, or export fewer images per bundle"); err != nil {
@@ -191,7 +194,7 @@ func (p *Plan) AddSignatures(ctx context.Context, af *bundle.ApprovalFile, o Opt
 	if err := p.signPayloads(ctx, &a, signers, ids); err != nil {
 		return nil, err
 	}
-	return p.finish(&a, tg, af.CosignPub, append(append([]string{}, before.SignedBy...), ids...))
+	return p.finish(&a, tg, af.CosignPub, af.Attestations, append(append([]string{}, before.SignedBy...), ids...))
 }
 
 // matchApproval checks that a partial approval is for this plan: the same
@@ -210,7 +213,7 @@ func (p *Plan) matchApproval(af *bundle.ApprovalFile) (*metadata.Metadata[metada
 	if v != af.Approval.TargetsVersion || v != p.NewVersion {
 		return nil, &trust.VerificationError{What: trust.WhatApproval, Version: v, Reason: fmt.Sprintf("approves targets v%d (its header says v%d), but this repository would sign v%d now: it was made against another state of the repository", v, af.Approval.TargetsVersion, p.NewVersion)}
 	}
-	want, cosignPub, err := p.buildTargets(time.Now())
+	want, cosignPub, err := p.buildTargets(time.Now(), af.Attestations)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/bundle/approve"
 	"github.com/coldharbor/coldharbor/bundle/export"
+	"github.com/coldharbor/coldharbor/ceremony"
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
 	"github.com/coldharbor/coldharbor/mirror"
@@ -380,7 +381,12 @@ func signAction(c *cli.Context, e env) error {
 		return err
 	}
 	defer closeKeys()
-	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version})
+	// The ceremony's attestation records travel with the targets.
+	att, err := ceremony.Attestations(c.String("repo"))
+	if err != nil {
+		return err
+	}
+	res, err := signOrAdd(c, p, af, approve.Options{Keys: keys, Tool: "coldharbor " + version, Attestations: att})
 	if err != nil {
 		return err
 	}
@@ -486,6 +492,8 @@ the trusted ones, expiry — and publishes them. Needs only --repo.`,
 			&cli.IntFlag{Name: "jobs", Usage: "upload `N` blobs at once", Value: 4},
 			&cli.StringFlag{Name: "signature-format", Value: mirror.SignatureFormatAuto,
 				Usage: "cosign signature `FORMAT`: auto (ask the target), legacy (sha256-<hex>.sig tags, cosign 2.x), bundle (sigstore bundle referrers, cosign 3.x; needs a bundle exported with --signature-format bundle or auto)"},
+			&cli.BoolFlag{Name: "require-attestation", Usage: "refuse targets signed by a key whose YubiKey attestation is not recorded in ceremony/attestations.json and valid"},
+			&cli.StringFlag{Name: "attestation-ca", Usage: "with --require-attestation, verify attestations against this CA `FILE` instead of Yubico's root"},
 			networkFlags(24 * time.Hour)[0], networkFlags(24 * time.Hour)[1],
 			outputFlag(),
 		},
@@ -542,6 +550,10 @@ func importAction(c *cli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	attRoots, err := attestationRoots(c.String("attestation-ca"))
+	if err != nil {
+		return err
+	}
 	keys := map[string]*hsm.Key{}
 	for _, f := range []string{"snapshot-key", "timestamp-key"} {
 		k, err := e.openKey(c.Context, c.String(f))
@@ -560,6 +572,7 @@ func importAction(c *cli.Context, e env) error {
 		SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
 		Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
 		SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
+		RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots,
 	})
 	if err != nil {
 		return err
@@ -650,9 +663,16 @@ func verifyCommand(e env) *cli.Command {
 resolves the image in its registry, checks its digest is the trusted target for
 its name, and that a cosign signature by a key in the trusted cosign.pub target
 covers that digest and, for an index, each platform manifest it lists. Prints
-what was checked; exit 3 when anything fails.`,
+what was checked; exit 3 when anything fails.
+
+--require-attestation also refuses targets signed by a key whose YubiKey
+attestation the trusted ceremony/attestations.json target does not record, or
+records but does not verify against Yubico's PIV CA (or --attestation-ca), and
+accepts only cosign signatures by attested keys.`,
 		Flags: append(sourceFlags(),
 			&cli.StringFlag{Name: "registry", Usage: "targets are relative to `HOST[/PREFIX]` (default: each image's registry)"},
+			&cli.BoolFlag{Name: "require-attestation", Usage: "refuse targets signed by a key whose YubiKey attestation is not recorded and valid"},
+			&cli.StringFlag{Name: "attestation-ca", Usage: "verify recorded attestations against this CA `FILE` instead of Yubico's root"},
 			outputFlag()),
 		Action: func(c *cli.Context) error {
 			asJSON, err := jsonOutput(c)
@@ -670,9 +690,14 @@ what was checked; exit 3 when anything fails.`,
 			if err != nil {
 				return err
 			}
+			attRoots, err := attestationRoots(c.String("attestation-ca"))
+			if err != nil {
+				return err
+			}
 			ctx, cancel := withDeadline(c)
 			defer cancel()
-			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts})
+			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts,
+				RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots})
 			if asJSON {
 				if checks == nil {
 					checks = []mirror.Check{}
