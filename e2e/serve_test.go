@@ -20,9 +20,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
@@ -296,37 +298,41 @@ func replicas(t *testing.T, gw *gateWorld, g *gateProc) {
 // expired: a timestamp that runs out makes the gate refuse everything,
 // saying how to refresh; a refresh brings it back without a restart.
 func expired(t *testing.T, gw *gateWorld, g *gateProc) {
+	// A replica reading the repository over HTTP, checking every 500 ms.
+	r := gw.start(t, "--tuf-url", gw.url(g, ""), "--root", gw.path("isolated", "metadata", "1.root.json"),
+		"--upstream", gw.dst.Host+"/mirror", "--interval", "500ms")
 	ts := "file:" + gw.path("keys", "timestamp.key")
-	if r := run(t, gw.env, "refresh", "--repo", gw.path("isolated"), "--timestamp-key", ts, "--timestamp-expiry", "3s", "--force"); r.code != 0 && r.code != 4 {
-		t.Fatalf("refresh: %d %s", r.code, r.stderr)
+	if res := run(t, gw.env, "refresh", "--repo", gw.path("isolated"), "--timestamp-key", ts, "--timestamp-expiry", "3s", "--force"); res.code != 0 && res.code != 4 {
+		t.Fatalf("refresh: %d %s", res.code, res.stderr)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	var a answer
-	for time.Now().Before(deadline) {
-		if a = get(t, gw.http, "GET", gw.url(g, "/readyz")); a.status == http.StatusServiceUnavailable {
-			break
+	for _, gp := range []*gateProc{g, r} {
+		a := waitReadyz(t, gw, gp, http.StatusServiceUnavailable)
+		t.Logf("readyz once expired: HTTP %d %s", a.status, a.body)
+		if !strings.Contains(a.body, "expired") {
+			t.Errorf("readyz after expiry: %d %s", a.status, a.body)
 		}
-		time.Sleep(200 * time.Millisecond)
+		wantRefused(t, get(t, gw.http, "GET", gw.url(gp, "/v2/demo/app-one/manifests/1.0")), "expired repository", "coldharbor refresh")
 	}
-	t.Logf("readyz once expired: HTTP %d %s", a.status, a.body)
-	if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "expired") {
-		t.Fatalf("readyz after expiry: %d %s", a.status, a.body)
-	}
-	wantRefused(t, get(t, gw.http, "GET", gw.url(g, "/v2/demo/app-one/manifests/1.0")), "expired repository", "coldharbor refresh")
 	must(t, gw.env, "refresh", "--repo", gw.path("isolated"), "--timestamp-key", ts, "--force")
-	deadline = time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if a = get(t, gw.http, "GET", gw.url(g, "/readyz")); a.status == 200 {
-			break
+	for _, gp := range []*gateProc{g, r} {
+		waitReadyz(t, gw, gp, http.StatusOK)
+		if d := gw.mustCrane(t, "digest", gp.host+"/"+testimages.AppOne); d != gw.digests[testimages.AppOne] {
+			t.Errorf("after refresh: %s", d)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	if a.status != 200 {
-		t.Fatalf("not ready after refresh: %d %s", a.status, a.body)
+}
+
+// waitReadyz polls a gate's /readyz (bounded) until it answers status.
+func waitReadyz(t *testing.T, gw *gateWorld, g *gateProc, status int) answer {
+	t.Helper()
+	var a answer
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if a = get(t, gw.http, "GET", gw.url(g, "/readyz")); a.status == status {
+			return a
+		}
 	}
-	if d := gw.mustCrane(t, "digest", g.host+"/"+testimages.AppOne); d != gw.digests[testimages.AppOne] {
-		t.Errorf("after refresh: %s", d)
-	}
+	t.Fatalf("readyz of %s: %d %s, want %d", g.host, a.status, a.body, status)
+	return a
 }
 
 // hostileUpstream is a TLS relay to the real registry that lies where told:
@@ -422,31 +428,48 @@ func hostile(t *testing.T, gw *gateWorld) {
 	}
 }
 
-// referrers: an OCI 1.1 referrer of a trusted digest, kept upstream under
+// referrers: OCI 1.1 referrers of a trusted digest, kept upstream under
 // the referrers tag scheme (sha256-<hex>, distribution has no referrers
-// API), is served through the gate with its manifest and blobs.
+// API). A sigstore bundle signature is served through the gate with its
+// blobs; an image pushed upstream with the trusted digest as its subject,
+// which the signed target does not list, is refused: otherwise anyone who
+// can push upstream could make any image pullable by digest.
 func referrers(t *testing.T, gw *gateWorld) {
 	d := gw.digests[testimages.AppOne]
 	subject, err := remote.Head(mustDigest(t, gw.dst.Host+"/mirror/demo/app-one@"+d), gw.ropts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	att, err := random.Image(300, 1)
+	evil, err := random.Image(300, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	att = mutate.ConfigMediaType(mutate.MediaType(att, types.OCIManifestSchema1), "application/vnd.example.sbom+json")
-	att = mutate.Subject(att, *subject).(v1.Image)
-	ad, _ := att.Digest()
-	if err := remote.Write(mustDigest(t, gw.dst.Host+"/mirror/demo/app-one@"+ad.String()), att, gw.ropts...); err != nil {
+	evil = mutate.ConfigMediaType(mutate.MediaType(evil, types.OCIManifestSchema1), "application/vnd.example.sbom+json")
+	evil = mutate.Subject(evil, *subject).(v1.Image)
+	bundleType := types.MediaType("application/vnd.dev.sigstore.bundle.v0.3+json")
+	sig, err := mutate.Append(empty.Image, mutate.Addendum{Layer: static.NewLayer([]byte(`{"mediaType":"`+string(bundleType)+`"}`), bundleType)})
+	if err != nil {
 		t.Fatal(err)
 	}
+	sig = mutate.Subject(mutate.MediaType(sig, types.OCIManifestSchema1), *subject).(v1.Image)
+	for _, img := range []v1.Image{evil, sig} {
+		id, _ := img.Digest()
+		if err := remote.Write(mustDigest(t, gw.dst.Host+"/mirror/demo/app-one@"+id.String()), img, gw.ropts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ed, _ := evil.Digest()
+	sd, _ := sig.Digest()
 	g := gw.start(t, "--repo", gw.path("isolated"), "--upstream", gw.dst.Host+"/mirror")
 	idx := gw.mustCrane(t, "manifest", g.host+"/demo/app-one:sha256-"+strings.TrimPrefix(d, "sha256:"))
-	if !strings.Contains(idx, ad.String()) {
-		t.Fatalf("the referrers tag through the gate does not list %s:\n%s", ad, idx)
+	if !strings.Contains(idx, sd.String()) {
+		t.Fatalf("the referrers tag through the gate does not list %s:\n%s", sd, idx)
 	}
-	gw.mustCrane(t, "pull", g.host+"/demo/app-one@"+ad.String(), filepath.Join(gw.work, "referrer.tar"))
+	gw.mustCrane(t, "pull", g.host+"/demo/app-one@"+sd.String(), filepath.Join(gw.work, "referrer.tar"))
+	wantRefused(t, get(t, gw.http, "GET", gw.url(g, "/v2/demo/app-one/manifests/"+ed.String())), "an unlisted image referrer of a trusted digest", "is not a trusted target")
+	if out, err := gw.runCrane(t, "pull", g.host+"/demo/app-one@"+ed.String(), filepath.Join(gw.work, "evil.tar")); err == nil {
+		t.Errorf("crane pulled an image referrer the signed target does not list: %s", out)
+	}
 }
 
 func mustDigest(t *testing.T, s string) name.Digest {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,12 @@ type closure struct {
 	built     time.Time
 	manifests map[v1.Hash]allowed
 	blobs     map[v1.Hash]int64
+	// sigBlobs are the blobs of cosign signature manifests that the signed
+	// targets do not list (ours, merged at import, is one): upstream chose
+	// them, so each is served only as the small JSON a signature holds,
+	// never as a layer a runtime could unpack, and never over the size a
+	// trusted manifest gives the same digest.
+	sigBlobs map[v1.Hash]int64
 	// refused are trusted targets the gate will not serve, and why (lost
 	// upstream, no valid signature with --require-signature).
 	refused map[v1.Hash]string
@@ -37,8 +44,9 @@ type closure struct {
 
 // allowed says why a manifest may be served.
 type allowed struct {
-	size int64  // 0: unknown (an attachment found by tag)
-	why  string // "target app:1", "child of app:1", "signature of app:1"
+	size       int64  // 0: unknown (an attachment found by tag)
+	why        string // "target app:1", "child of app:1", "signature of app:1"
+	attachment bool   // found under a cosign tag of a trusted digest
 }
 
 // descriptor and parsed are the fields of OCI and Docker manifests and
@@ -122,6 +130,36 @@ func (b *builder) addManifest(d v1.Hash, a allowed, p *parsed) error {
 	return nil
 }
 
+// addSignature adds an unlisted cosign signature manifest: its blobs go to
+// sigBlobs only.
+func (b *builder) addSignature(d v1.Hash, a allowed, p *parsed) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.c.manifests) >= maxClosureManifests {
+		return fmt.Errorf("more than %d manifests reachable: refused", maxClosureManifests)
+	}
+	if _, ok := b.c.manifests[d]; !ok {
+		b.c.manifests[d] = a
+	}
+	b.c.sigBlobs[p.Config.Digest] = p.Config.Size
+	for _, l := range p.Layers {
+		b.c.sigBlobs[l.Digest] = l.Size
+	}
+	return nil
+}
+
+// blob returns the size a blob may be served with, and whether it must be
+// served as a signature's small JSON (sigBlobs); trusted manifests win.
+func (c *closure) blob(d v1.Hash) (size int64, small, ok bool) {
+	if size, ok := c.blobs[d]; ok {
+		return size, false, true
+	}
+	if size, ok := c.sigBlobs[d]; ok {
+		return size, true, true
+	}
+	return 0, false, false
+}
+
 func (b *builder) refuse(d v1.Hash, why string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -133,7 +171,7 @@ func (b *builder) refuse(d v1.Hash, why string) {
 // each; with --require-signature a target whose signature does not verify
 // is refused with its children.
 func (g *Gate) buildClosure(ctx context.Context, st *state, repo string) (*closure, error) {
-	b := &builder{c: &closure{built: g.cfg.Now(), manifests: map[v1.Hash]allowed{}, blobs: map[v1.Hash]int64{}, refused: map[v1.Hash]string{}}}
+	b := &builder{c: &closure{built: g.cfg.Now(), manifests: map[v1.Hash]allowed{}, blobs: map[v1.Hash]int64{}, sigBlobs: map[v1.Hash]int64{}, refused: map[v1.Hash]string{}}}
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(closureJobs)
 	for _, t := range st.repos[repo] {
@@ -189,10 +227,10 @@ func (g *Gate) walkTarget(ctx context.Context, st *state, b *builder, repo strin
 		digests = append(digests, child.Digest)
 	}
 	for _, d := range digests {
-		if err := g.walkAttachments(ctx, b, repo, t.name, d); err != nil {
+		if err := g.walkAttachments(ctx, b, repo, t, d); err != nil {
 			return err
 		}
-		if err := g.walkReferrers(ctx, b, repo, t.name, d); err != nil {
+		if err := g.walkReferrers(ctx, b, repo, t, d); err != nil {
 			return err
 		}
 	}
@@ -205,8 +243,11 @@ const maxReferrers = 64
 // walkReferrers adds the OCI 1.1 referrers of d that upstream lists under
 // the referrers tag scheme's fallback tag sha256-<hex> (an index; registries
 // without the referrers API, such as distribution, keep referrers so), with
-// each referrer manifest, read by digest, and its blobs.
-func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo, targetName string, d v1.Hash) error {
+// each referrer manifest, read by digest, and its blobs. As with cosign
+// tags (walkAttachments), upstream chooses what it lists there, so a
+// referrer is admitted only when the signed target lists it, or as a
+// sigstore bundle signature whose blobs are served as small JSON only.
+func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo string, t target, d v1.Hash) error {
 	m, err := g.up.fetchManifest(ctx, repo, attachmentTag(d, ""), v1.Hash{}, 0)
 	if err != nil {
 		return nil // none, or unreadable: not served
@@ -215,7 +256,7 @@ func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo, targetName s
 	if err != nil || len(p.Layers) > 0 {
 		return nil
 	}
-	if err := b.addManifest(m.digest, allowed{why: "referrers index (attachment) of " + targetName}, nil); err != nil {
+	if err := b.addManifest(m.digest, allowed{why: "referrers index (attachment) of " + t.name, attachment: true}, nil); err != nil {
 		return err
 	}
 	for i, r := range p.Manifests {
@@ -230,7 +271,19 @@ func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo, targetName s
 		if err != nil || len(rp.Manifests) > 0 {
 			continue
 		}
-		if err := b.addManifest(r.Digest, allowed{size: r.Size, why: "a referrer (attachment) of " + targetName}, rp); err != nil {
+		a := allowed{size: r.Size, why: "a referrer (attachment) of " + t.name, attachment: true}
+		size, listed := t.attached[r.Digest]
+		switch {
+		case listed && size == r.Size:
+			err = b.addManifest(r.Digest, a, rp)
+		case signatureShaped(rp, isSigstoreBundle):
+			err = b.addSignature(r.Digest, a, rp)
+		default:
+			g.log.Info("referrer not served: the signed target does not list it and it is not a sigstore bundle",
+				"target", t.name, "digest", r.Digest)
+			continue
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -238,8 +291,13 @@ func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo, targetName s
 }
 
 // walkAttachments adds the cosign signature, attestation and SBOM
-// manifests of d that upstream has, with their blobs.
-func (g *Gate) walkAttachments(ctx context.Context, b *builder, repo, targetName string, d v1.Hash) error {
+// manifests of d that upstream has, with their blobs. Upstream chooses what
+// it puts under those tags, so only two kinds are admitted: an attachment
+// the signed target lists (custom.attachments, by digest and size), and a
+// cosign signature manifest (simple-signing layers only), whose blobs are
+// served as small JSON only. Anything else (an image pushed under
+// sha256-<trusted>.sig) would make an untrusted image pullable by digest.
+func (g *Gate) walkAttachments(ctx context.Context, b *builder, repo string, t target, d v1.Hash) error {
 	for _, suffix := range attachmentSuffixes {
 		m, err := g.up.fetchManifest(ctx, repo, attachmentTag(d, suffix), v1.Hash{}, 0)
 		if err != nil {
@@ -249,11 +307,48 @@ func (g *Gate) walkAttachments(ctx context.Context, b *builder, repo, targetName
 		if err != nil || len(p.Manifests) > 0 {
 			continue // attachments are image manifests
 		}
-		if err := b.addManifest(m.digest, allowed{why: suffix + " attachment of " + targetName}, p); err != nil {
+		a := allowed{why: suffix + " attachment of " + t.name, attachment: true}
+		size, listed := t.attached[m.digest]
+		switch {
+		case listed && size == int64(len(m.raw)):
+			a.size = size
+			err = b.addManifest(m.digest, a, p)
+		case suffix == "sig" && signatureShaped(p, isSimpleSigning):
+			err = b.addSignature(m.digest, a, p)
+		default:
+			g.log.Info("attachment not served: the signed target does not list it and it is not a cosign signature",
+				"target", t.name, "tag", attachmentTag(d, suffix), "digest", m.digest)
+			continue
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// signatureShaped reports whether p is a signature manifest: a small config
+// and 1 to maxSignatureLayers small layers, each of a type layerType
+// accepts (cosign's simple-signing payload, or a sigstore bundle).
+func signatureShaped(p *parsed, layerType func(string) bool) bool {
+	if p.Config == nil || p.Config.Size <= 0 || p.Config.Size > maxPayloadSize ||
+		len(p.Layers) == 0 || len(p.Layers) > maxSignatureLayers {
+		return false
+	}
+	for _, l := range p.Layers {
+		if !layerType(l.MediaType) || l.Size <= 0 || l.Size > maxPayloadSize {
+			return false
+		}
+	}
+	return true
+}
+
+func isSimpleSigning(mt string) bool { return mt == simpleSigningMediaType }
+
+// isSigstoreBundle: cosign v3's signatures (and ours with import
+// --signature-format bundle), application/vnd.dev.sigstore.bundle.v0.3+json.
+func isSigstoreBundle(mt string) bool {
+	return strings.HasPrefix(mt, "application/vnd.dev.sigstore.bundle.") && strings.HasSuffix(mt, "+json")
 }
 
 // attachmentTag is cosign's tag for d's attachments, sha256-<hex>.<suffix>,

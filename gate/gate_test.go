@@ -2,8 +2,6 @@ package gate
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -11,11 +9,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
-
-func hashOf(b []byte) v1.Hash {
-	sum := sha256.Sum256(b)
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
-}
 
 // endless is a body that never ends.
 type endless struct{ read int64 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -92,7 +93,7 @@ func (g *Gate) serveAttachment(w http.ResponseWriter, r *http.Request, st *state
 	if err != nil || (dotted && !isAttachmentSuffix(suffix)) {
 		return false
 	}
-	if a, ok := c.manifests[subject]; !ok || strings.Contains(a.why, "attachment") {
+	if a, ok := c.manifests[subject]; !ok || a.attachment {
 		return false
 	}
 	m, err := g.up.fetchManifest(r.Context(), repo, ref, v1.Hash{}, 0)
@@ -110,7 +111,7 @@ func (g *Gate) serveAttachment(w http.ResponseWriter, r *http.Request, st *state
 			return true
 		}
 		if _, ok := c.manifests[m.digest]; !ok {
-			g.refuse(w, r, repo, ref, "the attachment changed upstream while it was read; try again")
+			g.refuse(w, r, repo, ref, "the manifest upstream has under this tag is neither an attachment the signed target lists nor a cosign signature (or it changed while it was read)")
 			return true
 		}
 	}
@@ -130,13 +131,15 @@ func isAttachmentSuffix(s string) bool {
 // serveBlob streams a blob that a manifest of the closure references, at
 // most its descriptor's size, hashed on the way: the last byte is held back
 // until the digest matches, so a client never receives a whole wrong blob.
+// A blob only an unlisted signature manifest references is checked whole
+// (small JSON) before a byte is sent.
 func (g *Gate) serveBlob(w http.ResponseWriter, r *http.Request, st *state, repo, ref string) {
 	d, ok := parseDigest(ref)
 	if !ok {
 		ociError(w, http.StatusNotFound, "DIGEST_INVALID", "invalid digest")
 		return
 	}
-	size, err := g.allowedBlob(r.Context(), st, repo, d)
+	size, small, err := g.allowedBlob(r.Context(), st, repo, d)
 	if err != nil {
 		g.upstreamFailed(w, r, repo, ref, err)
 		return
@@ -145,7 +148,11 @@ func (g *Gate) serveBlob(w http.ResponseWriter, r *http.Request, st *state, repo
 		g.refuse(w, r, repo, ref, fmt.Sprintf("no manifest that targets v%d trusts references this blob", st.targetsVer))
 		return
 	}
-	resp, err := g.up.get(r.Context(), r.Method, repo, "blobs", ref, nil)
+	method := r.Method
+	if small {
+		method = http.MethodGet // checked whole even for HEAD
+	}
+	resp, err := g.up.get(r.Context(), method, repo, "blobs", ref, nil)
 	if errors.Is(err, errNotFound) {
 		ociError(w, http.StatusNotFound, "BLOB_UNKNOWN", fmt.Sprintf("blob %s of %s is not in the upstream registry", ref, repo))
 		return
@@ -157,6 +164,10 @@ func (g *Gate) serveBlob(w http.ResponseWriter, r *http.Request, st *state, repo
 	defer resp.Body.Close()
 	if resp.ContentLength >= 0 && resp.ContentLength != size {
 		g.refuse(w, r, repo, ref, fmt.Sprintf("the upstream registry answered %d bytes for a blob of %d: refused", resp.ContentLength, size))
+		return
+	}
+	if small {
+		g.serveSmallJSON(w, r, resp.Body, repo, d, size)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -171,26 +182,59 @@ func (g *Gate) serveBlob(w http.ResponseWriter, r *http.Request, st *state, repo
 	}
 }
 
+// serveSmallJSON answers a signature manifest's blob (at most
+// maxPayloadSize) only after all of it hashed to d and parsed as JSON: a
+// payload or a config, never a layer archive.
+func (g *Gate) serveSmallJSON(w http.ResponseWriter, r *http.Request, body io.Reader, repo string, d v1.Hash, size int64) {
+	data, err := io.ReadAll(io.LimitReader(body, size+1))
+	if err != nil {
+		g.upstreamFailed(w, r, repo, d.String(), err)
+		return
+	}
+	if got := hashOf(data); int64(len(data)) != size || got != d {
+		g.refuse(w, r, repo, d.String(), (&digestError{want: d.String(), got: got.String()}).Error()+": refused")
+		return
+	}
+	if !json.Valid(data) {
+		g.refuse(w, r, repo, d.String(), "the blob is referenced only by a cosign signature manifest and is not the JSON one holds: refused")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("Docker-Content-Digest", d.String())
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(data)
+}
+
+// hashOf is the sha256 digest of b.
+func hashOf(b []byte) v1.Hash {
+	sum := sha256.Sum256(b)
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
 // allowedBlob returns the blob's size when the closure references it, -1
-// when not (after one rebuild of a closure older than closureRetry).
-func (g *Gate) allowedBlob(ctx context.Context, st *state, repo string, d v1.Hash) (int64, error) {
+// when not (after one rebuild of a closure older than closureRetry), and
+// whether only a signature manifest upstream chose references it.
+func (g *Gate) allowedBlob(ctx context.Context, st *state, repo string, d v1.Hash) (int64, bool, error) {
 	c, err := g.closureFor(ctx, st, repo, closureTTL)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	if size, ok := c.blobs[d]; ok {
-		return size, nil
+	if size, small, ok := c.blob(d); ok {
+		return size, small, nil
 	}
 	if g.cfg.Now().Sub(c.built) <= closureRetry {
-		return -1, nil
+		return -1, false, nil
 	}
 	if c, err = g.closureFor(ctx, st, repo, closureRetry); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	if size, ok := c.blobs[d]; ok {
-		return size, nil
+	if size, small, ok := c.blob(d); ok {
+		return size, small, nil
 	}
-	return -1, nil
+	return -1, false, nil
 }
 
 // copyBufSize is large enough that loopback pulls are not bound by syscalls.

@@ -45,6 +45,9 @@ type target struct {
 	digest    v1.Hash
 	size      int64
 	mediaType string
+	// attached are the attachments the signed target lists
+	// (custom.attachments): manifest digest → its size.
+	attached map[v1.Hash]int64
 }
 
 // Reload verifies the repository as a TUF client does, and replaces the
@@ -134,7 +137,7 @@ func (g *Gate) newState(ctx context.Context, ts []byte, v *trust.Verified) (*sta
 		if st.repos[repo] == nil {
 			st.repos[repo] = map[string]target{}
 		}
-		st.repos[repo][tag] = target{name: n, digest: d, size: t.Length, mediaType: mediaTypeOf(t)}
+		st.repos[repo][tag] = target{name: n, digest: d, size: t.Length, mediaType: mediaTypeOf(t), attached: attachedOf(t)}
 	}
 	if g.cfg.RequireSignature {
 		keys, err := g.cosignKeys(ctx, v)
@@ -164,6 +167,31 @@ func mediaTypeOf(t *metadata.TargetFiles) string {
 	}
 	_ = json.Unmarshal(*t.Custom, &c)
 	return c.MediaType
+}
+
+// attachedOf returns the attachments a signed target lists in
+// custom.attachments (the export's record, signed by the targets keys), by
+// manifest digest. A malformed entry is left out: it admits nothing.
+func attachedOf(t *metadata.TargetFiles) map[v1.Hash]int64 {
+	if t.Custom == nil {
+		return nil
+	}
+	var c struct {
+		Attachments []struct {
+			Digest string `json:"digest"`
+			Size   int64  `json:"size"`
+		} `json:"attachments"`
+	}
+	if json.Unmarshal(*t.Custom, &c) != nil || len(c.Attachments) == 0 {
+		return nil
+	}
+	out := map[v1.Hash]int64{}
+	for _, a := range c.Attachments {
+		if d, err := v1.NewHash(a.Digest); err == nil && a.Size > 0 {
+			out[d] = a.Size
+		}
+	}
+	return out
 }
 
 // cosignKeys reads the cosign.pub target, checked against its signed length

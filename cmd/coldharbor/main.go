@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -85,7 +86,12 @@ func (e env) secrets() hsm.SecretFunc { return hsm.EnvOrPrompt(e.getenv, e.stdin
 
 // openKey opens a key URI with this process's secrets and notices.
 func (e env) openKey(ctx context.Context, uri string) (*hsm.Key, error) {
-	return hsm.Open(ctx, uri, hsm.WithSecrets(e.secrets()), hsm.WithNotify(e.notify))
+	k, err := hsm.Open(ctx, uri, hsm.WithSecrets(e.secrets()), hsm.WithNotify(e.notify))
+	// Unlocking a file key runs scrypt over 64 MiB: give that memory back
+	// now, or the next unlock (import opens two keys) stacks another 64 MiB
+	// on it before the collector runs, and the command's peak RSS doubles.
+	debug.FreeOSMemory()
+	return k, err
 }
 
 // openKeys opens several keys; closeAll releases every one opened, also
@@ -221,6 +227,8 @@ func libraryHint(err error) string {
 		{mirror.ErrNoCache, "set --cache DIR"},
 		{mirror.ErrOnlineKeys, "give --snapshot-key and --timestamp-key with their private keys"},
 		{mirror.ErrOtherDestination, "pass --registry with the destination the bundle was exported for (the error names it), or export again for this registry"},
+		{mirror.ErrNoBundleSignatures, "export again with --signature-format bundle or auto, or import with --signature-format legacy"},
+		{export.ErrUpstreamNotCarried, "use --attachments signatures or all with --verify-upstream-key"},
 		{export.ErrAttachments, "leave them out: --attachments signatures or none, or --attachment-type"},
 		{export.ErrNothing, "give at least one image (or --remove, or --renew to only renew the targets' expiry)"},
 		{mirror.ErrAbsent, "import the bundles that brought those images first, or export this one again without --since (a full bundle)"},
