@@ -103,6 +103,14 @@ func TestKeyLifecycleWithYubiKeys(t *testing.T) {
 		t.Fatalf("inspect of the completed approval:\n%s", out)
 	}
 
+	isolatedAfterRotation(t, w, online, caFile, dest)
+}
+
+// isolatedAfterRotation: the approval of b2 carries root v2 to the
+// isolated side, where the old timestamp key and unattested (by Yubico's
+// CA) targets keys are refused, and the new state is accepted.
+func isolatedAfterRotation(t *testing.T, w *world, online func(string) []string, caFile, dest string) {
+	key := func(k string) string { return "file:" + w.path("keys", k+".key") }
 	// The isolated side: the old timestamp key is refused naming the
 	// rotation; the new one imports root v2, the re-signed targets and b2.
 	refused(t, w.env, "root v2 rotated it out", append([]string{"import", w.path("b2.tar"), w.path("a2.tar")}, online("timestamp")...)...)

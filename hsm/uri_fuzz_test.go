@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -51,7 +52,10 @@ func pinsIn(s string) []string {
 		if m == nil || len(m[1]) < 4 {
 			continue
 		}
-		if strings.Contains(strings.Replace(s, tok, "", 1), m[1]) {
+		// A value that appears elsewhere, also once quoted (%q turns a NUL
+		// followed by "00" into "\x0000"), is not told apart from the PIN.
+		rest := strings.Replace(s, tok, "", 1)
+		if strings.Contains(rest, m[1]) || strings.Contains(fmt.Sprintf("%q", s), m[1]) {
 			continue
 		}
 		pins = append(pins, m[1])

@@ -35,6 +35,10 @@ import (
 // both private keys.
 var ErrOnlineKeys = errors.New("import signs a new snapshot and timestamp: it needs the snapshot and timestamp private keys")
 
+// ErrNoBundleSignatures: the sigstore-bundle signature format was asked
+// for and the approval carries only legacy cosign signatures.
+var ErrNoBundleSignatures = errors.New("no sigstore-bundle signatures to push")
+
 // ErrOtherDestination: the bundle names another registry in the cosign
 // payloads its approval signs.
 var ErrOtherDestination = errors.New("the bundle was exported for another registry")

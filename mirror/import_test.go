@@ -65,6 +65,11 @@ func newSetup(t *testing.T) *setup { return newSetupReferrers(t, false) }
 // newSetupReferrers is newSetup with registries that serve the OCI 1.1
 // referrers API (referrers true) or not (clients use the fallback tag).
 func newSetupReferrers(t *testing.T, referrers bool) *setup {
+	return newSetupKeys(t, referrers, testkeys.New(t, "snapshot"), testkeys.New(t, "timestamp"))
+}
+
+// newSetupKeys is newSetupReferrers with the given online keys.
+func newSetupKeys(t *testing.T, referrers bool, snapshot, timestamp *hsm.Key) *setup {
 	ctx := context.Background()
 	reg := func() http.Handler {
 		return registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(referrers))
@@ -83,7 +88,7 @@ func newSetupReferrers(t *testing.T, referrers bool) *setup {
 		t.Fatal(err)
 	}
 	s := &setup{dir: t.TempDir(), dest: strings.TrimPrefix(dsrv.URL, "http://") + "/mirror", dst: dst,
-		snapshot: testkeys.New(t, "snapshot"), timestamp: testkeys.New(t, "timestamp")}
+		snapshot: snapshot, timestamp: timestamp}
 	root, targets := testkeys.New(t, "root"), testkeys.New(t, "targets")
 	signer := filepath.Join(s.dir, "signer")
 	s.srcHost, s.signer, s.targets, s.root = srcHost, signer, targets, root

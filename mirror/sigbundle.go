@@ -64,7 +64,7 @@ func (p *plan) assignFormats(ctx context.Context, d *SignatureDecision, ropts []
 				continue
 			}
 			if len(sp.bundles) == 0 {
-				return refuse(trust.WhatCosign, 0, "%s (%s): --signature-format bundle, but the approval holds no sigstore-bundle signatures (the bundle was exported with --signature-format legacy): export again with bundle or auto, or import with legacy", sp.image, sp.digest)
+				return &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf("%s (%s): sigstore-bundle signatures were asked for, but the approval holds none (the bundle was exported with legacy signatures only)", sp.image, sp.digest), Err: ErrNoBundleSignatures}
 			}
 			if err := sp.buildBundles(ip); err != nil {
 				return err

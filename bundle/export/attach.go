@@ -26,6 +26,10 @@ const (
 // or not image manifests); leave some out.
 var ErrAttachments = errors.New("attachments that cannot be carried")
 
+// ErrUpstreamNotCarried: upstream signatures are to be verified, but no
+// attachments are carried.
+var ErrUpstreamNotCarried = errors.New("verifying upstream signatures needs them carried")
+
 // ValidAttachments checks an --attachments value ("" means all).
 func ValidAttachments(mode string) error {
 	switch mode {

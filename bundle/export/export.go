@@ -176,7 +176,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 		return nil, err
 	}
 	if len(o.UpstreamKeys) > 0 && o.Attachments == AttachNone {
-		return nil, errors.New("verifying upstream signatures needs them carried: use --attachments signatures or all with --verify-upstream-key")
+		return nil, ErrUpstreamNotCarried
 	}
 	st, err := trust.LoadState(ctx, o.Repo)
 	if err != nil {

@@ -100,7 +100,7 @@ func (c *collector) verifyUpstream(repo name.Repository, img bundle.Image, keys 
 		ids[i] = k.Name + " (" + k.ID + ")"
 	}
 	return nil, &trust.VerificationError{What: trust.WhatCosign, Reason: fmt.Sprintf(
-		"%s (%s): no upstream cosign signature verifies with %s (%d signature(s) carried on the digest; a signature left out by --attachments or --attachment-type is not checked)",
+		"%s (%s): no upstream cosign signature verifies with %s (%d signature(s) carried on the digest; a signature whose attachments were left out is not checked)",
 		img.Name, img.Digest, strings.Join(ids, ", "), checked)}
 }
 

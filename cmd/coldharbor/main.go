@@ -227,6 +227,8 @@ func libraryHint(err error) string {
 		{mirror.ErrNoCache, "set --cache DIR"},
 		{mirror.ErrOnlineKeys, "give --snapshot-key and --timestamp-key with their private keys"},
 		{mirror.ErrOtherDestination, "pass --registry with the destination the bundle was exported for (the error names it), or export again for this registry"},
+		{mirror.ErrNoBundleSignatures, "export again with --signature-format bundle or auto, or import with --signature-format legacy"},
+		{export.ErrUpstreamNotCarried, "use --attachments signatures or all with --verify-upstream-key"},
 		{export.ErrAttachments, "leave them out: --attachments signatures or none, or --attachment-type"},
 		{export.ErrNothing, "give at least one image (or --remove, or --renew to only renew the targets' expiry)"},
 		{mirror.ErrAbsent, "import the bundles that brought those images first, or export this one again without --since (a full bundle)"},

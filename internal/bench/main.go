@@ -25,6 +25,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +67,7 @@ type options struct {
 	layerMiB   float64 // size of each layer
 	seed       uint64
 	timeout    time.Duration
+	runs       int // whole runs (fresh registries each); the table shows medians
 
 	out io.Writer // the table
 	log io.Writer // progress, one line per command
@@ -84,6 +88,7 @@ func main() {
 	flag.Float64Var(&o.layerMiB, "layer-mib", 16, "size of each layer in MiB (random, incompressible)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the layer contents (same seed, same digests)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	flag.IntVar(&o.runs, "runs", 3, "whole runs, each on fresh registries; the table shows each step's median")
 	quick := flag.Bool("quick", false, "tiny sizes (2 images of 2 layers of 256 KiB), for a smoke test")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -120,9 +125,49 @@ type bench struct {
 	work     *workload
 }
 
-func run(ctx context.Context, o options) (err error) {
+// run runs the whole bench o.runs times (at least once) and reports each
+// step's median run, dated, with the machine's load.
+func run(ctx context.Context, o options) error {
+	var all [][]row
+	var last *bench
+	for i := range max(1, o.runs) {
+		if o.log != nil {
+			fmt.Fprintf(o.log, "run %d of %d\n", i+1, max(1, o.runs))
+		}
+		rows, b, err := runOnce(ctx, o)
+		if err != nil {
+			return err
+		}
+		all, last = append(all, rows), b
+	}
+	last.report(medianRows(all), len(all))
+	return nil
+}
+
+// medianRows picks, step by step, the run whose time is the median (for
+// coldharbor and for crane apart); notes come from the last run.
+func medianRows(all [][]row) []row {
+	out := append([]row(nil), all[len(all)-1]...)
+	for i := range out {
+		var chs, cranes []measurement
+		for _, rows := range all {
+			chs, cranes = append(chs, rows[i].ch), append(cranes, rows[i].crane)
+		}
+		out[i].ch, out[i].crane = median(chs), median(cranes)
+	}
+	return out
+}
+
+func median(ms []measurement) measurement {
+	sorted := append([]measurement(nil), ms...)
+	slices.SortFunc(sorted, func(a, b measurement) int { return cmp.Compare(a.wall, b.wall) })
+	return sorted[len(sorted)/2]
+}
+
+// runOnce is one whole run on fresh registries; it returns the rows.
+func runOnce(ctx context.Context, o options) (rows []row, b *bench, err error) {
 	if o.images < 1 || o.layers < 1 || o.layerMiB <= 0 {
-		return fmt.Errorf("-images and -layers must be at least 1 and -layer-mib above 0")
+		return nil, nil, fmt.Errorf("-images and -layers must be at least 1 and -layer-mib above 0")
 	}
 	if o.timeout > 0 {
 		var cancel context.CancelFunc
@@ -138,31 +183,31 @@ func run(ctx context.Context, o options) (err error) {
 	for _, p := range []*string{&o.coldharbor, &o.crane} {
 		path, err := exec.LookPath(*p)
 		if err != nil {
-			return fmt.Errorf("%s: %w (make bench builds coldharbor and crane)", *p, err)
+			return nil, nil, fmt.Errorf("%s: %w (make bench builds coldharbor and crane)", *p, err)
 		}
 		if *p, err = filepath.Abs(path); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if _, err := os.Stat(testregistry.Binary); err != nil {
-		return fmt.Errorf("%s is missing: make deps installs the docker-registry package", testregistry.Binary)
+		return nil, nil, fmt.Errorf("%s is missing: make deps installs the docker-registry package", testregistry.Binary)
 	}
 
 	dir, err := os.MkdirTemp("", "coldharbor-bench-")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer func() {
 		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
 			err = rerr
 		}
 	}()
-	b := &bench{o: o, dir: dir}
+	b = &bench{o: o, dir: dir}
 
 	// Two registries, each behind a counting relay.
 	logFile, err := os.Create(filepath.Join(dir, "registry.log"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer logFile.Close()
 	start := time.Now()
@@ -173,7 +218,7 @@ func run(ctx context.Context, o options) (err error) {
 	}{{"source", &b.srcReg, &b.src}, {"target", &b.tgtReg, &b.tgt}} {
 		reg, proc, err := testregistry.Launch(ctx, filepath.Join(dir, r.name+"-registry"), logFile)
 		if err != nil {
-			return fmt.Errorf("start the %s registry: %w", r.name, err)
+			return nil, nil, fmt.Errorf("start the %s registry: %w", r.name, err)
 		}
 		defer func() {
 			if serr := proc.Stop(); serr != nil && err == nil {
@@ -182,7 +227,7 @@ func run(ctx context.Context, o options) (err error) {
 		}()
 		m, err := newMeter(reg.Host)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		defer m.close()
 		*r.reg, *r.m = reg, m
@@ -191,7 +236,7 @@ func run(ctx context.Context, o options) (err error) {
 	dockerConfig, caFile, err := testregistry.WriteClientConfig(dir, map[string]*testregistry.Registry{
 		b.srcReg.Host: b.srcReg, b.src.host(): b.srcReg, b.tgtReg.Host: b.tgtReg, b.tgt.host(): b.tgtReg})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	b.env = childEnv(dockerConfig, caFile, dir)
 	fmt.Fprintf(o.log, "registries: source %s (via %s), target %s (via %s), up in %s\n",
@@ -200,25 +245,21 @@ func run(ctx context.Context, o options) (err error) {
 	// The workload, pushed straight to the source registry (not metered).
 	start = time.Now()
 	if b.work, err = newWorkload(o); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := b.work.push(ctx, b.srcReg); err != nil {
-		return err
+		return nil, nil, err
 	}
 	fmt.Fprintf(o.log, "workload: %s; pushed in %s\n", b.work.describe(), since(start))
 
 	// Keys and a root of trust; the exporter's and the isolated side's
 	// repositories are copies of the signer's, as in the demo.
 	if err := b.ceremony(ctx); err != nil {
-		return err
+		return nil, nil, err
 	}
 
-	rows, err := b.steps(ctx)
-	if err != nil {
-		return err
-	}
-	b.report(rows)
-	return nil
+	rows, err = b.steps(ctx)
+	return rows, b, err
 }
 
 func since(t time.Time) string { return time.Since(t).Round(10 * time.Millisecond).String() }
@@ -733,9 +774,12 @@ func duBytes(path string) (int64, error) {
 
 // ---- the report ----
 
-func (b *bench) report(rows []row) {
+func (b *bench) report(rows []row, runs int) {
 	w := b.o.out
+	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(w, "\ncoldharbor vs crane, %s\n", b.work.describe())
+	fmt.Fprintf(w, "%s, %d CPUs, load average %s; median of %d run(s), seed %d\n", time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "), runs, b.o.seed)
 	fmt.Fprintf(w, "(wall seconds; ratio = coldharbor/crane; moved = registry traffic both ways, TLS included; RSS = peak of each process)\n\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "step\tcrane s\tcoldharbor s\tratio\tcrane moved\tcoldharbor moved\tcrane RSS MiB\tcoldharbor RSS MiB\t")
