@@ -70,17 +70,7 @@ func TestKillLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill loop: not in -short")
 	}
-	dir := t.TempDir()
-	var keys []*hsm.Key
-	var uris []string
-	for _, n := range []string{"snapshot", "timestamp"} {
-		uri := "file:" + filepath.Join(dir, n+".key")
-		k, err := hsm.Generate(context.Background(), uri, hsm.WithSecrets(hsm.StaticSecret(killPassword)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, uris = append(keys, k), append(uris, uri)
-	}
+	keys, uris := killKeys(t)
 	writes := calibrate(t, keys, uris)
 	var points []killPoint
 	for n := 1; n <= writes; n += max(1, writes/16) {
@@ -209,17 +199,7 @@ func clientTargetsVersion(t *testing.T, s *setup) int64 {
 // a TUF client sees the old targets — and the same import run again
 // completes.
 func TestPublishWriteErrorLeavesOldState(t *testing.T) {
-	dir := t.TempDir()
-	var keys []*hsm.Key
-	var uris []string
-	for _, n := range []string{"snapshot", "timestamp"} {
-		uri := "file:" + filepath.Join(dir, n+".key")
-		k, err := hsm.Generate(context.Background(), uri, hsm.WithSecrets(hsm.StaticSecret(killPassword)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, uris = append(keys, k), append(uris, uri)
-	}
+	keys, uris := killKeys(t)
 	for _, limit := range []int{100, 1500} {
 		t.Run(fmt.Sprintf("files-over-%d-bytes", limit), func(t *testing.T) {
 			s, b2, a2 := killSetup(t, keys)
@@ -243,4 +223,19 @@ func TestPublishWriteErrorLeavesOldState(t *testing.T) {
 			}
 		})
 	}
+}
+
+// killKeys makes file keys for snapshot and timestamp, which a child
+// process can open by URI.
+func killKeys(t *testing.T) (keys []*hsm.Key, uris []string) {
+	dir := t.TempDir()
+	for _, n := range []string{"snapshot", "timestamp"} {
+		uri := "file:" + filepath.Join(dir, n+".key")
+		k, err := hsm.Generate(context.Background(), uri, hsm.WithSecrets(hsm.StaticSecret(killPassword)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, uris = append(keys, k), append(uris, uri)
+	}
+	return keys, uris
 }
