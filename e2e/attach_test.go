@@ -35,6 +35,17 @@ func TestUpstreamAttachments(t *testing.T) {
 		w := newWorld(t)
 		ropts := []remote.Option{remote.WithAuthFromKeychain(w.src.Keychain()), remote.WithTransport(w.src.Transport())}
 		testUpstreamAttachments(t, w.work, w.env, w.src.Host, w.dst.Host, ropts)
+		// serve --require-signature accepts our sigstore-bundle signature
+		// (app-two) as it accepts a .sig (app-one).
+		cert := newGateCert(t, w.work)
+		g := startGate(t, w.env, "--repo", w.path("isolated"), "--upstream", w.dst.Host+"/mirror", "--require-signature",
+			"--tls-cert", cert.certFile, "--tls-key", cert.keyFile)
+		for _, n := range []string{testimages.AppOne, testimages.AppTwo} {
+			repo, tag, _ := strings.Cut(n, ":")
+			if a := get(t, gateClient(cert.pool), "GET", "https://"+g.host+"/v2/"+repo+"/manifests/"+tag); a.status != 200 {
+				t.Errorf("serve --require-signature: %s answers %d %s", n, a.status, a.body)
+			}
+		}
 	})
 	t.Run("in-process registry, referrers API", func(t *testing.T) {
 		reg := func() string {

@@ -298,37 +298,41 @@ func replicas(t *testing.T, gw *gateWorld, g *gateProc) {
 // expired: a timestamp that runs out makes the gate refuse everything,
 // saying how to refresh; a refresh brings it back without a restart.
 func expired(t *testing.T, gw *gateWorld, g *gateProc) {
+	// A replica reading the repository over HTTP, checking every 500 ms.
+	r := gw.start(t, "--tuf-url", gw.url(g, ""), "--root", gw.path("isolated", "metadata", "1.root.json"),
+		"--upstream", gw.dst.Host+"/mirror", "--interval", "500ms")
 	ts := "file:" + gw.path("keys", "timestamp.key")
-	if r := run(t, gw.env, "refresh", "--repo", gw.path("isolated"), "--timestamp-key", ts, "--timestamp-expiry", "3s", "--force"); r.code != 0 && r.code != 4 {
-		t.Fatalf("refresh: %d %s", r.code, r.stderr)
+	if res := run(t, gw.env, "refresh", "--repo", gw.path("isolated"), "--timestamp-key", ts, "--timestamp-expiry", "3s", "--force"); res.code != 0 && res.code != 4 {
+		t.Fatalf("refresh: %d %s", res.code, res.stderr)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	var a answer
-	for time.Now().Before(deadline) {
-		if a = get(t, gw.http, "GET", gw.url(g, "/readyz")); a.status == http.StatusServiceUnavailable {
-			break
+	for _, gp := range []*gateProc{g, r} {
+		a := waitReadyz(t, gw, gp, http.StatusServiceUnavailable)
+		t.Logf("readyz once expired: HTTP %d %s", a.status, a.body)
+		if !strings.Contains(a.body, "expired") {
+			t.Errorf("readyz after expiry: %d %s", a.status, a.body)
 		}
-		time.Sleep(200 * time.Millisecond)
+		wantRefused(t, get(t, gw.http, "GET", gw.url(gp, "/v2/demo/app-one/manifests/1.0")), "expired repository", "coldharbor refresh")
 	}
-	t.Logf("readyz once expired: HTTP %d %s", a.status, a.body)
-	if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "expired") {
-		t.Fatalf("readyz after expiry: %d %s", a.status, a.body)
-	}
-	wantRefused(t, get(t, gw.http, "GET", gw.url(g, "/v2/demo/app-one/manifests/1.0")), "expired repository", "coldharbor refresh")
 	must(t, gw.env, "refresh", "--repo", gw.path("isolated"), "--timestamp-key", ts, "--force")
-	deadline = time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if a = get(t, gw.http, "GET", gw.url(g, "/readyz")); a.status == 200 {
-			break
+	for _, gp := range []*gateProc{g, r} {
+		waitReadyz(t, gw, gp, http.StatusOK)
+		if d := gw.mustCrane(t, "digest", gp.host+"/"+testimages.AppOne); d != gw.digests[testimages.AppOne] {
+			t.Errorf("after refresh: %s", d)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	if a.status != 200 {
-		t.Fatalf("not ready after refresh: %d %s", a.status, a.body)
+}
+
+// waitReadyz polls a gate's /readyz (bounded) until it answers status.
+func waitReadyz(t *testing.T, gw *gateWorld, g *gateProc, status int) answer {
+	t.Helper()
+	var a answer
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if a = get(t, gw.http, "GET", gw.url(g, "/readyz")); a.status == status {
+			return a
+		}
 	}
-	if d := gw.mustCrane(t, "digest", g.host+"/"+testimages.AppOne); d != gw.digests[testimages.AppOne] {
-		t.Errorf("after refresh: %s", d)
-	}
+	t.Fatalf("readyz of %s: %d %s, want %d", g.host, a.status, a.body, status)
+	return a
 }
 
 // hostileUpstream is a TLS relay to the real registry that lies where told:

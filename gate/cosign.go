@@ -12,6 +12,8 @@ import (
 	"net/http"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/coldharbor/coldharbor/internal/cosignbundle"
 )
 
 // cosign 2.x signature layout (docs/design.md, section 4): one layer per signature, of this
@@ -34,10 +36,15 @@ type sigManifest struct {
 // checkSignature returns "" when upstream holds a cosign signature over t's
 // digest by a key of the trusted cosign.pub, and otherwise why not.
 func (g *Gate) checkSignature(ctx context.Context, st *state, repo string, t target) string {
+	// Our signature as a sigstore bundle (import --signature-format
+	// bundle, or auto where the vendor signed so) counts as well.
+	if g.bundleSigned(ctx, st, repo, t.digest) {
+		return ""
+	}
 	tag := attachmentTag(t.digest, "sig")
 	m, err := g.up.fetchManifest(ctx, repo, tag, v1.Hash{}, 0)
 	if err != nil {
-		return fmt.Sprintf("%s (%s) has no cosign signature upstream (%s: %v) and --require-signature is set", t.name, t.digest, tag, err)
+		return fmt.Sprintf("%s (%s) has no cosign signature upstream (%s: %v, and no sigstore bundle among its referrers) and --require-signature is set", t.name, t.digest, tag, err)
 	}
 	var sm sigManifest
 	if err := json.Unmarshal(m.raw, &sm); err != nil {
@@ -64,6 +71,43 @@ func (g *Gate) checkSignature(ctx context.Context, st *state, repo string, t tar
 		}
 	}
 	return fmt.Sprintf("no cosign signature in %s verifies with a key of the trusted cosign.pub for %s (%s), and --require-signature is set", tag, t.name, t.digest)
+}
+
+// bundleSigned reports whether a referrer of digest listed under the
+// referrers tag sha256-<hex> (how the gate reads referrers, closure.go) is
+// a sigstore bundle whose statement names digest and whose DSSE signature
+// verifies with a trusted cosign key.
+func (g *Gate) bundleSigned(ctx context.Context, st *state, repo string, digest v1.Hash) bool {
+	idx, err := g.up.fetchManifest(ctx, repo, attachmentTag(digest, ""), v1.Hash{}, 0)
+	if err != nil {
+		return false
+	}
+	p, err := parseManifest(idx.raw)
+	if err != nil {
+		return false
+	}
+	for i, d := range p.Manifests {
+		if i >= maxReferrers {
+			break
+		}
+		m, err := g.up.fetchManifest(ctx, repo, "", d.Digest, d.Size)
+		if err != nil {
+			continue
+		}
+		var sm sigManifest
+		if json.Unmarshal(m.raw, &sm) != nil || len(sm.Layers) != 1 || sm.Layers[0].MediaType != cosignbundle.BundleType || sm.Layers[0].Size > maxPayloadSize {
+			continue
+		}
+		data, err := g.readPayload(ctx, repo, sm.Layers[0].descriptor)
+		if err != nil {
+			continue
+		}
+		subject, pae, sig, err := cosignbundle.SignedStatement(data)
+		if err == nil && subject == digest.String() && verifiesWithAny(st, pae, sig) {
+			return true
+		}
+	}
+	return false
 }
 
 // signs reports whether a cosign simple-signing payload names digest.

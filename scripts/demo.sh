@@ -88,22 +88,31 @@ else
   step "7. (cosign not built: 'make tools' builds the pinned cosign, and 'make demo' then uses it)"
 fi
 
-step "8. Refusals: an approval replayed, and a bundle with one altered byte in a layer (both exit 3)"
-set +e
-"$ch" import bundle.tar approval.tar --repo isolated --registry "$TARGET_REGISTRY/mirror" \
+step "8. Running the same import again is safe: it checks the registry and publishes nothing"
+run "$ch" import bundle.tar approval.tar --repo isolated --registry "$TARGET_REGISTRY/mirror" \
   --snapshot-key file:keys/snapshot.key --timestamp-key file:keys/timestamp.key
-code1=$?
+
+step "9. Refusals: a bundle with one altered byte in a layer, and an old approval replayed after a newer one (both exit 3)"
+set +e
 "$ch" export --repo exporter --dest "$TARGET_REGISTRY/mirror" -o bundle2.tar "$SOURCE_REGISTRY/demo/app-two:1.0=demo/app-three:1.0" >/dev/null
 "$ch" sign bundle2.tar --repo signer --key file:keys/targets.key -o approval2.tar --yes >/dev/null
-size=$(stat -c %s bundle2.tar)
-printf '\x00' | dd of=bundle2.tar bs=1 seek=$((size - 2048 - 100)) conv=notrunc 2>/dev/null
+cp bundle2.tar bundle2-altered.tar
+size=$(stat -c %s bundle2-altered.tar)
+printf '\x00' | dd of=bundle2-altered.tar bs=1 seek=$((size - 2048 - 100)) conv=notrunc 2>/dev/null
+"$ch" import bundle2-altered.tar approval2.tar --repo isolated --registry "$TARGET_REGISTRY/mirror" \
+  --snapshot-key file:keys/snapshot.key --timestamp-key file:keys/timestamp.key
+code1=$?
+# The intact bundle imports (targets v3); the first approval (targets v2) is then a rollback.
 "$ch" import bundle2.tar approval2.tar --repo isolated --registry "$TARGET_REGISTRY/mirror" \
+  --snapshot-key file:keys/snapshot.key --timestamp-key file:keys/timestamp.key >/dev/null
+code0=$?
+"$ch" import bundle.tar approval.tar --repo isolated --registry "$TARGET_REGISTRY/mirror" \
   --snapshot-key file:keys/snapshot.key --timestamp-key file:keys/timestamp.key
 code2=$?
 set -e
-echo "replayed approval: exit $code1; altered layer: exit $code2"
-if [ "$code1" != 3 ] || [ "$code2" != 3 ]; then
-  echo "demo: expected exit 3 for both" >&2
+echo "altered layer: exit $code1; intact bundle: exit $code0; old approval replayed: exit $code2"
+if [ "$code1" != 3 ] || [ "$code0" != 0 ] || [ "$code2" != 3 ]; then
+  echo "demo: expected exit 3, 0, 3" >&2
   exit 1
 fi
 
