@@ -38,17 +38,51 @@ import (
 // -update makes all of them anew (new keys, so new bytes).
 const goldenDir = "../testdata/golden"
 
+// goldenAttachDir holds the same set for the standard bundle with
+// attachments (pushGoldenAttachments); its README.md states the outcome.
+const goldenAttachDir = "../testdata/golden-attachments"
+
 // hostileDir holds the committed hostile bundles, each with the outcome its
 // README.md states and hostileFiles checks.
 const hostileDir = "../testdata/hostile/bundle"
 
 func TestGolden(t *testing.T) {
 	if *update {
-		writeGolden(t)
+		writeGolden(t, goldenDir, nil)
 	}
+	checkGolden(t, goldenDir, nil)
+}
+
+// TestGoldenAttachments checks ../testdata/golden-attachments the way
+// TestGolden checks golden/: the standard bundle, but app-one carries a
+// vendor's cosign .sig, .sbom and .att (goldenAttachments), listed in the
+// index and copied into its signed target's custom.attachments.
+func TestGoldenAttachments(t *testing.T) {
+	if *update {
+		writeGolden(t, goldenAttachDir, pushGoldenAttachments)
+	}
+	checkGolden(t, goldenAttachDir, goldenAttachments)
+	readme, err := os.ReadFile(filepath.Join(goldenAttachDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := os.ReadDir(goldenAttachDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !strings.Contains(string(readme), "| `"+f.Name()+"` |") {
+			t.Errorf("%s/README.md states nothing about %s", goldenAttachDir, f.Name())
+		}
+	}
+}
+
+// checkGolden checks the golden set in dir; attach, if not nil, gives the
+// attachments the set's images must carry (by fixture name).
+func checkGolden(t *testing.T, dir string, attach func(testing.TB, testimages.Fixture) map[string][]bundle.Attachment) {
 	read := func(name string) []byte {
 		t.Helper()
-		b, err := os.ReadFile(filepath.Join(goldenDir, name))
+		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +135,14 @@ func TestGolden(t *testing.T) {
 		idx.Base != (bundle.Base{RootVersion: 1, TargetsVersion: 1}) || len(idx.Images) != len(want) || len(idx.Removals) != 0 {
 		t.Fatalf("golden index header: %+v", idx)
 	}
+	var wantAttach map[string][]bundle.Attachment
+	if attach != nil {
+		wantAttach = attach(t, fix)
+	}
 	for i, img := range idx.Images {
+		if only, extra := bundle.SameAttachments(img.Attachments, wantAttach[want[i].fixture]); only != nil || extra != nil {
+			t.Errorf("image %s: attachments %+v; want %+v", img.Name, img.Attachments, wantAttach[want[i].fixture])
+		}
 		d, mt, size := fixtureDigest(t, fix, want[i].fixture)
 		if img.Name != want[i].name || img.Digest != d.String() || img.MediaType != mt || img.Size != size || img.Payload != fmt.Sprintf("head/payloads/%d.json", i) {
 			t.Errorf("image %d: %+v; want %s = %s %s (%d bytes)", i, img, want[i].name, d, mt, size)
@@ -114,7 +155,7 @@ func TestGolden(t *testing.T) {
 
 	// Open: every member where members.txt puts it, every blob readable
 	// and digest-checked.
-	b, err := bundle.Open(filepath.Join(goldenDir, "bundle.tar"))
+	b, err := bundle.Open(filepath.Join(dir, "bundle.tar"))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -186,7 +227,7 @@ func TestGolden(t *testing.T) {
 
 	// MakePlan against (a copy of) the golden repo still says plan.json.
 	repo := filepath.Join(t.TempDir(), "repo")
-	testfs.CopyDir(t, filepath.Join(goldenDir, "repo"), repo)
+	testfs.CopyDir(t, filepath.Join(dir, "repo"), repo)
 	p, err := approve.MakePlan(context.Background(), bytes.NewReader(bundleTar), "bundle.tar", repo)
 	if err != nil {
 		t.Fatalf("MakePlan: %v", err)
@@ -206,11 +247,25 @@ func TestGolden(t *testing.T) {
 // format; if that is meant, run -update. The fixture's layers are gzip'd:
 // a Go release that changes compress/flate's output changes them too.
 func TestGoldenExportUnchanged(t *testing.T) {
-	golden, err := os.ReadFile(filepath.Join(goldenDir, "bundle.tar"))
+	checkGoldenExport(t, goldenDir, nil)
+}
+
+// TestGoldenAttachmentsExportUnchanged: the same for golden-attachments/;
+// the attachments are made from fixed bytes and a seeded ed25519 key, so
+// their manifests and blobs are the same on every run too.
+func TestGoldenAttachmentsExportUnchanged(t *testing.T) {
+	checkGoldenExport(t, goldenAttachDir, pushGoldenAttachments)
+}
+
+func checkGoldenExport(t *testing.T, dir string, setup func(testing.TB, *world)) {
+	golden, err := os.ReadFile(filepath.Join(dir, "bundle.tar"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := newWorld(t)
+	if setup != nil {
+		setup(t, w)
+	}
 	path, _ := w.export(t, w.exportOptions())
 	fresh, err := os.ReadFile(path)
 	if err != nil {
@@ -241,8 +296,11 @@ func TestGoldenExportUnchanged(t *testing.T) {
 	}
 }
 
-func writeGolden(t *testing.T) {
+func writeGolden(t *testing.T, dir string, setup func(testing.TB, *world)) {
 	w := newWorld(t)
+	if setup != nil {
+		setup(t, w)
+	}
 	path, _ := w.export(t, w.exportOptions())
 	p, res := w.sign(t, path)
 	bundleTar, err := os.ReadFile(path)
@@ -254,10 +312,13 @@ func writeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(goldenDir); err != nil {
-		t.Fatal(err)
+	// README.md (hand-written) stays.
+	for _, name := range []string{"repo", "bundle.tar", "approval.tar", "index.json", "members.txt", "approval.json", "plan.json"} {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	testfs.CopyDir(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(goldenDir, "repo", trust.MetadataDir))
+	testfs.CopyDir(t, filepath.Join(w.signer, trust.MetadataDir), filepath.Join(dir, "repo", trust.MetadataDir))
 	for name, data := range map[string][]byte{
 		"bundle.tar":    bundleTar,
 		"approval.tar":  res.Approval,
@@ -266,7 +327,7 @@ func writeGolden(t *testing.T) {
 		"approval.json": readTar(t, res.Approval)[0].Data,
 		"plan.json":     plan,
 	} {
-		if err := os.WriteFile(filepath.Join(goldenDir, name), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -329,6 +390,9 @@ func checkSignedTargets(t testing.TB, targets *metadata.Metadata[metadata.Target
 		}
 		if tf.Length != img.Size || "sha256:"+tf.Hashes["sha256"].String() != img.Digest || c.MediaType != img.MediaType || c.Bundle != bundleID {
 			t.Errorf("%s: target %d bytes sha256 %s custom %+v; want %d bytes %s bound to %s", img.Name, tf.Length, tf.Hashes["sha256"], c, img.Size, img.Digest, bundleID)
+		}
+		if !reflect.DeepEqual(c.Attachments, img.Attachments) {
+			t.Errorf("%s: signed custom.attachments %+v; the index lists %+v", img.Name, c.Attachments, img.Attachments)
 		}
 	}
 	cp, ok := targets.Signed.Targets[bundle.CosignPubTarget]
