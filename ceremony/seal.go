@@ -136,11 +136,19 @@ func checkSeal(e *Entry, lines []Entry, allowed []*metadata.Metadata[metadata.Ro
 	if err != nil {
 		return nil, err
 	}
+	offline := false
 	for _, sig := range sigs {
-		if err := verifySealSig(e, sig, allowed); err != nil {
+		held, err := verifySealSig(e, sig, allowed)
+		if err != nil {
 			return nil, err
 		}
+		offline = offline || held
 		s.Holders = append(s.Holders, sig.KeyID)
+	}
+	// The online keys live on networked machines: a sitting they alone
+	// seal could be any record their holder chose to write.
+	if len(sigs) > 0 && !offline {
+		return nil, &trust.VerificationError{What: trust.WhatTranscript, KeyIDs: e.KeyIDs, Reason: fmt.Sprintf("line %d: the sitting is sealed by online (snapshot, timestamp) keys only, not by a root or targets key", e.Seq)}
 	}
 	if len(sigs) == 0 {
 		for _, l := range lines {
@@ -161,32 +169,37 @@ func sealSignatures(e *Entry) ([]SealSignature, error) {
 }
 
 // verifySealSig checks one seal signature over the seal's Prev with the
-// key of that ID in one of the allowed roots.
-func verifySealSig(e *Entry, sig SealSignature, allowed []*metadata.Metadata[metadata.RootType]) error {
+// key of that ID in one of the allowed roots, and reports whether that key
+// is an offline one there (a root or targets key).
+func verifySealSig(e *Entry, sig SealSignature, allowed []*metadata.Metadata[metadata.RootType]) (bool, error) {
 	refuse := func(reason string, err error) error {
 		return &trust.VerificationError{What: trust.WhatTranscript, KeyIDs: []string{sig.KeyID}, Reason: fmt.Sprintf("line %d: %s", e.Seq, reason), Err: err}
 	}
 	var key *metadata.Key
+	offline := false
 	for _, r := range allowed {
 		if r != nil && r.Signed.Keys[sig.KeyID] != nil {
 			key = r.Signed.Keys[sig.KeyID]
+			rootIDs, _ := trust.RoleKeyIDs(r, trust.Root)
+			targetsIDs, _ := trust.RoleKeyIDs(r, trust.Targets)
+			offline = offline || slices.Contains(rootIDs, sig.KeyID) || slices.Contains(targetsIDs, sig.KeyID)
 		}
 	}
 	if key == nil {
-		return refuse("the sitting is sealed by a key the root at that point does not name", nil)
+		return false, refuse("the sitting is sealed by a key the root at that point does not name", nil)
 	}
 	pub, err := key.ToPublicKey()
 	if err != nil {
-		return refuse("the sealing key cannot be read", err)
+		return false, refuse("the sealing key cannot be read", err)
 	}
 	raw, err := base64.StdEncoding.DecodeString(sig.Signature)
 	if err != nil {
-		return refuse("the seal's signature is not base64", err)
+		return false, refuse("the seal's signature is not base64", err)
 	}
 	if err := hsm.VerifySignature(pub, []byte(e.Prev), raw); err != nil {
-		return refuse("the seal's signature does not verify over the record before it (edited, or re-signed)", err)
+		return false, refuse("the seal's signature does not verify over the record before it (edited, or re-signed)", err)
 	}
-	return nil
+	return offline, nil
 }
 
 // describeSitting gathers the paper record's facts from a sitting's lines.

@@ -80,9 +80,13 @@ func TestTranscriptTamperingRefused(t *testing.T) {
 			return es
 		}, "does not name"},
 		{"cut", nil, "not sealed"},
+		{"re-signed by the timestamp key", func(es []Entry) []Entry {
+			es[0].Detail["tool"] = "someone else"
+			return es
+		}, "online (snapshot, timestamp) keys only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir, _ := sealedRepo(t)
+			dir, k := sealedRepo(t)
 			path := filepath.Join(dir, trust.TranscriptFile)
 			es, err := readEntries(path)
 			if err != nil {
@@ -94,7 +98,14 @@ func TestTranscriptTamperingRefused(t *testing.T) {
 				lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
 				os.WriteFile(path, []byte(strings.Join(lines[:len(lines)-1], "")), 0o644)
 			} else {
-				rewrite(t, path, tc.edit(es), tc.name == "re-signed")
+				var key *hsm.Key
+				switch tc.name {
+				case "re-signed":
+					key = testkeys.New(t, "attacker.key")
+				case "re-signed by the timestamp key":
+					key = k.timestamp
+				}
+				rewrite(t, path, tc.edit(es), key)
 			}
 			_, err = Verify(context.Background(), dir)
 			if !trust.IsVerification(err) || !strings.Contains(err.Error(), tc.want) {
@@ -104,11 +115,14 @@ func TestTranscriptTamperingRefused(t *testing.T) {
 	}
 }
 
-// rewrite writes entries with a recomputed hash chain; reseal re-signs
-// every seal with an attacker's key.
-func rewrite(t *testing.T, path string, es []Entry, reseal bool) {
-	attacker := testkeys.New(t, "attacker.key")
-	aid, _ := trust.KeyID(attacker.Public)
+// rewrite writes entries with a recomputed hash chain; with attacker set,
+// it re-signs every seal with that key.
+func rewrite(t *testing.T, path string, es []Entry, attacker *hsm.Key) {
+	var aid string
+	if attacker != nil {
+		aid, _ = trust.KeyID(attacker.Public)
+	}
+	reseal := attacker != nil
 	var buf bytes.Buffer
 	prev := ""
 	for _, e := range es {

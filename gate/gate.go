@@ -6,9 +6,11 @@
 // asked for by tag is the manifest whose digest the trusted target names,
 // fetched from upstream by digest and hashed before a byte is sent. A digest
 // is answered only when it is a trusted target, a manifest one of them
-// references (index children), or a cosign attachment of one; a blob only
-// when such a manifest references it, streamed with its size and digest
-// checked. Everything else is refused with 412 and an OCI error body naming
+// references (index children), or an attachment of one (cosign tag or
+// referrer) that the signed target lists or that is a signature manifest;
+// a blob only when such a manifest references it, streamed with its size
+// and digest checked (a blob only a signature manifest references goes out
+// only as whole-checked small JSON, never as a layer). Everything else is refused with 412 and an OCI error body naming
 // why.
 //
 // The gate holds no state but caches: every replica started from the same

@@ -32,6 +32,8 @@ func TestEscapedPINNamesRedacted(t *testing.T) {
 	}
 }
 
+var alnumRE = regexp.MustCompile(`^[A-Za-z0-9]+$`)
+
 var fuzzPINRE = regexp.MustCompile(`(?i)^pin(?:-value)?=(.*)$`)
 
 // pinsIn returns the values of the PIN attributes in s, however escaped,
@@ -49,7 +51,9 @@ func pinsIn(s string) []string {
 			d = u
 		}
 		m := fuzzPINRE.FindStringSubmatch(d)
-		if m == nil || len(m[1]) < 4 {
+		// PINs are letters and digits: a "PIN" with quotes or escapes in it
+		// would be found in the message's own quoting.
+		if m == nil || len(m[1]) < 4 || !alnumRE.MatchString(m[1]) {
 			continue
 		}
 		// A value that appears elsewhere, also once quoted (%q turns a NUL

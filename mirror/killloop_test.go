@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,13 @@ func TestKillLoopChild(t *testing.T) {
 	}
 	f := strings.Split(env, "\n") // bundle, approval, repo, registry, snapshot key, timestamp key
 	ctx := context.Background()
+	if n, err := strconv.ParseUint(os.Getenv("COLDHARBOR_FSIZE"), 10, 64); err == nil {
+		// A full disk, as the kernel reports it: writes past n bytes fail
+		// with EFBIG (Go ignores SIGXFSZ).
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var keys []*hsm.Key
 	for _, uri := range f[4:6] {
 		k, err := hsm.Open(ctx, uri, hsm.WithSecrets(hsm.StaticSecret(killPassword)))
@@ -62,17 +70,7 @@ func TestKillLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill loop: not in -short")
 	}
-	dir := t.TempDir()
-	var keys []*hsm.Key
-	var uris []string
-	for _, n := range []string{"snapshot", "timestamp"} {
-		uri := "file:" + filepath.Join(dir, n+".key")
-		k, err := hsm.Generate(context.Background(), uri, hsm.WithSecrets(hsm.StaticSecret(killPassword)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, uris = append(keys, k), append(uris, uri)
-	}
+	keys, uris := killKeys(t)
 	writes := calibrate(t, keys, uris)
 	var points []killPoint
 	for n := 1; n <= writes; n += max(1, writes/16) {
@@ -194,4 +192,50 @@ func clientTargetsVersion(t *testing.T, s *setup) int64 {
 		t.Fatalf("a TUF client refuses the published repository: %v", err)
 	}
 	return up.GetTrustedMetadataSet().Targets["targets"].Signed.Version
+}
+
+// TestPublishWriteErrorLeavesOldState (issue 11): a write error while
+// publishing (a full disk) leaves the published repository as it was —
+// a TUF client sees the old targets — and the same import run again
+// completes.
+func TestPublishWriteErrorLeavesOldState(t *testing.T) {
+	keys, uris := killKeys(t)
+	for _, limit := range []int{100, 1500} {
+		t.Run(fmt.Sprintf("files-over-%d-bytes", limit), func(t *testing.T) {
+			s, b2, a2 := killSetup(t, keys)
+			cmd := childImport(s, b2, a2, uris)
+			cmd.Env = append(cmd.Env, fmt.Sprintf("COLDHARBOR_FSIZE=%d", limit))
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Skipf("every file fit in %d bytes", limit)
+			}
+			if !strings.Contains(string(out), "file too large") {
+				t.Fatalf("the import failed, but not on a write:\n%s", out)
+			}
+			if v := clientTargetsVersion(t, s); v != 2 {
+				t.Fatalf("after a failed publish a client sees targets v%d, want the old v2", v)
+			}
+			if out, err := childImport(s, b2, a2, uris).CombinedOutput(); err != nil {
+				t.Fatalf("the same import with room again: %v\n%s", err, out)
+			}
+			if v := clientTargetsVersion(t, s); v != 3 {
+				t.Fatalf("after the rerun a client sees targets v%d, want 3", v)
+			}
+		})
+	}
+}
+
+// killKeys makes file keys for snapshot and timestamp, which a child
+// process can open by URI.
+func killKeys(t *testing.T) (keys []*hsm.Key, uris []string) {
+	dir := t.TempDir()
+	for _, n := range []string{"snapshot", "timestamp"} {
+		uri := "file:" + filepath.Join(dir, n+".key")
+		k, err := hsm.Generate(context.Background(), uri, hsm.WithSecrets(hsm.StaticSecret(killPassword)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, uris = append(keys, k), append(uris, uri)
+	}
+	return keys, uris
 }

@@ -3,9 +3,12 @@ package mirror
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
 	"github.com/coldharbor/coldharbor/bundle/approve"
@@ -95,5 +98,78 @@ func TestPartialApprovalTwoSittings(t *testing.T) {
 	}
 	if ir.TargetsVersion != 4 {
 		t.Fatalf("imported targets v%d", ir.TargetsVersion)
+	}
+}
+
+// The holders who complete a partial approval sign the first holder's
+// targets bytes: those must be exactly what their own repository builds
+// from the bundle (expiry aside, and that no later than signing now would
+// set), not only the same target files. A first holder who re-signed the
+// targets with a ten-year expiry, or with a custom field changed, is
+// refused at the second sitting.
+func TestPartialApprovalOtherFieldsRefused(t *testing.T) {
+	ctx := context.Background()
+	s := newSetup(t)
+	if _, err := s.importOnce(); err != nil {
+		t.Fatal(err)
+	}
+	t2, t3 := testkeys.New(t, "targets2"), testkeys.New(t, "targets3")
+	if _, err := ceremony.Rotate(ctx, ceremony.RotateOptions{Dir: s.signer, AddTargetsKeys: []*hsm.Key{t2, t3}, TargetsThreshold: 2,
+		Keys: []*hsm.Key{s.root, s.targets, t2}}); err != nil {
+		t.Fatal(err)
+	}
+	b, raw := s.makeBundleUnsigned(t, "b", testimages.AppOne)
+	plan := func() *approve.Plan {
+		p, err := approve.MakePlan(ctx, bytes.NewReader(raw), b, s.signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	res, err := plan().Sign(ctx, approve.Options{Keys: []*hsm.Key{s.targets}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*metadata.Metadata[metadata.TargetsType])
+		want   string
+	}{
+		{"expiry ten years on", func(m *metadata.Metadata[metadata.TargetsType]) {
+			m.Signed.Expires = m.Signed.Expires.AddDate(10, 0, 0)
+		}, "later than signing now would set"},
+		{"a target's custom", func(m *metadata.Metadata[metadata.TargetsType]) {
+			c := json.RawMessage(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","bundle":"x"}`)
+			m.Signed.Targets[testimages.AppOne].Custom = &c
+		}, "a field other than the target files differs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := s.path("partial.tar")
+			os.WriteFile(a, res.Approval, 0o644)
+			af, err := bundle.OpenApproval(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg, err := metadata.Targets().FromBytes(af.Targets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(tg)
+			tg.Signatures = nil
+			if err := trust.Sign(tg, trust.Targets, s.targets.Signer); err != nil {
+				t.Fatal(err)
+			}
+			if af.Targets, err = tg.ToBytes(true); err != nil {
+				t.Fatal(err)
+			}
+			rewriteApproval(t, a, af, af.Roots)
+			if af, err = bundle.OpenApproval(a); err != nil {
+				t.Fatal(err)
+			}
+			_, err = plan().AddSignatures(ctx, af, approve.Options{Keys: []*hsm.Key{t2}})
+			if !trust.IsVerification(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("second holder signed a changed partial approval: %v", err)
+			}
+		})
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -213,17 +215,59 @@ func (p *Plan) matchApproval(af *bundle.ApprovalFile) (*metadata.Metadata[metada
 	if v != af.Approval.TargetsVersion || v != p.NewVersion {
 		return nil, &trust.VerificationError{What: trust.WhatApproval, Version: v, Reason: fmt.Sprintf("approves targets v%d (its header says v%d), but this repository would sign v%d now: it was made against another state of the repository", v, af.Approval.TargetsVersion, p.NewVersion)}
 	}
-	want, cosignPub, err := p.buildTargets(time.Now(), af.Attestations)
+	now := time.Now()
+	want, cosignPub, err := p.buildTargets(now, af.Attestations)
 	if err != nil {
 		return nil, err
 	}
-	if err := sameTargets(want, tg); err != nil {
+	if err := sameSigned(want, tg, now); err != nil {
 		return nil, &trust.VerificationError{What: trust.Targets, Version: v, Reason: "the approval's targets differ from what this repository builds from the bundle: " + err.Error()}
 	}
 	if !bytes.Equal(cosignPub, af.CosignPub) {
 		return nil, &trust.VerificationError{What: trust.WhatApproval, Version: v, Reason: "the approval's cosign.pub is not this root's targets keys"}
 	}
 	return tg, nil
+}
+
+// sameSigned checks that a partial approval's targets are everything this
+// repository builds from the bundle, not only the same target files: the
+// holders who add their signatures sign the earlier holder's bytes, so a
+// custom field (the bundle binding, attachments, upstream), a delegation,
+// an unknown field or an expiry they were not shown would otherwise pass
+// on one holder's word. The expiry alone may differ (the earlier sitting
+// was earlier): never later than a signing now would set, never past.
+func sameSigned(want, got *metadata.Metadata[metadata.TargetsType], now time.Time) error {
+	if err := sameTargets(want, got); err != nil {
+		return err
+	}
+	if got.Signed.Expires.After(want.Signed.Expires) {
+		return fmt.Errorf("they expire %s, later than signing now would set (%s)", got.Signed.Expires.UTC().Format(time.RFC3339), want.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	if !got.Signed.Expires.After(now) {
+		return fmt.Errorf("they expired %s", got.Signed.Expires.UTC().Format(time.RFC3339))
+	}
+	w := want.Signed
+	w.Expires = got.Signed.Expires
+	a, errA := decodedJSON(w)
+	b, errB := decodedJSON(got.Signed)
+	if errA != nil || errB != nil {
+		return fmt.Errorf("comparing targets: %v %v", errA, errB)
+	}
+	if !reflect.DeepEqual(a, b) {
+		return fmt.Errorf("a field other than the target files differs (custom, delegations or another field)")
+	}
+	return nil
+}
+
+// decodedJSON is v as generic JSON, so that key order and spacing of a
+// round trip through a file do not count as differences.
+func decodedJSON(v any) (any, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	return out, json.Unmarshal(raw, &out)
 }
 
 // ApprovalState is what inspect shows of an approval.
