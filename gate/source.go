@@ -14,6 +14,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/coldharbor/coldharbor/internal/safefile"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -98,22 +99,38 @@ func (d dirSource) ReadTarget(ctx context.Context, name string, t *metadata.Targ
 	return readTarget(ctx, d, name, t)
 }
 
-// open serves only regular files, never through a symbolic link, and never
-// anything outside metadata/ and targets/ (private state stays private).
+// open serves only regular files, never through a symbolic link at any
+// level (a link planted as a directory under targets/ would otherwise lead
+// anywhere on the host), and never anything outside metadata/ and targets/
+// (private state stays private). The opened file must be the one examined.
 func (d dirSource) open(_ context.Context, rel string) (io.ReadCloser, int64, error) {
-	p := filepath.Join(d.dir, filepath.FromSlash(rel))
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return nil, 0, err
+	p := d.dir
+	var fi os.FileInfo
+	for _, part := range strings.Split(filepath.FromSlash(rel), string(filepath.Separator)) {
+		if part == "" || part == "." || part == ".." {
+			return nil, 0, fs.ErrNotExist
+		}
+		p = filepath.Join(p, part)
+		var err error
+		if fi, err = os.Lstat(p); err != nil {
+			return nil, 0, err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, 0, fs.ErrNotExist
+		}
 	}
-	if !fi.Mode().IsRegular() {
+	if fi == nil || !fi.Mode().IsRegular() {
 		return nil, 0, fs.ErrNotExist
 	}
-	f, err := os.Open(p)
+	f, opened, err := safefile.Open(p)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fs.ErrNotExist
 	}
-	return f, fi.Size(), nil
+	if !os.SameFile(fi, opened) {
+		f.Close()
+		return nil, 0, fs.ErrNotExist
+	}
+	return f, opened.Size(), nil
 }
 
 // anchor is the repository's pinned root, or root v1 (trust.TrustAnchor).
