@@ -32,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/coldharbor/coldharbor/internal/httpclient"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 )
 
 // Config says what the gate serves and from where.
@@ -51,6 +52,11 @@ type Config struct {
 	// Transport reaches the upstream registry and TUFURL. Default:
 	// internal/httpclient's, with the gate's timeouts (Timeouts).
 	Transport http.RoundTripper
+	// InsecureRegistries are the hosts ("host" or "host:port") named with
+	// --insecure-registry: an Upstream there is parsed with name.Insecure so
+	// go-containerregistry tries plain HTTP (Transport must allow it; the
+	// default transport is given them).
+	InsecureRegistries []string
 	// RequireSignature also requires a cosign signature by a key of the
 	// trusted cosign.pub target over each trusted digest, in the upstream.
 	RequireSignature bool
@@ -120,7 +126,7 @@ func New(ctx context.Context, cfg Config) (*Gate, error) {
 		return nil, errors.New("a TUF URL needs a trusted root.json (--root): the gate trusts nothing it fetched first")
 	}
 	host, prefix, _ := strings.Cut(strings.Trim(cfg.Upstream, "/"), "/")
-	reg, err := name.NewRegistry(host, name.StrictValidation)
+	reg, err := name.NewRegistry(host, regsession.NameOptions(cfg.InsecureRegistries, host, name.StrictValidation)...)
 	if err != nil || host == "" {
 		return nil, fmt.Errorf("upstream %q: want HOST[/PREFIX]: %v", cfg.Upstream, err)
 	}
@@ -128,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Gate, error) {
 		cfg.Keychain = authn.DefaultKeychain
 	}
 	if cfg.Transport == nil {
-		if cfg.Transport, err = httpclient.New(httpclient.WithTimeouts(Timeouts())); err != nil {
+		if cfg.Transport, err = httpclient.New(httpclient.WithTimeouts(Timeouts()), httpclient.WithInsecureHosts(cfg.InsecureRegistries...)); err != nil {
 			return nil, err
 		}
 	}

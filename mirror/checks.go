@@ -14,6 +14,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -28,6 +29,7 @@ type checker struct {
 	af       *bundle.ApprovalFile
 	b        *bundle.Bundle
 	registry string
+	insecure []string // hosts named with --insecure-registry
 	now      time.Time
 
 	root     *metadata.Metadata[metadata.RootType] // the importer's root, after the approval's rotation
@@ -48,9 +50,10 @@ func (c *checker) samePublished() bool {
 	return err1 == nil && err2 == nil && string(a) == string(b)
 }
 
-// verify runs steps 1–10 and returns the plan of what to push.
-func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, registry string, now time.Time) (*plan, error) {
-	c := &checker{st: st, registry: registry, now: now}
+// verify runs steps 1–10 and returns the plan of what to push. insecure
+// are the hosts named with --insecure-registry (ImportOptions).
+func verify(ctx context.Context, st *trust.State, bundlePath, approvalPath, registry string, now time.Time, insecure ...string) (*plan, error) {
+	c := &checker{st: st, registry: registry, insecure: insecure, now: now}
 	var err error
 	// 1. The approval: tar and index structure (section 4).
 	if c.af, err = bundle.OpenApproval(approvalPath); err != nil {
@@ -163,7 +166,7 @@ func (c *checker) step7CosignPub() error {
 		return refuse(trust.Targets, v, "target %s does not match root's targets keys", bundle.CosignPubTarget)
 	}
 	c.p = &plan{b: c.b, targets: c.nt, cosignPub: cosignPub, blobs: map[string]*blobPlan{}, roots: c.newRoots, already: c.already,
-		registry: c.registry, present: map[string]*presentPlan{}}
+		registry: c.registry, insecure: c.insecure, present: map[string]*presentPlan{}}
 	// The ceremony's attestation records, when carried, match their target.
 	if att := c.af.Attestations; att != nil {
 		if t, ok := c.nt.Signed.Targets[trust.AttestationsTarget]; !ok || t.VerifyLengthHashes(att) != nil {
@@ -229,7 +232,8 @@ func (c *checker) step9Signatures() error {
 	}
 	dest := c.b.Destination()
 	for _, img := range c.b.Images() {
-		repo, err := name.NewRepository(strings.TrimSuffix(c.registry, "/")+"/"+strings.SplitN(img.Name, ":", 2)[0], name.StrictValidation)
+		s := strings.TrimSuffix(c.registry, "/") + "/" + strings.SplitN(img.Name, ":", 2)[0]
+		repo, err := name.NewRepository(s, regsession.NameOptions(c.insecure, s, name.StrictValidation)...)
 		if err != nil {
 			return fmt.Errorf("image %s: %w", img.Name, err)
 		}

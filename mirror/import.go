@@ -55,6 +55,10 @@ type ImportOptions struct {
 	// SnapshotKey and TimestampKey sign the new snapshot and timestamp.
 	SnapshotKey, TimestampKey *hsm.Key
 	Remote                    []remote.Option
+	// InsecureRegistries are the hosts ("host" or "host:port") named with
+	// --insecure-registry: a Registry there is parsed with name.Insecure so
+	// go-containerregistry tries plain HTTP (the transport must allow it).
+	InsecureRegistries []string
 	// Jobs is how many blobs upload at once. Default 4.
 	Jobs     int
 	Now      time.Time
@@ -119,6 +123,7 @@ type plan struct {
 	// the registry before anything is pushed.
 	present  map[string]*presentPlan
 	registry string
+	insecure []string // hosts named with --insecure-registry
 }
 
 type imagePlan struct {
@@ -210,7 +215,7 @@ func prepare(ctx context.Context, bundlePath, approvalPath string, o ImportOptio
 	if err := trust.UpdatePin(o.Repo, st.Root); err != nil {
 		return nil, nil, nil, err
 	}
-	p, err := verify(ctx, st, bundlePath, approvalPath, o.Registry, now)
+	p, err := verify(ctx, st, bundlePath, approvalPath, o.Registry, now, o.InsecureRegistries...)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -38,7 +39,8 @@ func (p *plan) addPresent(ip *imagePlan, pb bundle.PresentBlob, d v1.Descriptor)
 	}
 	pp := p.present[pb.Digest]
 	if pp == nil {
-		from, err := name.NewRepository(strings.TrimSuffix(p.registry, "/")+"/"+pb.Repository, name.StrictValidation)
+		s := strings.TrimSuffix(p.registry, "/") + "/" + pb.Repository
+		from, err := name.NewRepository(s, regsession.NameOptions(p.insecure, s, name.StrictValidation)...)
 		if err != nil {
 			return refuse(trust.WhatBundle, 0, "present blob %s: repository %s: %v", pb.Digest, pb.Repository, err)
 		}

@@ -75,6 +75,10 @@ type VerifyOptions struct {
 	// image's own registry, no prefix.
 	Registry string
 	Remote   []remote.Option
+	// InsecureRegistries are the hosts ("host" or "host:port") named with
+	// --insecure-registry: images there are parsed with name.Insecure so
+	// go-containerregistry tries plain HTTP (the transport must allow it).
+	InsecureRegistries []string
 	// RequireAttestation refuses targets (and cosign signatures) by a key
 	// whose hardware attestation the trusted ceremony/attestations.json
 	// target does not record, or records but does not verify against
@@ -108,7 +112,7 @@ func VerifyImages(ctx context.Context, src Source, images []string, o VerifyOpti
 	}
 	var out []Check
 	for _, image := range images {
-		c, err := verifyImage(up, keys, image, o.Registry, ropts)
+		c, err := verifyImage(up, keys, image, o.Registry, o.InsecureRegistries, ropts)
 		if err != nil {
 			return out, err
 		}
@@ -118,8 +122,8 @@ func VerifyImages(ctx context.Context, src Source, images []string, o VerifyOpti
 	return out, nil
 }
 
-func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, registry string, ropts []remote.Option) (*Check, error) {
-	ref, err := name.NewTag(image, name.StrictValidation)
+func verifyImage(up *updater.Updater, keys map[string]crypto.PublicKey, image, registry string, insecure []string, ropts []remote.Option) (*Check, error) {
+	ref, err := name.NewTag(image, regsession.NameOptions(insecure, image, name.StrictValidation)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: give a tagged image, REGISTRY/REPOSITORY:TAG: %w", image, err)
 	}

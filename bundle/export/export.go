@@ -39,7 +39,7 @@ func ParseImageArg(s string) (ImageSpec, error) {
 	if src == "" {
 		return ImageSpec{}, fmt.Errorf("image %q: no source reference", s)
 	}
-	if _, err := parseRef(src); err != nil {
+	if _, err := parseRef(src, nil); err != nil {
 		return ImageSpec{}, fmt.Errorf("image %q: %w", s, err)
 	}
 	if renamed {
@@ -50,9 +50,11 @@ func ParseImageArg(s string) (ImageSpec, error) {
 	return ImageSpec{Source: src, Name: name}, nil
 }
 
-func parseRef(s string) (name.Reference, error) {
+// parseRef parses a source reference; a registry named in insecure (the
+// --insecure-registry hosts) is reached over plain HTTP.
+func parseRef(s string, insecure []string) (name.Reference, error) {
 	// Strict: no silent "latest", no guessing at what was meant.
-	return name.ParseReference(s, name.StrictValidation)
+	return name.ParseReference(s, regsession.NameOptions(insecure, s, name.StrictValidation)...)
 }
 
 // ErrNothing: no image, no removal and no renewal asked for.
@@ -70,6 +72,10 @@ type Options struct {
 	Platform *v1.Platform
 	// Remote are go-containerregistry options (auth, transport, context).
 	Remote []remote.Option
+	// InsecureRegistries are the hosts ("host" or "host:port") named with
+	// --insecure-registry: sources there are parsed with name.Insecure so
+	// go-containerregistry tries plain HTTP (the transport must allow it).
+	InsecureRegistries []string
 	// Progress, if set, is called with bytes written so far and the total.
 	Progress func(done, total int64)
 	Now      time.Time
@@ -136,6 +142,7 @@ type blobRef struct {
 type collector struct {
 	ctx       context.Context
 	opts      []remote.Option
+	insecure  []string // Options.InsecureRegistries
 	manifests map[v1.Hash][]byte
 	platforms map[v1.Hash][]string
 	order     []v1.Hash // manifests, children before parents
@@ -186,7 +193,7 @@ func Write(ctx context.Context, w io.Writer, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &collector{ctx: ctx, opts: ropts, manifests: map[v1.Hash][]byte{}, platforms: map[v1.Hash][]string{}, blobs: map[v1.Hash]*blobRef{}}
+	c := &collector{ctx: ctx, opts: ropts, insecure: o.InsecureRegistries, manifests: map[v1.Hash][]byte{}, platforms: map[v1.Hash][]string{}, blobs: map[v1.Hash]*blobRef{}}
 	idx := &bundle.Index{Format: bundle.BundleFormat, Tool: o.Tool, Created: now.UTC().Truncate(time.Second), Destination: o.Destination,
 		Base:     bundle.Base{RootVersion: st.Root.Signed.Version, TargetsVersion: st.Targets.Signed.Version},
 		Images:   []bundle.Image{},
@@ -242,7 +249,7 @@ func (c *collector) resolveAll(idx *bundle.Index, o Options) ([]v1.Descriptor, e
 			return nil, fmt.Errorf("%s and %s both become %s: rename one with SRC=REPOSITORY:TAG", prev, spec.Source, img.Name)
 		}
 		seen[img.Name] = spec.Source
-		ref, err := parseRef(spec.Source)
+		ref, err := parseRef(spec.Source, c.insecure)
 		if err != nil {
 			return nil, err
 		}
@@ -422,7 +429,7 @@ func (c *collector) indexCopies() []bundle.File {
 
 // resolve fetches an image's top manifest and walks everything it references.
 func (c *collector) resolve(spec ImageSpec, platform *v1.Platform) (bundle.Image, v1.Descriptor, error) {
-	ref, err := parseRef(spec.Source)
+	ref, err := parseRef(spec.Source, c.insecure)
 	if err != nil {
 		return bundle.Image{}, v1.Descriptor{}, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/coldharbor/coldharbor/bundle"
+	"github.com/coldharbor/coldharbor/internal/regsession"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -60,7 +61,7 @@ func (c *collector) publishedBlobs(ctx context.Context, dir string) (published, 
 			_ = json.Unmarshal(*t.Custom, &cu)
 		}
 		repo, _, _ := strings.Cut(n, ":")
-		c.addPublished(out, repo, sourceRepo(cu.Source), types.MediaType(cu.MediaType), raw, 0)
+		c.addPublished(out, repo, c.sourceRepo(cu.Source), types.MediaType(cu.MediaType), raw, 0)
 	}
 	return out, nil
 }
@@ -132,8 +133,8 @@ func readTargetFile(dir, target, sumHex string, length int64) ([]byte, error) {
 
 // sourceRepo reads the repository of a target's custom.source
 // (REPOSITORY@DIGEST), nil when there is none.
-func sourceRepo(source string) *name.Repository {
-	ref, err := name.NewDigest(source)
+func (c *collector) sourceRepo(source string) *name.Repository {
+	ref, err := name.NewDigest(source, regsession.NameOptions(c.insecure, source)...)
 	if err != nil {
 		return nil
 	}

@@ -147,7 +147,8 @@ func exportAction(c *cli.Context, e env) error {
 	out := c.String("output-file")
 	res, err := writeBundle(ctx, out, f.split, export.Options{
 		Repo: c.String("repo"), Destination: c.String("dest"), Images: f.specs, Removals: c.StringSlice("remove"),
-		Platform: f.platform, Remote: ropts, Progress: progress(e, "export"), Tool: "coldharbor " + version,
+		Platform: f.platform, Remote: ropts, InsecureRegistries: c.StringSlice("insecure-registry"),
+		Progress: progress(e, "export"), Tool: "coldharbor " + version,
 		Jobs: c.Int("jobs"), TempDir: filepath.Dir(out), Renew: c.Bool("renew"),
 		Attachments: c.String("attachments"), AttachmentTypes: c.StringSlice("attachment-type"), UpstreamKeys: f.upstream,
 		SignatureFormat: c.String("signature-format"), Since: c.String("since"),
@@ -570,7 +571,8 @@ func importAction(c *cli.Context, e env) error {
 	res, err := mirror.Import(ctx, c.Args().Get(0), c.Args().Get(1), mirror.ImportOptions{
 		Repo: c.String("repo"), Registry: c.String("registry"),
 		SnapshotKey: keys["snapshot-key"], TimestampKey: keys["timestamp-key"],
-		Remote: ropts, Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
+		Remote: ropts, InsecureRegistries: c.StringSlice("insecure-registry"),
+		Jobs: c.Int("jobs"), Progress: progress(e, "push"), Log: logger(),
 		SignatureFormat: c.String("signature-format"), Transport: tr, Keychain: authn.DefaultKeychain,
 		RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots,
 	})
@@ -697,7 +699,7 @@ accepts only cosign signatures by attested keys.`,
 			ctx, cancel := withDeadline(c)
 			defer cancel()
 			checks, err := mirror.VerifyImages(ctx, src, c.Args().Slice(), mirror.VerifyOptions{Registry: c.String("registry"), Remote: ropts,
-				RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots})
+				InsecureRegistries: c.StringSlice("insecure-registry"), RequireAttestation: c.Bool("require-attestation"), AttestationRoots: attRoots})
 			if asJSON {
 				if checks == nil {
 					checks = []mirror.Check{}

@@ -59,7 +59,7 @@ or CRI-O (registries.conf) at it, and keep clients away from the upstream.`,
 func serveConfig(c *cli.Context, log *slog.Logger) (gate.Config, error) {
 	cfg := gate.Config{Repo: c.String("repo"), TUFURL: c.String("tuf-url"), Upstream: c.String("upstream"),
 		RequireSignature: c.Bool("require-signature"), Interval: c.Duration("interval"), Logger: log,
-		Keychain: authn.DefaultKeychain, UserAgent: "coldharbor/" + version}
+		Keychain: authn.DefaultKeychain, UserAgent: "coldharbor/" + version, InsecureRegistries: c.StringSlice("insecure-registry")}
 	if (cfg.Repo == "") == (cfg.TUFURL == "") {
 		return cfg, usagef("give exactly one of --repo DIR or --tuf-url URL")
 	}

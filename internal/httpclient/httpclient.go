@@ -63,6 +63,7 @@ type options struct {
 	insecure map[string]bool
 	tls      *tls.Config
 	noProxy  bool
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Option configures New. Options are applied in order.
@@ -102,6 +103,12 @@ func WithTLSConfig(c *tls.Config) Option {
 	return func(o *options) error { o.tls = c; return nil }
 }
 
+// WithDialContext replaces the TCP dialer (tests: reach a test server
+// under another name). Default: a net.Dialer with the Dial timeout.
+func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(o *options) error { o.dial = dial; return nil }
+}
+
 // WithoutProxy ignores HTTP(S)_PROXY. Default: the environment's proxy is used.
 func WithoutProxy() Option {
 	return func(o *options) error { o.noProxy = true; return nil }
@@ -117,11 +124,14 @@ func New(opts ...Option) (http.RoundTripper, error) {
 		}
 	}
 	t := o.timeouts.withDefaults()
-	dialer := &net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}
+	dial := (&net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}).DialContext
+	if o.dial != nil {
+		dial = o.dial
+	}
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
+			c, err := dial(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
@@ -156,9 +166,17 @@ func Client(overall time.Duration, opts ...Option) (*http.Client, error) {
 }
 
 // PlainHTTPError is a request over plain HTTP to a host that may not get one.
-type PlainHTTPError struct{ Host string }
+// Err, when set, is the failed HTTPS request to a host that answered in
+// plain HTTP.
+type PlainHTTPError struct {
+	Host string
+	Err  error
+}
 
 func (e *PlainHTTPError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s answers plain HTTP, not HTTPS: name it with --insecure-registry %s to allow plain HTTP (credentials would travel in clear text): %v", e.Host, e.Host, e.Err)
+	}
 	return fmt.Sprintf("refusing plain HTTP to %s: only loopback or a host named with --insecure-registry %s gets it (credentials would travel in clear text)", e.Host, e.Host)
 }
 
@@ -175,8 +193,15 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, &PlainHTTPError{Host: req.URL.Host}
 	}
-	return g.next.RoundTrip(req)
+	resp, err := g.next.RoundTrip(req)
+	var rh tls.RecordHeaderError
+	if err != nil && req.URL.Scheme == "https" && errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/" && !g.plainAllowed(req.URL.Host) {
+		return nil, &PlainHTTPError{Host: req.URL.Host, Err: err}
+	}
+	return resp, err
 }
+
+func (e *PlainHTTPError) Unwrap() error { return e.Err }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the transport.
 func (g *guard) CloseIdleConnections() {
@@ -186,15 +211,30 @@ func (g *guard) CloseIdleConnections() {
 }
 
 func (g *guard) plainAllowed(hostport string) bool {
+	return named(g.insecure, hostport) || IsLoopback(hostOnly(strings.ToLower(hostport)))
+}
+
+// Named reports whether hostport ("host" or "host:port") is one of hosts,
+// as given to --insecure-registry (WithInsecureHosts): the same match the
+// transport makes before it allows plain HTTP.
+func Named(hosts []string, hostport string) bool {
+	m := map[string]bool{}
+	for _, h := range hosts {
+		m[strings.ToLower(strings.TrimSpace(h))] = true
+	}
+	return named(m, hostport)
+}
+
+func named(insecure map[string]bool, hostport string) bool {
 	hostport = strings.ToLower(hostport)
-	host := hostport
+	return insecure[hostport] || insecure[hostOnly(hostport)]
+}
+
+func hostOnly(hostport string) string {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
+		return h
 	}
-	if g.insecure[hostport] || g.insecure[host] {
-		return true
-	}
-	return IsLoopback(host)
+	return hostport
 }
 
 // IsLoopback reports whether host (no port) is a loopback address or

@@ -1,6 +1,7 @@
 package httpclient
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -132,5 +133,43 @@ func TestStalledServerTimesOut(t *testing.T) {
 	resp.Body.Close()
 	if err == nil || time.Since(start) > 5*time.Second {
 		t.Fatalf("a stalled body read: %v after %s", err, time.Since(start))
+	}
+}
+
+// TestHTTPSAnsweredInPlainNamesFlag: an HTTPS request to a host that
+// answers in plain HTTP fails with a PlainHTTPError naming
+// --insecure-registry, unless the host is named (then the TLS error is
+// returned as is, and go-containerregistry goes on to plain HTTP).
+func TestHTTPSAnsweredInPlainNamesFlag(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	_, port, _ := net.SplitHostPort(addr)
+	alias := "registry.example:" + port
+	var d net.Dialer
+	dial := WithDialContext(func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	})
+	for _, named := range []bool{false, true} {
+		var hosts []string
+		if named {
+			hosts = []string{alias}
+		}
+		c, err := Client(5*time.Second, WithoutProxy(), WithInsecureHosts(hosts...), dial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Get("https://" + alias + "/v2/")
+		var pe *PlainHTTPError
+		if errors.As(err, &pe) == named || (!named && !strings.Contains(err.Error(), "--insecure-registry "+alias)) {
+			t.Errorf("named %v: %v", named, err)
+		}
+		if named {
+			if resp, err := c.Get("http://" + alias + "/v2/"); err != nil {
+				t.Errorf("plain HTTP to a named host: %v", err)
+			} else {
+				resp.Body.Close()
+			}
+		}
 	}
 }
