@@ -63,6 +63,7 @@ type options struct {
 	insecure map[string]bool
 	tls      *tls.Config
 	noProxy  bool
+	http1    bool
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
@@ -109,6 +110,14 @@ func WithDialContext(dial func(ctx context.Context, network, addr string) (net.C
 	return func(o *options) error { o.dial = dial; return nil }
 }
 
+// WithHTTP1 speaks HTTP/1.1 only, one request per connection at a time.
+// Default: HTTP/2 where the server offers it. A proxy that streams large
+// blobs through (coldharbor serve) reads each straight from its own TLS
+// connection instead of through HTTP/2's frame buffers and flow control.
+func WithHTTP1() Option {
+	return func(o *options) error { o.http1 = true; return nil }
+}
+
 // WithoutProxy ignores HTTP(S)_PROXY. Default: the environment's proxy is used.
 func WithoutProxy() Option {
 	return func(o *options) error { o.noProxy = true; return nil }
@@ -137,7 +146,7 @@ func New(opts ...Option) (http.RoundTripper, error) {
 			}
 			return &idleConn{Conn: c, idle: t.Idle}, nil
 		},
-		ForceAttemptHTTP2:     true,
+		ForceAttemptHTTP2:     !o.http1,
 		MaxIdleConns:          100,
 		MaxIdleConnsPerHost:   16,
 		IdleConnTimeout:       90 * time.Second,

@@ -2,6 +2,7 @@ package httpclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -170,6 +171,36 @@ func TestHTTPSAnsweredInPlainNamesFlag(t *testing.T) {
 			} else {
 				resp.Body.Close()
 			}
+		}
+	}
+}
+
+// TestWithHTTP1 (make bench, step d): a server that offers HTTP/2 is
+// answered over HTTP/2 by default and over HTTP/1.1 with WithHTTP1.
+func TestWithHTTP1(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	for _, tc := range []struct {
+		opts  []Option
+		major int
+	}{
+		{nil, 2},
+		{[]Option{WithHTTP1()}, 1},
+	} {
+		c, err := Client(5*time.Second, append(tc.opts, WithoutProxy(), WithTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != tc.major {
+			t.Errorf("options %d: answered over %s, want HTTP/%d", len(tc.opts), resp.Proto, tc.major)
 		}
 	}
 }
