@@ -431,7 +431,7 @@ func hostile(t *testing.T, gw *gateWorld) {
 // referrers: OCI 1.1 referrers of a trusted digest, kept upstream under
 // the referrers tag scheme (sha256-<hex>, distribution has no referrers
 // API). A sigstore bundle signature is served through the gate with its
-// blobs; an image pushed upstream with the trusted digest as its subject,
+// blobs, and listed by the gate's referrers API; an image pushed upstream with the trusted digest as its subject,
 // which the signed target does not list, is refused: otherwise anyone who
 // can push upstream could make any image pullable by digest.
 func referrers(t *testing.T, gw *gateWorld) {
@@ -466,6 +466,9 @@ func referrers(t *testing.T, gw *gateWorld) {
 		t.Fatalf("the referrers tag through the gate does not list %s:\n%s", sd, idx)
 	}
 	gw.mustCrane(t, "pull", g.host+"/demo/app-one@"+sd.String(), filepath.Join(gw.work, "referrer.tar"))
+	if a := get(t, gw.http, "GET", gw.url(g, "/v2/demo/app-one/referrers/"+d)); a.status != 200 || !strings.Contains(a.body, sd.String()) || strings.Contains(a.body, ed.String()) {
+		t.Errorf("the referrers API through the gate: %d %s, want %s listed and not %s", a.status, a.body, sd, ed)
+	}
 	wantRefused(t, get(t, gw.http, "GET", gw.url(g, "/v2/demo/app-one/manifests/"+ed.String())), "an unlisted image referrer of a trusted digest", "is not a trusted target")
 	if out, err := gw.runCrane(t, "pull", g.host+"/demo/app-one@"+ed.String(), filepath.Join(gw.work, "evil.tar")); err == nil {
 		t.Errorf("crane pulled an image referrer the signed target does not list: %s", out)

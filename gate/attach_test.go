@@ -36,8 +36,9 @@ type attachWorld struct {
 	digest  v1.Hash
 }
 
-func newAttachWorld(t *testing.T) *attachWorld {
-	srv := httptest.NewTLSServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+func newAttachWorld(t *testing.T, opts ...registry.Option) *attachWorld {
+	opts = append([]registry.Option{registry.Logger(log.New(io.Discard, "", 0))}, opts...)
+	srv := httptest.NewTLSServer(registry.New(opts...))
 	t.Cleanup(srv.Close)
 	w := &attachWorld{host: strings.TrimPrefix(srv.URL, "https://"), tr: srv.Client().Transport}
 	reg, err := name.NewRegistry(w.host)

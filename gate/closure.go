@@ -40,6 +40,10 @@ type closure struct {
 	// refused are trusted targets the gate will not serve, and why (lost
 	// upstream, no valid signature with --require-signature).
 	refused map[v1.Hash]string
+	// referrers are the OCI 1.1 referrers the closure admits, by the
+	// trusted digest (target or platform) they refer to: what the gate's
+	// referrers API lists.
+	referrers map[v1.Hash][]v1.Descriptor
 }
 
 // allowed says why a manifest may be served.
@@ -171,7 +175,7 @@ func (b *builder) refuse(d v1.Hash, why string) {
 // each; with --require-signature a target whose signature does not verify
 // is refused with its children.
 func (g *Gate) buildClosure(ctx context.Context, st *state, repo string) (*closure, error) {
-	b := &builder{c: &closure{built: g.cfg.Now(), manifests: map[v1.Hash]allowed{}, blobs: map[v1.Hash]int64{}, sigBlobs: map[v1.Hash]int64{}, refused: map[v1.Hash]string{}}}
+	b := &builder{c: &closure{built: g.cfg.Now(), manifests: map[v1.Hash]allowed{}, blobs: map[v1.Hash]int64{}, sigBlobs: map[v1.Hash]int64{}, refused: map[v1.Hash]string{}, referrers: map[v1.Hash][]v1.Descriptor{}}}
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(closureJobs)
 	for _, t := range st.repos[repo] {
@@ -240,26 +244,28 @@ func (g *Gate) walkTarget(ctx context.Context, st *state, b *builder, repo strin
 // maxReferrers bounds the referrers of one digest the gate follows.
 const maxReferrers = 64
 
-// walkReferrers adds the OCI 1.1 referrers of d that upstream lists under
-// the referrers tag scheme's fallback tag sha256-<hex> (an index; registries
-// without the referrers API, such as distribution, keep referrers so), with
-// each referrer manifest, read by digest, and its blobs. As with cosign
-// tags (walkAttachments), upstream chooses what it lists there, so a
-// referrer is admitted only when the signed target lists it, or as a
-// sigstore bundle signature whose blobs are served as small JSON only.
+// walkReferrers adds the OCI 1.1 referrers of d that upstream lists
+// (upstream.referrers: the referrers API, or the fallback tag sha256-<hex>),
+// with each referrer manifest, read by digest, and its blobs, and records
+// them for the gate's referrers API. As with cosign tags
+// (walkAttachments), upstream chooses what it lists, so a referrer is
+// admitted only when the signed target lists it, or as a sigstore bundle
+// signature whose blobs are served as small JSON only. Of the list itself
+// only the fallback tag's manifest is admitted: the API's index is
+// generated, not content-addressed.
 func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo string, t target, d v1.Hash) error {
-	m, err := g.up.fetchManifest(ctx, repo, attachmentTag(d, ""), v1.Hash{}, 0)
+	list, err := g.up.referrers(ctx, repo, d)
 	if err != nil {
+		b.setReferrers(d, nil)
 		return nil // none, or unreadable: not served
 	}
-	p, err := parseManifest(m.raw)
-	if err != nil || len(p.Layers) > 0 {
-		return nil
+	if list.tagged != nil {
+		if err := b.addManifest(list.tagged.digest, allowed{why: "referrers index (attachment) of " + t.name, attachment: true}, nil); err != nil {
+			return err
+		}
 	}
-	if err := b.addManifest(m.digest, allowed{why: "referrers index (attachment) of " + t.name, attachment: true}, nil); err != nil {
-		return err
-	}
-	for i, r := range p.Manifests {
+	var served []v1.Descriptor
+	for i, r := range list.index.Manifests {
 		if i >= maxReferrers {
 			break
 		}
@@ -286,7 +292,11 @@ func (g *Gate) walkReferrers(ctx context.Context, b *builder, repo string, t tar
 		if err != nil {
 			return err
 		}
+		if desc, ok := referrerDescriptor(d, r, rm); ok {
+			served = append(served, desc)
+		}
 	}
+	b.setReferrers(d, served)
 	return nil
 }
 

@@ -73,19 +73,16 @@ func (g *Gate) checkSignature(ctx context.Context, st *state, repo string, t tar
 	return fmt.Sprintf("no cosign signature in %s verifies with a key of the trusted cosign.pub for %s (%s), and --require-signature is set", tag, t.name, t.digest)
 }
 
-// bundleSigned reports whether a referrer of digest listed under the
-// referrers tag sha256-<hex> (how the gate reads referrers, closure.go) is
-// a sigstore bundle whose statement names digest and whose DSSE signature
-// verifies with a trusted cosign key.
+// bundleSigned reports whether a referrer of digest upstream lists
+// (upstream.referrers: the referrers API, or the fallback tag sha256-<hex>)
+// is a sigstore bundle whose statement names digest and whose DSSE
+// signature verifies with a trusted cosign key.
 func (g *Gate) bundleSigned(ctx context.Context, st *state, repo string, digest v1.Hash) bool {
-	idx, err := g.up.fetchManifest(ctx, repo, attachmentTag(digest, ""), v1.Hash{}, 0)
+	list, err := g.up.referrers(ctx, repo, digest)
 	if err != nil {
 		return false
 	}
-	p, err := parseManifest(idx.raw)
-	if err != nil {
-		return false
-	}
+	p := list.index
 	for i, d := range p.Manifests {
 		if i >= maxReferrers {
 			break

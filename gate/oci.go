@@ -101,6 +101,8 @@ func (g *Gate) serveV2(w http.ResponseWriter, r *http.Request) {
 		g.serveBlob(w, r, st, repo, ref)
 	case "tags":
 		g.serveTags(w, st, repo)
+	case "referrers":
+		g.serveReferrers(w, r, st, repo, ref)
 	default:
 		ociError(w, http.StatusNotFound, "UNSUPPORTED", "not served by the coldharbor gate")
 	}
