@@ -18,6 +18,7 @@ import (
 
 	"github.com/coldharbor/coldharbor/hsm"
 	"github.com/coldharbor/coldharbor/internal/atomicfile"
+	"github.com/coldharbor/coldharbor/internal/safefile"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -141,7 +142,11 @@ func (p *pendingSet) save(dir string) error {
 
 func loadPending(dir string) (*pendingSet, error) {
 	pd := pendingPath(dir)
-	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(pd, name)) }
+	// The private folder may have been tampered with: bounded reads of
+	// regular files only (a FIFO planted there must not hang the ceremony).
+	read := func(name string) ([]byte, error) {
+		return safefile.ReadFile(filepath.Join(pd, name), trust.MaxTargetsSize)
+	}
 	b, err := read("root.json")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no ceremony is pending in %s", dir)

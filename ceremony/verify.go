@@ -17,6 +17,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/coldharbor/coldharbor/internal/safefile"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -117,7 +118,7 @@ func checkKeyEntries(entries []Entry, rep *Report) (published *Entry, rotations 
 // checkRootV1Keys checks that root v1 in dir trusts exactly the keys the
 // transcript records for each role.
 func checkRootV1Keys(dir string, keys map[string][]string) error {
-	b, err := os.ReadFile(filepath.Join(dir, trust.MetadataDir, trust.FileName(trust.Root, 1)))
+	b, err := safefile.ReadFile(filepath.Join(dir, trust.MetadataDir, trust.FileName(trust.Root, 1)), trust.MaxRootSize)
 	if err != nil {
 		return err
 	}

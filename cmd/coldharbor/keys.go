@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/x509"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/coldharbor/coldharbor/hsm"
+	"github.com/coldharbor/coldharbor/internal/safefile"
 	"github.com/coldharbor/coldharbor/trust"
 )
 
@@ -201,12 +201,15 @@ func publicOnly(uri string, e env) []hsm.Option {
 	return []hsm.Option{hsm.WithSecrets(e.secrets())}
 }
 
+// maxCAFile bounds --attestation-ca: a few PEM certificates.
+const maxCAFile = 1 << 20
+
 // attestationRoots loads --attestation-ca; nil means the vendor's roots.
 func attestationRoots(path string) (*x509.CertPool, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path, maxCAFile)
 	if err != nil {
 		return nil, err
 	}

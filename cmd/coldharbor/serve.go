@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/coldharbor/coldharbor/gate"
 	"github.com/coldharbor/coldharbor/internal/httpclient"
+	"github.com/coldharbor/coldharbor/internal/safefile"
+	"github.com/coldharbor/coldharbor/trust"
 )
 
 func serveCommand(e env) *cli.Command {
@@ -82,7 +83,7 @@ func serveConfig(c *cli.Context, log *slog.Logger) (gate.Config, error) {
 	}
 	cfg.Transport = tr
 	if p := c.String("root"); p != "" {
-		b, err := os.ReadFile(p)
+		b, err := safefile.ReadFile(p, trust.MaxRootSize)
 		if err != nil {
 			return cfg, fmt.Errorf("reading the trusted root: %w", err)
 		}
