@@ -676,19 +676,11 @@ func (c *collector) writeFetched(tw *bundle.Writer, b *blobRef, path string) err
 // configPlatform reads os/architecture from an image's config blob: a
 // second small fetch, worth it so the signer sees what it signs.
 func (c *collector) configPlatform(repo name.Repository, cfg v1.Descriptor) ([]string, error) {
-	if cfg.Size > bundle.MaxManifestSize {
-		return nil, fmt.Errorf("config blob of %d bytes is over the limit of %d", cfg.Size, bundle.MaxManifestSize)
-	}
-	l, err := remote.Layer(repo.Digest(cfg.Digest.String()), c.opts...)
+	data, err := c.smallBlob(repo, cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config %s: %w", cfg.Digest, err)
 	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	cf, err := v1.ParseConfigFile(io.LimitReader(rc, bundle.MaxManifestSize))
+	cf, err := v1.ParseConfigFile(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", cfg.Digest, err)
 	}

@@ -131,7 +131,8 @@ func signedMessage(a bundle.Attachment, l v1.Descriptor, data []byte, digest str
 	return "bundle", pae, sig, true
 }
 
-// smallBlob fetches a signature layer (at most MaxManifestSize bytes).
+// smallBlob fetches a small blob (a config, a signature layer: at most
+// MaxManifestSize bytes) and checks its size and digest.
 func (c *collector) smallBlob(repo name.Repository, d v1.Descriptor) ([]byte, error) {
 	if d.Size > bundle.MaxManifestSize {
 		return nil, fmt.Errorf("%d bytes is over the limit of %d", d.Size, bundle.MaxManifestSize)
