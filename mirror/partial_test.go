@@ -25,23 +25,7 @@ import (
 // (targets and every cosign payload) and the approval imports.
 func TestPartialApprovalTwoSittings(t *testing.T) {
 	ctx := context.Background()
-	s := newSetup(t)
-	if _, err := s.importOnce(); err != nil {
-		t.Fatal(err)
-	}
-	t2, t3 := testkeys.New(t, "targets2"), testkeys.New(t, "targets3")
-	if _, err := ceremony.Rotate(ctx, ceremony.RotateOptions{Dir: s.signer, AddTargetsKeys: []*hsm.Key{t2, t3}, TargetsThreshold: 2,
-		Keys: []*hsm.Key{s.root, s.targets, t2}}); err != nil {
-		t.Fatal(err)
-	}
-	b, raw := s.makeBundleUnsigned(t, "b", testimages.AppOne)
-	plan := func() *approve.Plan {
-		p, err := approve.MakePlan(ctx, bytes.NewReader(raw), b, s.signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	s, t2, t3, b, plan := twoOfThree(t)
 	// Sitting 1: one holder.
 	res, err := plan().Sign(ctx, approve.Options{Keys: []*hsm.Key{s.targets}})
 	if err != nil {
@@ -109,23 +93,7 @@ func TestPartialApprovalTwoSittings(t *testing.T) {
 // refused at the second sitting.
 func TestPartialApprovalOtherFieldsRefused(t *testing.T) {
 	ctx := context.Background()
-	s := newSetup(t)
-	if _, err := s.importOnce(); err != nil {
-		t.Fatal(err)
-	}
-	t2, t3 := testkeys.New(t, "targets2"), testkeys.New(t, "targets3")
-	if _, err := ceremony.Rotate(ctx, ceremony.RotateOptions{Dir: s.signer, AddTargetsKeys: []*hsm.Key{t2, t3}, TargetsThreshold: 2,
-		Keys: []*hsm.Key{s.root, s.targets, t2}}); err != nil {
-		t.Fatal(err)
-	}
-	b, raw := s.makeBundleUnsigned(t, "b", testimages.AppOne)
-	plan := func() *approve.Plan {
-		p, err := approve.MakePlan(ctx, bytes.NewReader(raw), b, s.signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	s, t2, _, _, plan := twoOfThree(t)
 	res, err := plan().Sign(ctx, approve.Options{Keys: []*hsm.Key{s.targets}})
 	if err != nil {
 		t.Fatal(err)
@@ -172,4 +140,30 @@ func TestPartialApprovalOtherFieldsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoOfThree imports one bundle, rotates the targets role to 2-of-3
+// (the original key, t2 and t3) and exports an unsigned bundle b whose
+// signer plans are made by plan.
+func twoOfThree(t *testing.T) (s *setup, t2, t3 *hsm.Key, b string, plan func() *approve.Plan) {
+	t.Helper()
+	ctx := context.Background()
+	s = newSetup(t)
+	if _, err := s.importOnce(); err != nil {
+		t.Fatal(err)
+	}
+	t2, t3 = testkeys.New(t, "targets2"), testkeys.New(t, "targets3")
+	if _, err := ceremony.Rotate(ctx, ceremony.RotateOptions{Dir: s.signer, AddTargetsKeys: []*hsm.Key{t2, t3}, TargetsThreshold: 2,
+		Keys: []*hsm.Key{s.root, s.targets, t2}}); err != nil {
+		t.Fatal(err)
+	}
+	b, raw := s.makeBundleUnsigned(t, "b", testimages.AppOne)
+	plan = func() *approve.Plan {
+		p, err := approve.MakePlan(ctx, bytes.NewReader(raw), b, s.signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return s, t2, t3, b, plan
 }
