@@ -44,6 +44,8 @@ const (
 	plugWait     = 5 * time.Second // pcscd polls for cards about every 0.4 s
 	pollEvery    = 20 * time.Millisecond
 	stopWait     = 5 * time.Second
+	// portsWait outlasts TIME_WAIT (60 s on Linux) on vpcd's ports.
+	portsWait = 75 * time.Second
 )
 
 const installHint = "apt-get install pcscd vsmartcard-vpcd libpcsclite-dev (make deps)"
@@ -82,6 +84,7 @@ func StartPCSCD(t testing.TB) (stop func()) {
 	if removeStale() {
 		t.Logf("pivsimtest: removed the socket of a pcscd that died without cleaning up")
 	}
+	waitForVPCDPorts(t)
 	args := []string{"-f"}
 	if os.Getenv("PIVSIM_PCSCD_DEBUG") != "" {
 		args = append(args, "-d", "-a")
@@ -293,5 +296,20 @@ func requireVPCD(t testing.TB) {
 			testenv.Need(t, "vpcd readers in the running pcscd", "install vsmartcard-vpcd, then restart pcscd (it reads /etc/reader.conf.d only at start)")
 		}
 		time.Sleep(pollEvery)
+	}
+}
+
+// vpcdPort is vsmartcard-vpcd's TCP port for reader 0; reader 1 is the next.
+const vpcdPort = 35963
+
+// waitForVPCDPorts waits until vpcd can bind its ports (see vpcdPortsFree).
+func waitForVPCDPorts(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(portsWait)
+	for !vpcdPortsFree() {
+		if time.Now().After(deadline) {
+			t.Fatalf("pivsimtest: vpcd's ports %d and %d stayed in use for %v", vpcdPort, vpcdPort+1, portsWait)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }

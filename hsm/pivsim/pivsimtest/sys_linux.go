@@ -20,3 +20,20 @@ func tryLock(f *os.File) (bool, error) {
 	}
 	return err == nil, err
 }
+
+// vpcdPortsFree reports whether vpcd could bind its two TCP ports now.
+// It binds as vpcd does, without SO_REUSEADDR (Go's listeners set it, so
+// net.Listen would say yes): a pcscd stopped while the card was still
+// connected leaves those ports in TIME_WAIT for up to a minute, and a
+// pcscd started meanwhile lists no reader ("Address already in use").
+func vpcdPortsFree() bool { return portFree(vpcdPort) && portFree(vpcdPort+1) }
+
+// portFree binds port on every address without SO_REUSEADDR.
+func portFree(port int) bool {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	return syscall.Bind(fd, &syscall.SockaddrInet4{Port: port}) == nil
+}
