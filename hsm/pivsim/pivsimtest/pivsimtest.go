@@ -306,7 +306,7 @@ const vpcdPort = 35963
 func waitForVPCDPorts(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(portsWait)
-	for !vpcdPortsFree() {
+	for !vpcdPortsFree(vpcdPort) {
 		if time.Now().After(deadline) {
 			t.Fatalf("pivsimtest: vpcd's ports %d and %d stayed in use for %v", vpcdPort, vpcdPort+1, portsWait)
 		}

@@ -21,12 +21,13 @@ func tryLock(f *os.File) (bool, error) {
 	return err == nil, err
 }
 
-// vpcdPortsFree reports whether vpcd could bind its two TCP ports now.
+// vpcdPortsFree reports whether vpcd could bind its two TCP ports (port
+// and the next) now.
 // It binds as vpcd does, without SO_REUSEADDR (Go's listeners set it, so
 // net.Listen would say yes): a pcscd stopped while the card was still
 // connected leaves those ports in TIME_WAIT for up to a minute, and a
 // pcscd started meanwhile lists no reader ("Address already in use").
-func vpcdPortsFree() bool { return portFree(vpcdPort) && portFree(vpcdPort+1) }
+func vpcdPortsFree(port int) bool { return portFree(port) && portFree(port+1) }
 
 // portFree binds port on every address without SO_REUSEADDR.
 func portFree(port int) bool {
